@@ -1,0 +1,40 @@
+# Two entry points: `make demo` and `make test`. Both build .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit tools clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# The interop tests need the stock xmlsec1 and openssl programs; install them when we can.
+tools:
+	@command -v xmlsec1 >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -q xmlsec1 >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q xmlsec1 >/dev/null 2>&1)) || \
+	    echo "WARNING: could not install xmlsec1; interop tests will be skipped" >&2; \
+	  else echo "WARNING: xmlsec1 missing and cannot be installed here; interop tests will be skipped" >&2; fi; }
+
+demo: $(STAMP)
+	$(BIN)/python -m sfa.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check sfa
+
+typecheck: $(STAMP)
+	$(BIN)/mypy sfa
+
+unit: $(STAMP) tools
+	$(BIN)/pytest --cov=sfa --cov-report=term:skip-covered
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,0 +1,30 @@
+"""The `sfa` operator command. Each area registers its own click group here."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# (module, attribute) of each sub-group; imported lazily so one broken area cannot hide the rest.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "trust": ("sfa.trust.cli", "trust"),
+    "rspec": ("sfa.rspecs.cli", "rspec"),
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(SUBCOMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in SUBCOMMANDS:
+            module, attr = SUBCOMMANDS[cmd_name]
+            return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup)
+@click.version_option(package_name="sfa")
+def main() -> None:
+    """Operate an SFA authority: trust, registry, aggregate and node managers."""
