@@ -1,0 +1,246 @@
+"""The deployment's `sfa.toml`: parsed with tomllib into dataclasses, every key checked.
+
+Unknown sections or keys are refused with a message naming them, so a typo never silently
+falls back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from sfa.errors import BadArgs
+
+CONFIG_NAME = "sfa.toml"
+
+
+class ConfigError(BadArgs):
+    """The configuration file is invalid."""
+
+
+@dataclass(frozen=True)
+class AuthorityConfig:
+    hrn: str = ""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    data_dir: str = "."
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    enabled: bool = True
+    port: int = 12345
+    slice_lifetime_days: int = 30
+    max_slice_lifetime_days: int = 180
+    credential_lifetime_days: int = 30
+
+
+@dataclass(frozen=True)
+class AggregateConfig:
+    enabled: bool = True
+    port: int = 12346
+
+
+@dataclass(frozen=True)
+class SliceMgrConfig:
+    enabled: bool = False
+    port: int = 12347
+
+
+@dataclass(frozen=True)
+class NodesConfig:
+    count: int = 0
+    base_port: int = 12400
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    strict_crypto: bool = False
+    max_delegation_depth: int = 8
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_request_bytes: int = 10_000_000
+    max_concurrent_calls: int = 16
+    idle_timeout_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    registry: str = ""
+    aggregate: str = ""
+
+
+@dataclass(frozen=True)
+class SfaConfig:
+    """The whole configuration; `base_dir` is the directory holding `sfa.toml`."""
+
+    base_dir: Path
+    authority: AuthorityConfig
+    server: ServerConfig = field(default_factory=ServerConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    aggregate: AggregateConfig = field(default_factory=AggregateConfig)
+    slicemgr: SliceMgrConfig = field(default_factory=SliceMgrConfig)
+    nodes: NodesConfig = field(default_factory=NodesConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    peers: dict[str, PeerConfig] = field(default_factory=dict)
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory; a relative `data_dir` is relative to the config file."""
+        return (self.base_dir / self.server.data_dir).resolve()
+
+
+_SECTIONS: dict[str, type] = {
+    "authority": AuthorityConfig,
+    "server": ServerConfig,
+    "registry": RegistryConfig,
+    "aggregate": AggregateConfig,
+    "slicemgr": SliceMgrConfig,
+    "nodes": NodesConfig,
+    "trust": TrustConfig,
+    "limits": LimitsConfig,
+}
+_PORT_KEYS = ("port", "base_port")
+_POSITIVE_KEYS = (
+    "slice_lifetime_days",
+    "max_slice_lifetime_days",
+    "credential_lifetime_days",
+    "max_delegation_depth",
+    "max_request_bytes",
+    "max_concurrent_calls",
+    "idle_timeout_seconds",
+)
+
+
+def load_config(path: Path | str) -> SfaConfig:
+    """Read and check `sfa.toml` (or DIR/sfa.toml when given a directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration {path}: {exc.strerror}") from None
+    return parse_config(text, base_dir=path.parent.resolve(), source=str(path))
+
+
+def parse_config(text: str, *, base_dir: Path, source: str = CONFIG_NAME) -> SfaConfig:
+    """Parse TOML text into an SfaConfig; ConfigError names the offending section or key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    sections: dict[str, Any] = {}
+    for name, value in data.items():
+        if name == "peers":
+            continue
+        if name not in _SECTIONS:
+            known = ", ".join(sorted([*_SECTIONS, "peers"]))
+            raise ConfigError(f"{source}: unknown section [{name}] (known: {known})")
+        sections[name] = _build(_SECTIONS[name], value, f"{source} [{name}]")
+    config = SfaConfig(
+        base_dir=base_dir,
+        authority=sections.pop("authority", AuthorityConfig()),
+        peers=_peers(data.get("peers", {}), source),
+        **sections,
+    )
+    if not config.authority.hrn:
+        raise ConfigError(f"{source}: [authority] hrn is required (e.g. hrn = \"plc\")")
+    return config
+
+
+def _build(cls: type, table: Any, where: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    types = {f.name: f.type for f in fields(cls)}
+    for key, value in table.items():
+        if key not in types:
+            known = ", ".join(types)
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {known})")
+        _check_value(key, value, types[key], where)
+    return cls(**table)
+
+
+def _check_value(key: str, value: Any, declared: object, where: str) -> None:
+    expected = {"bool": bool, "int": int, "str": str}[str(declared)]
+    if (expected is int and isinstance(value, bool)) or not isinstance(value, expected):
+        raise ConfigError(f"{where}: {key} must be a {expected.__name__}, got {value!r}")
+    _check_range(key, value, where)
+
+
+def _check_range(key: str, value: Any, where: str) -> None:
+    if key in _PORT_KEYS and not 0 <= value <= 65535:
+        raise ConfigError(f"{where}: {key} must be 0..65535 (0 = any free port), got {value}")
+    if key in _POSITIVE_KEYS and value <= 0:
+        raise ConfigError(f"{where}: {key} must be positive, got {value}")
+
+
+def _peers(table: Any, source: str) -> dict[str, PeerConfig]:
+    """[peers."plc.ple"] or the unquoted nested form [peers.plc.ple] both name HRN plc.ple."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [peers] must hold one table per peer HRN")
+    peers: dict[str, PeerConfig] = {}
+
+    def walk(prefix: str, node: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in node.items() if not isinstance(v, dict)}
+        if scalars:
+            peers[prefix] = _build(PeerConfig, scalars, f"{source} [peers.\"{prefix}\"]")
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(f"{prefix}.{key}" if prefix else key, value)
+
+    for hrn, value in table.items():
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: [peers] {hrn} must be a table")
+        walk(hrn, value)
+    return peers
+
+
+def render_config(config: SfaConfig) -> str:
+    """The TOML text of a configuration, commented, as `sfa init` writes it."""
+    c = config
+    lines = [
+        "# sfa deployment configuration (written by `sfa init`; see conf/sfa.toml for every key)",
+        "",
+        "[authority]",
+        f"hrn = {_toml(c.authority.hrn)}",
+        "",
+        "[server]",
+        f"host = {_toml(c.server.host)}",
+        "# relative to this file",
+        f"data_dir = {_toml(c.server.data_dir)}",
+        "",
+        *_section("registry", c.registry),
+        *_section("aggregate", c.aggregate),
+        "# the slice manager stays off until federation",
+        *_section("slicemgr", c.slicemgr),
+        "# node managers listen on base_port, base_port + 1, ...",
+        *_section("nodes", c.nodes),
+        *_section("trust", c.trust),
+        *_section("limits", c.limits),
+    ]
+    for hrn, peer in sorted(c.peers.items()):
+        lines += _section(f'peers."{hrn}"', peer)
+    return "\n".join(lines)
+
+
+def _section(name: str, value: Any) -> list[str]:
+    body = [f"{f.name} = {_toml(getattr(value, f.name))}" for f in fields(value)]
+    return [f"[{name}]", *body, ""]
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
