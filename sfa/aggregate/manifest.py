@@ -1,0 +1,52 @@
+"""The manifest RSpec of a slice's slivers: what was given, and how to log in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from xml.sax.saxutils import escape, quoteattr
+
+from sfa.rspecs import model as rs
+from sfa.timeutil import utcnow
+from sfa.xrn import urn_to_hrn
+
+from .inventory import Node
+from .slivers import Sliver
+
+USER_EXT_NS = "http://www.protogeni.net/resources/rspec/ext/user/1"
+
+
+def login_name(slice_urn: str) -> str:
+    """The Unix login of a slice on our nodes: its HRN with dots as underscores (PlanetLab)."""
+    hrn, _ = urn_to_hrn(slice_urn)
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in hrn.replace(".", "_"))[:32]
+
+
+def manifest(slivers: Sequence[Sliver], nodes: Mapping[str, Node], *, am_urn: str,
+             now: datetime | None = None) -> rs.RSpec:
+    """The manifest of `slivers` (possibly none: an empty manifest)."""
+    return rs.RSpec(
+        type=rs.MANIFEST, generated=now or utcnow(),
+        nodes=[_manifest_node(s, nodes.get(s.node_urn), am_urn) for s in slivers],
+    )
+
+
+def _manifest_node(sliver: Sliver, node: Node | None, am_urn: str) -> rs.Node:
+    hostname = node.hostname if node else None
+    login = sliver.login_user or login_name(sliver.slice_urn)
+    services = rs.Services(
+        logins=[rs.Login("ssh-keys", hostname, sliver.login_port, login)],
+        extensions=[_user_element(login, user.urn, user.keys) for user in sliver.users],
+    )
+    return rs.Node(
+        component_id=sliver.node_urn, component_manager_id=am_urn,
+        component_name=node.name if node else None, client_id=sliver.client_id,
+        sliver_id=sliver.urn, exclusive=sliver.exclusive,
+        sliver_types=[rs.SliverType(sliver.sliver_type)], services=services,
+    )
+
+
+def _user_element(login: str, user_urn: str, keys: Sequence[str]) -> str:
+    body = "".join(f"<public_key>{escape(key)}</public_key>" for key in keys)
+    return (f'<services_user xmlns="{USER_EXT_NS}" login={quoteattr(login)} '
+            f"user_urn={quoteattr(user_urn)}>{body}</services_user>")

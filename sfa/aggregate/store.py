@@ -1,0 +1,279 @@
+"""The aggregate's SQLite file (DIR/db/aggregate.sqlite): nodes, slices, slivers, claims.
+
+Every state change is one transaction. A node's capacity is a set of slots; a sliver claims one
+slot (shared) or every slot (exclusive) in `claims`, whose primary key (node, slot) makes the
+database itself refuse a double allocation, whatever the callers race.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from sfa.errors import AlreadyExists, InsufficientNodes, SearchFailed
+from sfa.storage.db import Database, Migration
+from sfa.timeutil import format_rfc3339, parse_rfc3339
+
+from .inventory import Node, NodeResources
+from .slivers import AllocationState, OperationalState, Sliver, UserKeys
+
+_V1 = [
+    """CREATE TABLE nodes (
+        urn TEXT PRIMARY KEY, hostname TEXT NOT NULL, site TEXT NOT NULL,
+        hardware_types TEXT NOT NULL, sliver_types TEXT NOT NULL,
+        exclusive_allowed INTEGER NOT NULL, capacity INTEGER NOT NULL CHECK (capacity > 0),
+        country TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL,
+        resources TEXT NOT NULL, up INTEGER NOT NULL, last_seen TEXT, load REAL NOT NULL,
+        login_port INTEGER NOT NULL
+    )""",
+    "CREATE TABLE slices (urn TEXT PRIMARY KEY, shutdown INTEGER NOT NULL DEFAULT 0)",
+    """CREATE TABLE slivers (
+        urn TEXT PRIMARY KEY, slice_urn TEXT NOT NULL, node_urn TEXT NOT NULL
+            REFERENCES nodes (urn),
+        client_id TEXT NOT NULL, sliver_type TEXT NOT NULL, exclusive INTEGER NOT NULL,
+        expires TEXT NOT NULL, created TEXT NOT NULL, allocation TEXT NOT NULL,
+        operational TEXT NOT NULL, error TEXT NOT NULL, users TEXT NOT NULL,
+        bound INTEGER NOT NULL, login_port INTEGER NOT NULL, login_user TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_slivers_slice ON slivers (slice_urn)",
+    "CREATE INDEX idx_slivers_expires ON slivers (expires)",
+    """CREATE TABLE claims (
+        node_urn TEXT NOT NULL REFERENCES nodes (urn),
+        slot INTEGER NOT NULL,
+        sliver_urn TEXT NOT NULL REFERENCES slivers (urn) ON DELETE CASCADE,
+        PRIMARY KEY (node_urn, slot)
+    )""",
+    "CREATE INDEX idx_claims_sliver ON claims (sliver_urn)",
+]
+
+
+def _create_v1(handle: sqlite_utils.Database) -> None:
+    for statement in _V1:
+        handle.execute(statement)
+
+
+MIGRATIONS = (Migration(1, "nodes, slices, slivers and slot claims", _create_v1),)
+
+
+@dataclass(frozen=True)
+class NodeUsage:
+    """How much of a node is taken: slots claimed, and whether an exclusive sliver holds it."""
+
+    used: int = 0
+    exclusive: bool = False
+
+
+class AggregateStore:
+    """Queries and changes over the aggregate's database. `revision` bumps on every change."""
+
+    def __init__(self, path: Path | str) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.database = Database(path, MIGRATIONS)
+        self._revision = 0
+        self._lock = threading.Lock()
+
+    @property
+    def revision(self) -> int:
+        """A counter that changes whenever nodes or allocations change (cache key)."""
+        return self._revision
+
+    def _changed(self) -> None:
+        with self._lock:
+            self._revision += 1
+
+    def close(self) -> None:
+        self.database.close()
+
+    # nodes
+    def upsert_nodes(self, nodes: Iterable[Node]) -> None:
+        """Add nodes or replace their description (one transaction)."""
+        rows = [_node_row(node) for node in nodes]
+        with self.database.transaction() as handle:
+            handle["nodes"].upsert_all(rows, pk="urn")  # type: ignore[union-attr]
+        self._changed()
+
+    def nodes(self) -> list[Node]:
+        """Every node, in URN order."""
+        with self.database.snapshot() as handle:
+            return [_node(row) for row in handle.query("SELECT * FROM nodes ORDER BY urn")]
+
+    def node(self, urn: str) -> Node | None:
+        with self.database.snapshot() as handle:
+            rows = list(handle.query("SELECT * FROM nodes WHERE urn = ?", [urn]))
+        return _node(rows[0]) if rows else None
+
+    def set_liveness(self, urn: str, *, up: bool, load: float, last_seen: datetime) -> None:
+        """Record a liveness observation of one node."""
+        with self.database.transaction() as handle:
+            cursor = handle.execute(
+                "UPDATE nodes SET up = ?, load = ?, last_seen = ? WHERE urn = ?",
+                [int(up), float(load), format_rfc3339(last_seen), urn],
+            )
+            if cursor.rowcount == 0:
+                raise SearchFailed(f"no node {urn} in this aggregate's inventory")
+        self._changed()
+
+    def usage(self) -> dict[str, NodeUsage]:
+        """Claimed slots per node (nodes with no claim are absent)."""
+        query = (
+            "SELECT c.node_urn AS node, COUNT(*) AS used, MAX(s.exclusive) AS exclusive "
+            "FROM claims c JOIN slivers s ON s.urn = c.sliver_urn GROUP BY c.node_urn"
+        )
+        with self.database.snapshot() as handle:
+            return {
+                row["node"]: NodeUsage(row["used"], bool(row["exclusive"]))
+                for row in handle.query(query)
+            }
+
+    # slices
+    def is_shutdown(self, slice_urn: str) -> bool:
+        with self.database.snapshot() as handle:
+            rows = list(handle.query("SELECT shutdown FROM slices WHERE urn = ?", [slice_urn]))
+        return bool(rows and rows[0]["shutdown"])
+
+    def set_shutdown(self, slice_urn: str, shutdown: bool = True) -> None:
+        """Freeze (or, for an operator, thaw) a slice."""
+        with self.database.transaction() as handle:
+            handle.execute(
+                "INSERT INTO slices (urn, shutdown) VALUES (?, ?) "
+                "ON CONFLICT (urn) DO UPDATE SET shutdown = excluded.shutdown",
+                [slice_urn, int(shutdown)],
+            )
+        self._changed()
+
+    # slivers
+    def claim(self, slivers: Sequence[Sliver]) -> None:
+        """Insert new slivers and claim their slots, all or none (INSUFFICIENT_NODES)."""
+        try:
+            with self.database.transaction() as handle:
+                for sliver in slivers:
+                    handle["slivers"].insert(_sliver_row(sliver))  # type: ignore[union-attr]
+                    _claim_slots(handle, sliver)
+        except AlreadyExists:  # the unique (node, slot) backstop
+            raise InsufficientNodes("a requested node was taken by another slice meanwhile; "
+                                    "ask again for the free nodes") from None
+        self._changed()
+
+    def update(self, slivers: Sequence[Sliver]) -> None:
+        """Write new states/expiries of existing slivers (one transaction)."""
+        with self.database.transaction() as handle:
+            for sliver in slivers:
+                row = _sliver_row(sliver)
+                handle["slivers"].update(sliver.urn, row)  # type: ignore[union-attr]
+        self._changed()
+
+    def delete(self, urns: Sequence[str]) -> None:
+        """Remove slivers and free their slots (one transaction)."""
+        with self.database.transaction() as handle:
+            for urn in urns:
+                handle.execute("DELETE FROM claims WHERE sliver_urn = ?", [urn])
+                handle.execute("DELETE FROM slivers WHERE urn = ?", [urn])
+        self._changed()
+
+    def sliver(self, urn: str) -> Sliver | None:
+        with self.database.snapshot() as handle:
+            rows = list(handle.query("SELECT * FROM slivers WHERE urn = ?", [urn]))
+        return _sliver(rows[0]) if rows else None
+
+    def slivers_of(self, slice_urn: str) -> list[Sliver]:
+        """Every sliver of a slice here, oldest first."""
+        with self.database.snapshot() as handle:
+            rows = handle.query(
+                "SELECT * FROM slivers WHERE slice_urn = ? ORDER BY created, urn", [slice_urn]
+            )
+            return [_sliver(row) for row in rows]
+
+    def all_slivers(self) -> list[Sliver]:
+        with self.database.snapshot() as handle:
+            return [_sliver(r) for r in handle.query("SELECT * FROM slivers ORDER BY urn")]
+
+    def expired(self, now: datetime) -> list[Sliver]:
+        """Slivers whose expiry is at or before `now`."""
+        with self.database.snapshot() as handle:
+            rows = handle.query(
+                "SELECT * FROM slivers WHERE expires <= ? ORDER BY expires", [format_rfc3339(now)]
+            )
+            return [_sliver(row) for row in rows]
+
+    def next_expiry(self) -> datetime | None:
+        """When the next sliver expires, or None when there is none."""
+        with self.database.snapshot() as handle:
+            row = next(handle.query("SELECT MIN(expires) AS t FROM slivers"))
+        return parse_rfc3339(row["t"]) if row["t"] else None
+
+
+def _claim_slots(handle: sqlite_utils.Database, sliver: Sliver) -> None:
+    rows = list(handle.query("SELECT capacity FROM nodes WHERE urn = ?", [sliver.node_urn]))
+    if not rows:
+        raise SearchFailed(f"no node {sliver.node_urn} in this aggregate's inventory")
+    capacity = rows[0]["capacity"]
+    taken = {r["slot"] for r in handle.query(
+        "SELECT slot FROM claims WHERE node_urn = ?", [sliver.node_urn])}
+    if sliver.exclusive and taken:
+        raise InsufficientNodes(f"node {sliver.node_urn} is in use; it cannot be exclusive")
+    wanted = range(capacity) if sliver.exclusive else [
+        next((s for s in range(capacity) if s not in taken), -1)]
+    if -1 in wanted:
+        raise InsufficientNodes(f"node {sliver.node_urn} is full ({capacity} slivers)")
+    handle.conn.executemany(
+        "INSERT INTO claims (node_urn, slot, sliver_urn) VALUES (?, ?, ?)",
+        [(sliver.node_urn, slot, sliver.urn) for slot in wanted],
+    )
+
+
+def _node_row(node: Node) -> dict[str, Any]:
+    return {
+        "urn": node.urn, "hostname": node.hostname, "site": node.site,
+        "hardware_types": json.dumps(list(node.hardware_types)),
+        "sliver_types": json.dumps(list(node.sliver_types)),
+        "exclusive_allowed": int(node.exclusive_allowed), "capacity": node.capacity,
+        "country": node.country, "latitude": node.latitude, "longitude": node.longitude,
+        "resources": json.dumps(asdict(node.resources)), "up": int(node.up),
+        "last_seen": format_rfc3339(node.last_seen) if node.last_seen else None,
+        "load": node.load, "login_port": node.login_port,
+    }
+
+
+def _node(row: dict[str, Any]) -> Node:
+    return Node(
+        urn=row["urn"], hostname=row["hostname"], site=row["site"],
+        hardware_types=tuple(json.loads(row["hardware_types"])),
+        sliver_types=tuple(json.loads(row["sliver_types"])),
+        exclusive_allowed=bool(row["exclusive_allowed"]), capacity=row["capacity"],
+        country=row["country"], latitude=row["latitude"], longitude=row["longitude"],
+        resources=NodeResources(**json.loads(row["resources"])), up=bool(row["up"]),
+        last_seen=parse_rfc3339(row["last_seen"]) if row["last_seen"] else None,
+        load=row["load"], login_port=row["login_port"],
+    )
+
+
+def _sliver_row(sliver: Sliver) -> dict[str, Any]:
+    return {
+        "urn": sliver.urn, "slice_urn": sliver.slice_urn, "node_urn": sliver.node_urn,
+        "client_id": sliver.client_id, "sliver_type": sliver.sliver_type,
+        "exclusive": int(sliver.exclusive), "expires": format_rfc3339(sliver.expires),
+        "created": format_rfc3339(sliver.created), "allocation": sliver.allocation.value,
+        "operational": sliver.operational.value, "error": sliver.error,
+        "users": json.dumps([[u.urn, list(u.keys), u.login] for u in sliver.users]),
+        "bound": int(sliver.bound), "login_port": sliver.login_port,
+        "login_user": sliver.login_user,
+    }
+
+
+def _sliver(row: dict[str, Any]) -> Sliver:
+    return Sliver(
+        urn=row["urn"], slice_urn=row["slice_urn"], node_urn=row["node_urn"],
+        client_id=row["client_id"], sliver_type=row["sliver_type"],
+        exclusive=bool(row["exclusive"]), expires=parse_rfc3339(row["expires"]),
+        created=parse_rfc3339(row["created"]), allocation=AllocationState(row["allocation"]),
+        operational=OperationalState(row["operational"]), error=row["error"],
+        users=tuple(UserKeys(u, tuple(k), login) for u, k, login in json.loads(row["users"])),
+        bound=bool(row["bound"]), login_port=row["login_port"], login_user=row["login_user"],
+    )
