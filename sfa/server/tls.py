@@ -13,6 +13,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from OpenSSL import SSL, crypto
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from zope.interface import implementer
 
 from sfa.trust.gid import GID
 
@@ -26,8 +28,9 @@ def _accept_any_certificate(
     return True
 
 
+@implementer(IOpenSSLServerConnectionCreator)
 class ServerTLSContext:
-    """A twisted context factory (getContext) for one service identity."""
+    """Twisted's TLS connection creator for one service identity (one shared SSL context)."""
 
     def __init__(self, gid: GID, key: RSAPrivateKey, *, session_name: str = "sfa") -> None:
         self.gid = gid
@@ -35,6 +38,9 @@ class ServerTLSContext:
 
     def getContext(self) -> SSL.Context:
         return self._context
+
+    def serverConnectionForTLS(self, tls_protocol: Any) -> SSL.Connection:
+        return SSL.Connection(self._context, None)
 
 
 def _make_context(gid: GID, key: RSAPrivateKey, session_name: str) -> SSL.Context:

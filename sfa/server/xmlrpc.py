@@ -61,7 +61,14 @@ class CallPool:
         self.pending = 0
         self._pool = ThreadPool(minthreads=0, maxthreads=max_threads, name=name)
         reactor.callWhenRunning(self._pool.start)
-        reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
+        self._trigger = reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+
+    def stop(self) -> None:
+        """Stop the threads once the calls in progress end (idempotent)."""
+        if self._trigger is not None:
+            self.reactor.removeSystemEventTrigger(self._trigger)
+            self._trigger = None
+            self._pool.stop()
 
     def run(self, function: Callable[..., Any], *args: Any) -> Deferred[Any]:
         """Run function(*args) in the pool; Busy when too many calls are already waiting."""

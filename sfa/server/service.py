@@ -1,0 +1,65 @@
+"""One listening XML-RPC-over-TLS service: site, TLS context, call pool and port together."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from twisted.internet.defer import Deferred, maybeDeferred
+
+from sfa.server.config import LimitsConfig
+from sfa.server.envelope import ReplyStyle
+from sfa.server.tls import ServerTLSContext
+from sfa.server.xmlrpc import CallPool, Handler, XmlRpcResource, XmlRpcSite
+from sfa.trust.gid import GID
+
+
+@dataclass
+class RunningService:
+    """A service that listens; `url` carries the real port (also when 0 was asked)."""
+
+    name: str
+    url: str
+    port: Any  # twisted IListeningPort
+    pool: CallPool
+    site: XmlRpcSite
+
+    def stop(self) -> Deferred[Any]:
+        """Stop listening, then let the calls in progress finish and stop the threads."""
+        deferred = maybeDeferred(self.port.stopListening)
+        deferred.addCallback(lambda _: self.pool.stop())
+        return deferred
+
+
+def start_service(
+    reactor: Any,
+    *,
+    name: str,
+    handlers: Mapping[str, Handler],
+    replies: ReplyStyle,
+    gid: GID,
+    key: RSAPrivateKey,
+    host: str,
+    port: int,
+    limits: LimitsConfig,
+) -> RunningService:
+    """Listen on host:port (0 = any free port) with the service GID as TLS certificate."""
+    pool = CallPool(reactor, limits.max_concurrent_calls, name=f"sfa-{name}")
+    root = XmlRpcResource(service=name, handlers=handlers, replies=replies, pool=pool)
+    site = XmlRpcSite(
+        root,
+        max_request_bytes=limits.max_request_bytes,
+        idle_timeout=limits.idle_timeout_seconds,
+    )
+    context = ServerTLSContext(gid, key, session_name=f"sfa-{name}")
+    listening = reactor.listenSSL(port, site, context, interface=host)
+    real_port = listening.getHost().port
+    return RunningService(name, service_url(host, real_port), listening, pool, site)
+
+
+def service_url(host: str, port: int) -> str:
+    """https://HOST:PORT/ (IPv6 literals in brackets)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"https://{shown}:{port}/"
