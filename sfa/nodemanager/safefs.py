@@ -1,0 +1,102 @@
+"""Writing into a sliver directory the sliver's own processes can modify, without following
+their symlinks: every component is opened relative to its parent with O_NOFOLLOW, and files
+are replaced atomically by a rename inside that directory."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from sfa.errors import Forbidden
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@contextmanager
+def open_dirs(
+    root: Path, parts: Sequence[str], *, mode: int = 0o755, uid: int | None = None
+) -> Iterator[int]:
+    """A file descriptor for `root/parts...`, creating missing directories (owned by `uid`,
+    when given, with `mode`). A symlink or non-directory on the way is refused."""
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        for part in parts:
+            _check_component(part)
+            try:
+                os.mkdir(part, mode, dir_fd=fd)
+                if uid is not None:
+                    os.chown(part, uid, uid, dir_fd=fd, follow_symlinks=False)
+            except FileExistsError:
+                pass
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                where = f"{root}/{'/'.join(parts)}"
+                raise Forbidden(f"{where}: not a plain directory ({exc})") from None
+            os.close(fd)
+            fd = child
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def write_file(
+    dir_fd: int, name: str, data: bytes, *, mode: int = 0o644, uid: int | None = None
+) -> None:
+    """Atomically replace `name` in the directory `dir_fd` with `data`."""
+    _check_component(name)
+    temp = f".{name}.{secrets.token_hex(6)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if uid is not None:
+                os.fchown(handle.fileno(), uid, uid)
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+        os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(temp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def remove_file(dir_fd: int, name: str) -> None:
+    """Remove `name` from the directory if present (a symlink is removed, not followed)."""
+    _check_component(name)
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def open_append(dir_fd: int, name: str, *, uid: int | None = None) -> int:
+    """An append-only descriptor for a log file (never through a symlink)."""
+    _check_component(name)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(name, flags, 0o640, dir_fd=dir_fd)
+    if uid is not None:
+        os.fchown(fd, uid, uid)
+    return fd
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes allocated under `path`, symlinks not followed."""
+    used = 0
+    for folder, dirs, files in os.walk(path, followlinks=False):
+        for name in (*dirs, *files):
+            try:
+                used += os.lstat(os.path.join(folder, name)).st_blocks * 512
+            except OSError:
+                continue
+    return used
+
+
+def _check_component(name: str) -> None:
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise Forbidden(f"refusing the path component {name!r}")
