@@ -1,0 +1,347 @@
+"""Enveloped XML signatures, signed and verified in-process with python-xmlsec.
+
+One signature covers one element named by its `xml:id`: one Reference `URI="#<id>"`, the
+enveloped-signature transform, inclusive C14N 1.0, and KeyInfo/X509Data holding the signer's
+certificate chain. The verifying key is taken only from the first certificate of that X509Data,
+after its chain verified against the trusted roots; `KeyValue` is never read. Only the `xml:id`
+of the element about to be read is registered as an ID, and ids must be unique in the document,
+so a signature cannot be made to cover anything but the element the caller then reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+import xmlsec
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from lxml import etree
+
+from sfa.errors import BadArgs, CredentialInvalid, CredentialSignerUntrusted
+from sfa.trust.chain import verify_gid_chain
+from sfa.trust.gid import GID
+from sfa.trust.roots import TrustedRoots
+
+DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
+XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
+_DS = f"{{{DSIG_NS}}}"
+
+C14N_INCLUSIVE = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+C14N_INCLUSIVE_COMMENTS = C14N_INCLUSIVE + "#WithComments"
+ENVELOPED = DSIG_NS + "enveloped-signature"
+RSA_SHA1 = DSIG_NS + "rsa-sha1"
+RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+SHA1 = DSIG_NS + "sha1"
+SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+
+# algorithm name (as configured) -> (signature transform, digest transform)
+SIGNING_ALGORITHMS: dict[str, tuple[xmlsec.Transform, xmlsec.Transform]] = {
+    "rsa-sha256": (xmlsec.Transform.RSA_SHA256, xmlsec.Transform.SHA256),
+    "rsa-sha1": (xmlsec.Transform.RSA_SHA1, xmlsec.Transform.SHA1),
+}
+_SIGNATURE_METHODS = {RSA_SHA256: False, RSA_SHA1: True}  # uri -> weak
+_DIGEST_METHODS = {SHA256: False, SHA1: True}
+_C14N_METHODS = (C14N_INCLUSIVE, C14N_INCLUSIVE_COMMENTS)
+_REFERENCE_TRANSFORMS = (ENVELOPED, *_C14N_METHODS)
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[K, V]):
+    """A small thread-safe LRU map: parsed certificates and xmlsec keys are reused, not redone."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self._size = size
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        value = make()
+        with self._lock:
+            self._data[key] = value
+            if len(self._data) > self._size:
+                self._data.popitem(last=False)
+        return value
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    """What a `<Signature>` says about itself, read before anything is trusted."""
+
+    element: etree._Element
+    reference_id: str
+    signature_method: str
+    digest_method: str
+    certificates: tuple[str, ...]  # base64 DER of each X509Certificate, in document order
+
+    @property
+    def weak(self) -> bool:
+        return _SIGNATURE_METHODS[self.signature_method] or _DIGEST_METHODS[self.digest_method]
+
+
+_GID_CACHE: BoundedCache[tuple[str, ...], GID] = BoundedCache()
+_KEY_CACHE: BoundedCache[x509.Certificate, xmlsec.Key] = BoundedCache()
+_SIGNING_KEY_CACHE: BoundedCache[bytes, xmlsec.Key] = BoundedCache(256)
+
+
+# --- signing ----------------------------------------------------------------------------------
+
+
+def sign_element(
+    element: etree._Element,
+    signatures: etree._Element,
+    *,
+    key: rsa.RSAPrivateKey,
+    certificates: Sequence[x509.Certificate],
+    algorithm: str = "rsa-sha256",
+) -> etree._Element:
+    """Sign `element` (which must carry an `xml:id`) and append the `<Signature>` to
+    `signatures`; X509Data carries `certificates` (the signer's first, then its issuers)."""
+    if algorithm not in SIGNING_ALGORITHMS:
+        raise BadArgs(f"unknown signature algorithm {algorithm!r}: use rsa-sha256 or rsa-sha1")
+    element_id = element.get(XML_ID)
+    if not element_id:
+        raise BadArgs("the element to sign has no xml:id")
+    sign_method, digest_method = SIGNING_ALGORITHMS[algorithm]
+    signature = xmlsec.template.create(element, xmlsec.Transform.C14N, sign_method)
+    signature.set(XML_ID, f"Sig_{element_id}")
+    reference = xmlsec.template.add_reference(signature, digest_method, uri=f"#{element_id}")
+    xmlsec.template.add_transform(reference, xmlsec.Transform.ENVELOPED)
+    signatures.append(signature)
+    _register_id(element, element_id)
+    context = xmlsec.SignatureContext()
+    context.key = _signing_key(key)
+    try:
+        context.sign(signature)
+    except xmlsec.Error as exc:
+        signatures.remove(signature)
+        raise BadArgs(f"could not sign element {element_id!r}: {exc}") from None
+    _append_key_info(signature, certificates)
+    return signature
+
+
+def _append_key_info(signature: etree._Element, certificates: Sequence[x509.Certificate]) -> None:
+    key_info = etree.SubElement(signature, f"{_DS}KeyInfo")
+    x509_data = etree.SubElement(key_info, f"{_DS}X509Data")
+    for cert in certificates:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        node = etree.SubElement(x509_data, f"{_DS}X509Certificate")
+        node.text = base64.encodebytes(der).decode("ascii").strip()
+
+
+def _signing_key(key: rsa.RSAPrivateKey) -> xmlsec.Key:
+    fingerprint = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+    def make() -> xmlsec.Key:
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return xmlsec.Key.from_memory(pem, xmlsec.KeyFormat.PEM)
+
+    return _SIGNING_KEY_CACHE.get_or_make(fingerprint, make)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def collect_ids(root: etree._Element) -> dict[str, etree._Element]:
+    """Every `xml:id` in the document; a duplicate is refused (signature wrapping)."""
+    found: dict[str, etree._Element] = {}
+    for element in root.iter(etree.Element):
+        value = element.get(XML_ID)
+        if value is None:
+            continue
+        if value in found:
+            raise CredentialInvalid(f"xml:id {value!r} appears more than once; refused")
+        found[value] = element
+    return found
+
+
+def read_signatures(container: etree._Element | None) -> dict[str, SignatureInfo]:
+    """The `<Signature>` children of `container`, by the id each one references."""
+    result: dict[str, SignatureInfo] = {}
+    if container is None:
+        return result
+    for element in container:
+        if not isinstance(element.tag, str):
+            continue
+        if element.tag != f"{_DS}Signature":
+            raise CredentialInvalid(f"unexpected element {element.tag!r} among the signatures")
+        info = read_signature(element)
+        if info.reference_id in result:
+            raise CredentialInvalid(f"two signatures claim to cover {info.reference_id!r}")
+        result[info.reference_id] = info
+    return result
+
+
+def read_signature(signature: etree._Element) -> SignatureInfo:
+    """Parse one `<Signature>`: exactly one Reference to `#id`, known algorithms only."""
+    signed_info = _only(signature, "SignedInfo")
+    c14n = _only(signed_info, "CanonicalizationMethod").get("Algorithm")
+    if c14n not in _C14N_METHODS:
+        raise CredentialInvalid(f"canonicalization {c14n!r} is not inclusive C14N 1.0")
+    method = _only(signed_info, "SignatureMethod").get("Algorithm", "")
+    if method not in _SIGNATURE_METHODS:
+        raise CredentialInvalid(f"signature method {method!r} is not rsa-sha1 or rsa-sha256")
+    references = signed_info.findall(f"{_DS}Reference")
+    if len(references) != 1:
+        raise CredentialInvalid(f"a signature must have one Reference, found {len(references)}")
+    uri = references[0].get("URI", "")
+    if not uri.startswith("#") or len(uri) < 2 or "(" in uri:
+        raise CredentialInvalid(f"Reference URI {uri!r} is not a same-document '#id' reference")
+    digest = _only(references[0], "DigestMethod").get("Algorithm", "")
+    if digest not in _DIGEST_METHODS:
+        raise CredentialInvalid(f"digest method {digest!r} is not sha1 or sha256")
+    transforms = references[0].find(f"{_DS}Transforms")
+    for transform in transforms if transforms is not None else ():
+        if isinstance(transform.tag, str) and transform.get("Algorithm") not in (
+            _REFERENCE_TRANSFORMS
+        ):
+            raise CredentialInvalid(f"transform {transform.get('Algorithm')!r} is not allowed")
+    return SignatureInfo(
+        element=signature,
+        reference_id=uri[1:],
+        signature_method=method,
+        digest_method=digest,
+        certificates=_certificates(signature),
+    )
+
+
+def _only(parent: etree._Element, name: str) -> etree._Element:
+    found = parent.findall(f"{_DS}{name}")
+    if len(found) != 1:
+        raise CredentialInvalid(f"a signature needs exactly one {name}, found {len(found)}")
+    return found[0]
+
+
+def _certificates(signature: etree._Element) -> tuple[str, ...]:
+    texts = []
+    for node in signature.iterfind(f"{_DS}KeyInfo/{_DS}X509Data/{_DS}X509Certificate"):
+        text = "".join((node.text or "").split())
+        if text:
+            texts.append(text)
+    if not texts:
+        raise CredentialSignerUntrusted("the signature carries no X509Certificate of its signer")
+    return tuple(texts)
+
+
+# --- verifying --------------------------------------------------------------------------------
+
+
+def signer_gid(info: SignatureInfo) -> GID:
+    """The signer's GID from X509Data: the first certificate, its issuers ordered after it.
+    Not yet trusted: pass it to `verify_gid_chain`."""
+    return _GID_CACHE.get_or_make(info.certificates, lambda: _build_gid(info.certificates))
+
+
+def _build_gid(texts: tuple[str, ...]) -> GID:
+    certs = []
+    for text in texts:
+        try:
+            certs.append(x509.load_der_x509_certificate(base64.b64decode(text, validate=True)))
+        except (ValueError, binascii.Error) as exc:
+            raise CredentialInvalid(f"an X509Certificate in the signature is unreadable: {exc}")
+    return GID.from_certificate(certs[0], tuple(_order_issuers(certs[0], certs[1:])))
+
+
+def _order_issuers(
+    leaf: x509.Certificate, others: Sequence[x509.Certificate]
+) -> list[x509.Certificate]:
+    ordered: list[x509.Certificate] = []
+    remaining = list(others)
+    current = leaf
+    while remaining and current.issuer != current.subject:
+        issuer = next((c for c in remaining if c.subject == current.issuer), None)
+        if issuer is None:
+            break
+        ordered.append(issuer)
+        remaining.remove(issuer)
+        current = issuer
+    return ordered
+
+
+def verify_signed_element(
+    root: etree._Element,
+    element: etree._Element,
+    info: SignatureInfo,
+    roots: TrustedRoots,
+    *,
+    at: datetime | None = None,
+    strict_crypto: bool = False,
+) -> GID:
+    """Verify `info`'s signature over exactly `element`; return the signer's verified GID."""
+    element_id = element.get(XML_ID)
+    if not element_id or element_id != info.reference_id:
+        raise CredentialInvalid(
+            f"the signature covers {info.reference_id!r}, not the element read ({element_id!r})"
+        )
+    if strict_crypto and info.weak:
+        raise CredentialInvalid(
+            f"signature over {element_id!r} uses SHA-1, refused by strict_crypto"
+        )
+    signer = signer_gid(info)
+    verify_gid_chain(signer, roots, at=at, strict_crypto=strict_crypto)
+    verify_with_certificate(element, info, signer.certificate)
+    return signer
+
+
+def verify_with_certificate(
+    element: etree._Element, info: SignatureInfo, certificate: x509.Certificate
+) -> None:
+    """Check the signature math with this certificate's public key (and nothing else)."""
+    _register_id(element, info.reference_id)
+    context = xmlsec.SignatureContext()
+    for transform in (xmlsec.Transform.C14N, xmlsec.Transform.C14N_COMMENTS):
+        context.enable_signature_transform(transform)
+        context.enable_reference_transform(transform)
+    for transform in (xmlsec.Transform.RSA_SHA1, xmlsec.Transform.RSA_SHA256):
+        context.enable_signature_transform(transform)
+    for transform in (xmlsec.Transform.SHA1, xmlsec.Transform.SHA256, xmlsec.Transform.ENVELOPED):
+        context.enable_reference_transform(transform)
+    context.key = _verifying_key(certificate)
+    try:
+        context.verify(info.element)
+    except xmlsec.Error:
+        raise CredentialInvalid(
+            f"the signature over {info.reference_id!r} does not verify with the key of "
+            f"{certificate.subject.rfc4514_string()!r}: the content was altered or signed by "
+            "another key"
+        ) from None
+
+
+def _verifying_key(certificate: x509.Certificate) -> xmlsec.Key:
+    def make() -> xmlsec.Key:
+        public = certificate.public_key()
+        if not isinstance(public, rsa.RSAPublicKey):
+            raise CredentialInvalid("the signer's certificate does not hold an RSA key")
+        der = public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return xmlsec.Key.from_memory(der, xmlsec.KeyFormat.DER)
+
+    return _KEY_CACHE.get_or_make(certificate, make)
+
+
+def _register_id(element: etree._Element, value: str) -> None:
+    # A newly created xml:id attribute is registered by libxml2 as an ID; the hardened parser
+    # registers none, so xmlsec can resolve only the elements the caller is about to read.
+    if XML_ID in element.attrib:
+        del element.attrib[XML_ID]
+    element.set(XML_ID, value)
