@@ -9,6 +9,7 @@ BadArgs; an unknown RSpec namespace or version -> BadVersion; too many bytes or 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from lxml import etree
 
@@ -17,6 +18,7 @@ from sfa.rspecs import extension as ext
 from sfa.rspecs.model import (
     GENI_NS,
     IP,
+    OPSTATE_NS,
     PG2_NS,
     RSPEC_TYPES,
     XSI_NS,
@@ -41,7 +43,7 @@ DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_NODES = 20_000
 SUPPORTED_NAMESPACES = (GENI_NS, PG2_NS)
 # Namespaces whose schemaLocation the writer computes itself; not kept from the input.
-_CORE_NAMESPACES = frozenset({GENI_NS, PG2_NS, ext.SFA_EXT_NS})
+_CORE_NAMESPACES = frozenset({GENI_NS, PG2_NS, OPSTATE_NS, ext.SFA_EXT_NS})
 
 _SCHEMA_LOCATION = f"{{{XSI_NS}}}schemaLocation"
 _NODE_ATTRS = frozenset(
@@ -112,7 +114,7 @@ def _int(text: str | None) -> int | None:
         return None
 
 
-def _time(text: str | None):  # type: ignore[no-untyped-def]
+def _time(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
