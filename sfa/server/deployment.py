@@ -1,0 +1,210 @@
+"""The on-disk layout of one deployment, and `init` that creates it.
+
+    DIR/sfa.toml
+    DIR/authorities/            the AuthorityStore; the root authority in it
+    DIR/trusted_roots/<hrn>.gid our root (and peers' roots, added later)
+    DIR/services/<name>.gid     service GIDs (+authority+sa|am|sm), CN=<hrn>.<service>,
+    DIR/services/<name>.pkey    with DNS:/IP: names for the host
+    DIR/db/registry.sqlite      created and migrated
+    DIR/nodes/                  node managers (a later issue)
+
+(All but sfa.toml live under [server] data_dir, which is DIR itself by default.)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+from sfa.errors import AlreadyExists, BadArgs
+from sfa.server.config import (
+    AggregateConfig,
+    AuthorityConfig,
+    NodesConfig,
+    RegistryConfig,
+    ServerConfig,
+    SfaConfig,
+    SliceMgrConfig,
+    load_config,
+    render_config,
+)
+from sfa.storage.registry_schema import open_registry_database
+from sfa.trust.gid import GID, create_gid
+from sfa.trust.hierarchy import Authority, AuthorityStore
+from sfa.trust.keys import generate_private_key, load_private_key, save_private_key
+from sfa.trust.roots import TrustedRoots
+from sfa.xrn import hrn_split, hrn_to_urn, validate_hrn
+
+# service name -> the authority service in its URN
+SERVICE_TYPES = {"registry": "sa", "aggregate": "am", "slicemgr": "sm"}
+SERVICE_LIFETIME = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class ServiceIdentity:
+    """A service's GID (with its chain) and private key."""
+
+    gid: GID
+    key: RSAPrivateKey
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment directory and its parsed configuration; paths derive from both."""
+
+    directory: Path
+    config: SfaConfig
+
+    @classmethod
+    def load(cls, directory: Path | str) -> Deployment:
+        """Read DIR/sfa.toml (ConfigError when missing or invalid)."""
+        path = Path(directory).resolve()
+        return cls(directory=path, config=load_config(path))
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_path
+
+    @property
+    def authorities_dir(self) -> Path:
+        return self.data_dir / "authorities"
+
+    @property
+    def trusted_roots_dir(self) -> Path:
+        return self.data_dir / "trusted_roots"
+
+    @property
+    def services_dir(self) -> Path:
+        return self.data_dir / "services"
+
+    @property
+    def db_dir(self) -> Path:
+        return self.data_dir / "db"
+
+    @property
+    def nodes_dir(self) -> Path:
+        return self.data_dir / "nodes"
+
+    @property
+    def registry_db(self) -> Path:
+        return self.db_dir / "registry.sqlite"
+
+    @property
+    def authority_hrn(self) -> str:
+        return self.config.authority.hrn
+
+    def authority_store(self) -> AuthorityStore:
+        return AuthorityStore(self.authorities_dir)
+
+    def root_authority(self) -> Authority:
+        return self.authority_store().get(self.authority_hrn)
+
+    def trusted_roots(self) -> TrustedRoots:
+        return TrustedRoots(self.trusted_roots_dir)
+
+    def service_identity(self, service: str) -> ServiceIdentity:
+        """The GID and key of `registry`, `aggregate` or `slicemgr`."""
+        gid_path = self.services_dir / f"{service}.gid"
+        key_path = self.services_dir / f"{service}.pkey"
+        try:
+            gid = GID.from_pem(gid_path.read_bytes())
+            key = load_private_key(key_path.read_bytes())
+        except FileNotFoundError as exc:
+            raise BadArgs(
+                f"the deployment {self.directory} lacks {exc.filename}; was it made by `sfa init`?"
+            ) from None
+        return ServiceIdentity(gid, key)
+
+
+def init_deployment(
+    directory: Path | str,
+    *,
+    authority: str,
+    host: str = "127.0.0.1",
+    registry_port: int = 12345,
+    am_port: int = 12346,
+    sm_port: int = 12347,
+    nm_base_port: int = 12400,
+    nodes: int = 0,
+) -> Deployment:
+    """Create a deployment in `directory` (absent or empty): config, root, services, database."""
+    path = Path(directory).resolve()
+    _refuse_non_empty(path)
+    validate_hrn(authority)
+    if len(hrn_split(authority)) != 1:
+        raise BadArgs(f"the deployment's authority must be a top-level HRN, not {authority!r}")
+    _check_ports(registry_port, am_port, sm_port, nm_base_port)
+    if nodes < 0:
+        raise BadArgs(f"--nodes must be 0 or more, got {nodes}")
+    service_names(host)  # refuse a bad host before anything is written
+    config = SfaConfig(
+        base_dir=path,
+        authority=AuthorityConfig(hrn=authority),
+        server=ServerConfig(host=host, data_dir="."),
+        registry=RegistryConfig(port=registry_port),
+        aggregate=AggregateConfig(port=am_port),
+        slicemgr=SliceMgrConfig(port=sm_port),
+        nodes=NodesConfig(count=nodes, base_port=nm_base_port),
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    deployment = Deployment(path, config)
+    for sub in ("trusted_roots", "services", "db", "nodes"):
+        (deployment.data_dir / sub).mkdir(mode=0o700, exist_ok=True)
+    root = deployment.authority_store().create_root(authority)
+    deployment.trusted_roots().write(root.gid, f"{authority}.gid")
+    for service, kind in SERVICE_TYPES.items():
+        _write_service(deployment, service, kind, root, host)
+    open_registry_database(deployment.registry_db).close()
+    (path / "sfa.toml").write_text(render_config(config), encoding="utf-8")
+    return deployment
+
+
+def _refuse_non_empty(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise AlreadyExists(f"{path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        raise AlreadyExists(f"{path} is not empty; choose a new or empty directory")
+
+
+def _check_ports(*ports: int) -> None:
+    for port in ports:
+        if not 0 <= port <= 65535:
+            raise BadArgs(f"port {port} is outside 0..65535 (0 = any free port)")
+
+
+def service_names(host: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(DNS names, IP addresses) a service certificate for `host` carries; loopback gets both."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if not host or len(host) > 253 or any(c in host for c in "/\\ \0\n:@"):
+            raise BadArgs(f"not a host name or IP address: {host[:80]!r}") from None
+        if host.lower() == "localhost":
+            return ("localhost",), ("127.0.0.1",)
+        return (host.lower(),), ()
+    if address.is_loopback:
+        return ("localhost",), (str(address),)
+    return (), (str(address),)
+
+
+def _write_service(
+    deployment: Deployment, service: str, kind: str, root: Authority, host: str
+) -> None:
+    key = generate_private_key()
+    dns_names, ip_addresses = service_names(host)
+    gid = create_gid(
+        urn=hrn_to_urn(root.hrn, f"authority+{kind}"),
+        public_key=key.public_key(),
+        issuer_key=root.key,
+        issuer=root.gid,
+        cn=f"{root.hrn}.{kind}",
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
+        lifetime=SERVICE_LIFETIME,
+    )
+    save_private_key(deployment.services_dir / f"{service}.pkey", key)
+    (deployment.services_dir / f"{service}.gid").write_text(gid.to_pem(include_chain=True))

@@ -1,0 +1,105 @@
+"""`sfa init`: the on-disk layout, the service certificates, and refusals that leave no trace."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+
+from sfa.errors import AlreadyExists, BadArgs
+from sfa.server.cli import main
+from sfa.server.config import load_config
+from sfa.server.deployment import Deployment, init_deployment, service_names
+from sfa.storage.registry_schema import open_registry_database
+from sfa.trust.chain import verify_gid_chain
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    return init_deployment(
+        tmp_path_factory.mktemp("dep") / "site", authority="plc", registry_port=0, nodes=3
+    )
+
+
+def _san(gid, kind):
+    names = gid.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    return [str(v) for v in names.value.get_values_for_type(kind)]
+
+
+def test_layout_and_config(deployment: Deployment):
+    d = deployment.directory
+    for sub in ("authorities", "trusted_roots", "services", "db", "nodes"):
+        assert (d / sub).is_dir()
+    assert (d / "trusted_roots" / "plc.gid").is_file()
+    config = load_config(d)
+    assert config.authority.hrn == "plc" and config.registry.port == 0
+    assert config.aggregate.port == 12346 and config.nodes.count == 3
+    assert not config.slicemgr.enabled
+    assert deployment.root_authority().hrn == "plc"
+
+
+def test_service_gids_chain_to_the_root_with_host_names(deployment: Deployment):
+    roots = deployment.trusted_roots()
+    for service, kind in (("registry", "sa"), ("aggregate", "am"), ("slicemgr", "sm")):
+        identity = deployment.service_identity(service)
+        gid = identity.gid
+        assert gid.subject_cn == f"plc.{kind}"
+        assert gid.urn == f"urn:publicid:IDN+plc+authority+{kind}"
+        assert not gid.is_ca
+        assert _san(gid, x509.DNSName) == ["localhost"]
+        assert [str(ip) for ip in _san(gid, x509.IPAddress)] == ["127.0.0.1"]
+        assert verify_gid_chain(gid, roots).hrn == "plc"
+        key_file = deployment.services_dir / f"{service}.pkey"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_registry_database_is_created_and_migrated(deployment: Deployment):
+    database = open_registry_database(deployment.registry_db)
+    try:
+        assert database.schema_version() >= 1
+    finally:
+        database.close()
+
+
+def test_existing_non_empty_directory_is_refused_untouched(tmp_path: Path):
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(AlreadyExists):
+        init_deployment(tmp_path, authority="plc")
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"authority": "plc.princeton"},
+        {"authority": "bad name!"},
+        {"authority": "plc", "registry_port": 70000},
+        {"authority": "plc", "host": "a b"},
+        {"authority": "plc", "nodes": -1},
+    ],
+)
+def test_bad_options_are_refused_before_writing(tmp_path: Path, kwargs: dict):
+    with pytest.raises(BadArgs):
+        init_deployment(tmp_path / "new", **kwargs)
+    assert not (tmp_path / "new").exists()
+
+
+def test_service_names_for_hosts():
+    assert service_names("127.0.0.1") == (("localhost",), ("127.0.0.1",))
+    assert service_names("10.0.0.5") == ((), ("10.0.0.5",))
+    assert service_names("Reg.Example.org") == (("reg.example.org",), ())
+
+
+def test_cli_init_then_refuses_again(tmp_path: Path):
+    runner = CliRunner()
+    target = tmp_path / "cli"
+    first = runner.invoke(main, ["init", str(target), "--authority", "ple", "--am-port", "0"])
+    assert first.exit_code == 0, first.output
+    assert "sfa serve" in first.output
+    assert load_config(target).aggregate.port == 0
+    again = runner.invoke(main, ["init", str(target), "--authority", "ple"])
+    assert again.exit_code == 1
+    assert "ALREADYEXISTS" in again.output
