@@ -146,6 +146,11 @@ class GID:
         """SHA-256 of the DER certificate, lower-case hex."""
         return self.certificate.fingerprint(hashes.SHA256()).hex()
 
+    @cached_property
+    def chain_fingerprints(self) -> tuple[str, ...]:
+        """The fingerprints of the certificate and each issuer in the chain."""
+        return tuple(c.fingerprint(hashes.SHA256()).hex() for c in (self.certificate, *self.chain))
+
     @property
     def not_before(self) -> datetime:
         return self.certificate.not_valid_before_utc
