@@ -3,17 +3,23 @@
 Authorities: `plc` (root), `princeton` (plc.princeton, under plc), `ple` (second root),
 `evil` (a root nobody trusts). Principals (`.gid`, `.key`): `alice` (plc.princeton.alice),
 `bob` (plc.princeton.bob), `exp1_slice` (slice plc.princeton.exp1), `mallory` (evil.mallory).
-`trusted_roots` trusts plc and ple from a directory. Everything is session-scoped: do not
-mutate these objects; build your own TrustedRoots(gids=...) to change roots.
+`trusted_roots` trusts plc and ple from a directory. `resign` / `forge_gid` re-sign a
+certificate with any key and digest (MD5/SHA-1 included) for forgery and old-peer tests.
+Everything is session-scoped: do not mutate these objects; build your own
+TrustedRoots(gids=...) to change roots.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from OpenSSL import crypto
 
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import Authority, AuthorityStore
@@ -105,3 +111,26 @@ def roots_dir(tmp_path_factory: pytest.TempPathFactory, plc: Authority, ple: Aut
 @pytest.fixture(scope="session")
 def trusted_roots(roots_dir: Path) -> TrustedRoots:
     return TrustedRoots(roots_dir)
+
+
+def resign(
+    cert: x509.Certificate,
+    issuer_key: rsa.RSAPrivateKey,
+    digest: str = "sha256",
+    mutate: Callable[[crypto.X509], None] | None = None,
+) -> x509.Certificate:
+    """Re-sign a certificate (optionally edited first) with any key and digest, including the
+    MD5/SHA-1 that `cryptography` refuses to produce: for forging and old-peer tests."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        editable = crypto.X509.from_cryptography(cert)
+        if mutate is not None:
+            mutate(editable)
+        editable.sign(crypto.PKey.from_cryptography_key(issuer_key), digest)
+        return editable.to_cryptography()
+
+
+def forge_gid(gid: GID, issuer_key: rsa.RSAPrivateKey, digest: str = "sha256",
+              mutate: Callable[[crypto.X509], None] | None = None) -> GID:
+    """The same GID (same chain), its certificate re-signed as `resign` does."""
+    return GID(certificate=resign(gid.certificate, issuer_key, digest, mutate), chain=gid.chain)
