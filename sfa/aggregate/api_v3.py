@@ -1,0 +1,349 @@
+"""The GENI AM API v3 core: parsed arguments and the TLS caller in, values or SfaErrors out."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from importlib import metadata
+from typing import Any
+
+from sfa.errors import AlreadyExists, BadArgs, GeneralError, SfaError, Unsupported
+from sfa.rspecs.extension import SFA_EXT_NS
+from sfa.rspecs.writer import write_rspec
+from sfa.trust.gid import GID
+from sfa.trust.rights import OPERATION_FOR_METHOD
+from sfa.xrn import hrn_to_urn
+
+from .advertisement import compress_rspec
+from .driver import SliverResult
+from .manifest import manifest
+from .mapping import Placement
+from .request import parse_request
+from .service import AggregateContext, Target, slice_urn_argument
+from .slivers import (
+    Action,
+    AllocationState,
+    OperationalState,
+    Sliver,
+    UserKeys,
+    check_action_allowed,
+    final_state,
+    parse_action,
+)
+from .wire import (
+    credentials_of,
+    deleted_status,
+    option_flag,
+    optional_time,
+    options_of,
+    require_rspec_version,
+    statuses,
+    time_argument,
+    urn_list,
+    users_of,
+)
+
+GENI_NS = "http://www.geni.net/resources/rspec/3"
+OPSTATE_EXT = "http://www.geni.net/resources/rspec/ext/opstate/1"
+
+
+def rspec_versions(kind: str) -> list[dict[str, Any]]:
+    """GetVersion's request/ad RSpec version list."""
+    return [{
+        "type": "GENI", "version": "3", "namespace": GENI_NS,
+        "schema": f"{GENI_NS}/{kind}.xsd", "extensions": [OPSTATE_EXT, SFA_EXT_NS],
+    }]
+
+
+class AggregateManagerV3:
+    """Every AM API v3 method; `peer` is the caller's TLS certificate (a GID)."""
+
+    def __init__(self, context: AggregateContext) -> None:
+        self.ctx = context
+
+    def get_version(self, options: object = None) -> dict[str, Any]:
+        options_of(options)
+        settings = self.ctx.settings
+        return {
+            "geni_api": 3,
+            "geni_api_versions": dict(settings.api_urls),
+            "geni_request_rspec_versions": rspec_versions("request"),
+            "geni_ad_rspec_versions": rspec_versions("ad"),
+            "geni_credential_types": [
+                {"geni_type": "geni_sfa", "geni_version": "3"},
+                {"geni_type": "geni_sfa", "geni_version": "2"},
+                {"geni_type": "geni_abac", "geni_version": "1"},
+            ],
+            "geni_single_allocation": 0,
+            "geni_allocate": "geni_many",
+            "geni_handles_speaksfor": True,
+            "urn": settings.am_urn,
+            "hrn": settings.hrn,
+            "am_type": "sfa",
+            "sfa_version": _version(),
+        }
+
+    def list_resources(self, peer: GID | None, credentials: object, options: object) -> str:
+        opts = options_of(options)
+        creds = credentials_of(credentials)
+        require_rspec_version(opts)
+        if opts.get("geni_slice_urn"):
+            raise BadArgs("geni_slice_urn is not allowed in v3 ListResources; use Describe")
+        self.ctx.authorize(creds, peer, None, (), opts, match="any", allow_empty=True)
+        self.ctx.reap()
+        return self.ctx.ads.get(available_only=option_flag(opts, "geni_available"),
+                                compressed=option_flag(opts, "geni_compressed"))
+
+    def describe(self, peer: GID | None, urns: object, credentials: object, options: object
+                 ) -> dict[str, Any]:
+        opts = options_of(options)
+        require_rspec_version(opts)
+        target, _ = self._enter("Describe", peer, urns, credentials, opts)
+        text = self._manifest(target.slivers)
+        return {
+            "geni_rspec": compress_rspec(text) if option_flag(opts, "geni_compressed") else text,
+            "geni_urn": target.slice_urn,
+            "geni_slivers": statuses(target.slivers),
+        }
+
+    def allocate(self, peer: GID | None, slice_urn: object, credentials: object, rspec: object,
+                 options: object) -> dict[str, Any]:
+        opts = options_of(options)
+        slice_urn = slice_urn_argument(slice_urn)
+        call = self.ctx.authorize(credentials_of(credentials), peer,
+                                  OPERATION_FOR_METHOD["Allocate"], [slice_urn], opts)
+        self.ctx.refuse_if_shut_down(slice_urn)
+        self.ctx.reap()
+        request = parse_request(rspec)
+        now = self.ctx.clock()
+        expires = self.ctx.settings.lifetimes.allocation_expiry(now, call.expires)
+        end_time = optional_time(opts, "geni_end_time")
+        if end_time is not None:
+            expires = min(expires, self.ctx.settings.lifetimes.lease_end(
+                now, end_time, call.expires))
+        placements = self._place(request.nodes, slice_urn)
+        slivers = [self._new_sliver(slice_urn, p, expires, now) for p in placements]
+        self.ctx.store.claim(slivers)
+        results = self.ctx.run(self.ctx.driver.allocate(slivers))
+        failed = [r for r in results if not r.ok]
+        if failed:
+            self.ctx.run(self.ctx.driver.delete([s for s, r in zip(slivers, results, strict=True)
+                                                 if r.ok]))
+            self.ctx.store.delete([s.urn for s in slivers])
+            raise GeneralError("allocation failed, nothing was allocated: " + _errors(failed))
+        return {"geni_rspec": self._manifest(slivers), "geni_slivers": statuses(slivers)}
+
+    def provision(self, peer: GID | None, urns: object, credentials: object, options: object
+                  ) -> dict[str, Any]:
+        opts = options_of(options)
+        require_rspec_version(opts)
+        target, cred_expiry = self._enter("Provision", peer, urns, credentials, opts)
+        best_effort = option_flag(opts, "geni_best_effort")
+        users = users_of(opts.get("geni_users"))
+        chosen = [s for s in target.slivers
+                  if not target.whole_slice or s.allocation is AllocationState.ALLOCATED]
+        if not chosen:
+            raise Unsupported(f"nothing to provision in {target.slice_urn}: allocate first")
+        errors = {s.urn: f"sliver is {s.allocation.value}; only allocated slivers provision"
+                  for s in chosen if s.allocation is not AllocationState.ALLOCATED}
+        _refuse_unless_best_effort(errors, best_effort, "Provision")
+        now = self.ctx.clock()
+        expires = self.ctx.settings.lifetimes.lease_end(
+            now, optional_time(opts, "geni_end_time"), cred_expiry,
+            extend_alap=option_flag(opts, "geni_extend_alap"))
+        ready = [s.with_changes(expires=expires, users=users)
+                 for s in chosen if s.urn not in errors]
+        results = self.ctx.run(self.ctx.driver.provision(ready, users)) if ready else []
+        failures = {r.sliver_urn: r.error for r in results if not r.ok}
+        if failures and not best_effort:
+            self.ctx.run(self.ctx.driver.delete([s for s in ready if s.urn not in failures]))
+            self.ctx.run(self.ctx.driver.allocate([s for s in ready if s.urn not in failures]))
+            raise GeneralError("provisioning failed, nothing changed: " + _errors(
+                [r for r in results if not r.ok]))
+        done = [_provisioned(s, r) for s, r in zip(ready, results, strict=True) if r.ok]
+        self.ctx.store.update(done)
+        errors.update(failures)
+        reported = self._current(chosen)
+        return {"geni_rspec": self._manifest(reported), "geni_slivers": statuses(reported, errors)}
+
+    def status(self, peer: GID | None, urns: object, credentials: object, options: object
+               ) -> dict[str, Any]:
+        opts = options_of(options)
+        target, _ = self._enter("Status", peer, urns, credentials, opts)
+        provisioned = [s for s in target.slivers if s.allocation is AllocationState.PROVISIONED]
+        errors: dict[str, str] = {}
+        if provisioned:
+            results = self.ctx.run(self.ctx.driver.status(provisioned))
+            changed = [s.with_changes(operational=r.operational)
+                       for s, r in zip(provisioned, results, strict=True)
+                       if r.ok and r.operational is not None and r.operational != s.operational]
+            errors = {r.sliver_urn: r.error for r in results if not r.ok}
+            if changed:
+                self.ctx.store.update(changed)
+        return {"geni_urn": target.slice_urn,
+                "geni_slivers": statuses(self._current(target.slivers), errors)}
+
+    def perform_operational_action(self, peer: GID | None, urns: object, credentials: object,
+                                   action: object, options: object) -> list[dict[str, Any]]:
+        opts = options_of(options)
+        chosen_action = parse_action(action)
+        target, _ = self._enter("PerformOperationalAction", peer, urns, credentials, opts)
+        best_effort = option_flag(opts, "geni_best_effort")
+        users = users_of(opts.get("geni_users"))
+        errors = {}
+        for sliver in target.slivers:
+            try:
+                check_action_allowed(sliver, chosen_action)
+            except Unsupported as exc:
+                errors[sliver.urn] = exc.message
+        _refuse_unless_best_effort(errors, best_effort, chosen_action.value)
+        acting = [s for s in target.slivers if s.urn not in errors]
+        results = (self.ctx.run(self.ctx.driver.perform_action(acting, chosen_action, users))
+                   if acting else [])
+        done = [_acted(s, r, chosen_action, users)
+                for s, r in zip(acting, results, strict=True) if r.ok]
+        self.ctx.store.update(done)
+        failed = [r for r in results if not r.ok]
+        if failed and not best_effort:
+            raise GeneralError(f"{chosen_action.value} failed on some slivers (the others "
+                               f"completed): {_errors(failed)}")
+        errors.update({r.sliver_urn: r.error for r in failed})
+        return statuses(self._current(target.slivers), errors)
+
+    def renew(self, peer: GID | None, urns: object, credentials: object,
+              expiration_time: object, options: object) -> list[dict[str, Any]]:
+        opts = options_of(options)
+        requested = time_argument(expiration_time, "expiration_time")
+        target, cred_expiry = self._enter("Renew", peer, urns, credentials, opts)
+        if not target.slivers:
+            raise Unsupported(f"slice {target.slice_urn} has no slivers here to renew")
+        best_effort = option_flag(opts, "geni_best_effort")
+        expires = self.ctx.settings.lifetimes.lease_end(
+            self.ctx.clock(), requested, cred_expiry,
+            extend_alap=option_flag(opts, "geni_extend_alap"))
+        results = self.ctx.run(self.ctx.driver.renew(list(target.slivers), expires))
+        failed = [r for r in results if not r.ok]
+        if failed and not best_effort:
+            raise GeneralError("renewal failed, nothing changed: " + _errors(failed))
+        renewed = [s.with_changes(expires=expires)
+                   for s, r in zip(target.slivers, results, strict=True) if r.ok]
+        self.ctx.store.update(renewed)
+        return statuses(self._current(target.slivers), {r.sliver_urn: r.error for r in failed})
+
+    def delete(self, peer: GID | None, urns: object, credentials: object, options: object
+               ) -> list[dict[str, Any]]:
+        opts = options_of(options)
+        target, _ = self._enter("Delete", peer, urns, credentials, opts)
+        best_effort = option_flag(opts, "geni_best_effort")
+        slivers = list(target.slivers)
+        results = self.ctx.run(self.ctx.driver.delete(slivers)) if slivers else []
+        failed = {r.sliver_urn: r.error for r in results if not r.ok}
+        if failed and not best_effort:
+            raise GeneralError("deletion failed, nothing was deleted: " + _errors(
+                [r for r in results if not r.ok]))
+        self.ctx.store.delete([s.urn for s in slivers if s.urn not in failed])
+        return [deleted_status(s, failed.get(s.urn, "")) for s in slivers]
+
+    def shutdown(self, peer: GID | None, slice_urn: object, credentials: object,
+                 options: object) -> bool:
+        opts = options_of(options)
+        slice_urn = slice_urn_argument(slice_urn)
+        self.ctx.authorize(credentials_of(credentials), peer, OPERATION_FOR_METHOD["Shutdown"],
+                           [slice_urn], opts, match="subtree")
+        running = [s for s in self.ctx.store.slivers_of(slice_urn)
+                   if s.operational in (OperationalState.READY, OperationalState.READY_BUSY,
+                                        OperationalState.CONFIGURING)]
+        if running:
+            results = self.ctx.run(self.ctx.driver.perform_action(running, Action.STOP, ()))
+            self.ctx.store.update([s.with_changes(operational=OperationalState.NOTREADY)
+                                   for s, r in zip(running, results, strict=True) if r.ok])
+        self.ctx.store.set_shutdown(slice_urn, True)
+        return True
+
+    # helpers
+    def _enter(self, method: str, peer: GID | None, urns: object, credentials: object,
+               options: Mapping[str, Any]) -> tuple[Target, datetime | None]:
+        """Reap what expired, resolve `urns`, authorize the operation on their slice.
+
+        Returns the target and the earliest expiry of the credentials (it caps lifetimes).
+        """
+        names = urn_list(urns)
+        creds = credentials_of(credentials)
+        self.ctx.reap()
+        target = self.ctx.resolve(names)
+        call = self.ctx.authorize(creds, peer, OPERATION_FOR_METHOD[method],
+                                  [target.slice_urn], options)
+        self.ctx.refuse_if_shut_down(target.slice_urn)
+        return target, call.expires
+
+    def _place(self, requests: Sequence[Any], slice_urn: str) -> list[Placement]:
+        nodes = {n.urn: n for n in self.ctx.store.nodes()}
+        ours = self.ctx.mapper.ours(requests, nodes)
+        if not ours:
+            raise BadArgs("the request names no node of this aggregate "
+                          f"({self.ctx.settings.am_urn})")
+        taken = {s.client_id for s in self.ctx.store.slivers_of(slice_urn)}
+        clash = sorted(taken & {r.client_id for r in ours})
+        if clash:
+            raise AlreadyExists(f"slice {slice_urn} already has slivers with client_id "
+                                f"{', '.join(clash[:5])}; delete them or rename")
+        return self.ctx.mapper.place(ours, list(nodes.values()), self.ctx.store.usage(),
+                                     self.ctx.clock())
+
+    def _new_sliver(self, slice_urn: str, placement: Placement, expires: datetime,
+                    now: datetime) -> Sliver:
+        authority = self.ctx.settings.authority_hrn
+        return Sliver(
+            urn=hrn_to_urn(f"{authority}.{uuid.uuid4().hex}", "sliver"),
+            slice_urn=slice_urn, node_urn=placement.node.urn,
+            client_id=placement.request.client_id, sliver_type=placement.sliver_type,
+            exclusive=placement.exclusive, expires=expires, created=now,
+            bound=placement.request.bound, login_port=placement.node.login_port,
+        )
+
+    def _manifest(self, slivers: Sequence[Sliver]) -> str:
+        nodes = {n.urn: n for n in self.ctx.store.nodes()} if slivers else {}
+        return write_rspec(manifest(slivers, nodes, am_urn=self.ctx.settings.am_urn))
+
+    def _current(self, slivers: Sequence[Sliver]) -> list[Sliver]:
+        fresh = [self.ctx.store.sliver(s.urn) for s in slivers]
+        return [s for s in fresh if s is not None]
+
+
+def _refuse_unless_best_effort(errors: Mapping[str, str], best_effort: bool, what: str) -> None:
+    if errors and not best_effort:
+        detail = "; ".join(f"{urn}: {why}" for urn, why in list(errors.items())[:5])
+        raise Unsupported(f"{what} refused, nothing changed: {detail} "
+                          "(pass geni_best_effort to act on the others)")
+
+
+def _provisioned(sliver: Sliver, result: SliverResult) -> Sliver:
+    return sliver.with_changes(
+        allocation=AllocationState.PROVISIONED,
+        operational=result.operational or OperationalState.NOTREADY,
+        login_user=result.login_user or sliver.login_user,
+        login_port=result.login_port or sliver.login_port, error="",
+    )
+
+
+def _acted(sliver: Sliver, result: SliverResult, action: Action,
+           users: Sequence[UserKeys]) -> Sliver:
+    changes: dict[str, Any] = {"operational": result.operational or final_state(action)}
+    if action is Action.UPDATE_USERS:
+        changes["users"] = tuple(users)
+    return sliver.with_changes(**changes)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sfa")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _errors(results: Sequence[SliverResult]) -> str:
+    return "; ".join(f"{r.sliver_urn}: {r.error}" for r in results[:10])
+
+
+__all__ = ["AggregateManagerV3", "SfaError", "rspec_versions"]
