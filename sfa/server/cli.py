@@ -10,6 +10,9 @@ import click
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "trust": ("sfa.trust.cli", "trust"),
     "rspec": ("sfa.rspecs.cli", "rspec"),
+    "init": ("sfa.server.cli_deploy", "init"),
+    "serve": ("sfa.server.cli_deploy", "serve"),
+    "admin": ("sfa.server.cli_admin", "admin"),
 }
 
 

@@ -1,0 +1,61 @@
+"""`sfa init DIR` and `sfa serve DIR`: create a deployment, then run its services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sfa.errors import SfaError
+from sfa.server.app import serve_deployment
+from sfa.server.deployment import init_deployment
+
+
+def fail(error: SfaError) -> None:
+    """Print an SfaError as `CODE: message` on stderr and exit 1."""
+    click.echo(f"{error.code.name}: {error.message}", err=True)
+    raise SystemExit(1)
+
+
+@click.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--authority", "authority", required=True, help="HRN of the root authority, e.g. plc")
+@click.option("--host", default="127.0.0.1", show_default=True, help="host the services serve on")
+@click.option("--registry-port", default=12345, show_default=True, type=int)
+@click.option("--am-port", default=12346, show_default=True, type=int)
+@click.option("--sm-port", default=12347, show_default=True, type=int)
+@click.option("--nm-base-port", default=12400, show_default=True, type=int)
+@click.option("--nodes", default=0, show_default=True, type=int, help="node managers to run")
+def init(
+    directory: Path,
+    *,
+    authority: str,
+    host: str,
+    registry_port: int,
+    am_port: int,
+    sm_port: int,
+    nm_base_port: int,
+    nodes: int,
+) -> None:
+    """Create a deployment in DIRECTORY (new or empty): keys, GIDs, config, databases."""
+    try:
+        deployment = init_deployment(
+            directory, authority=authority, host=host, registry_port=registry_port,
+            am_port=am_port, sm_port=sm_port, nm_base_port=nm_base_port, nodes=nodes,
+        )
+    except SfaError as error:
+        fail(error)
+        return
+    click.echo(f"created deployment {deployment.directory} for authority {authority}")
+    click.echo(f"root GID: {deployment.trusted_roots_dir / (authority + '.gid')}")
+    click.echo(f"run it with: sfa serve {deployment.directory}")
+
+
+@click.command("serve")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def serve(directory: Path) -> None:
+    """Run every enabled service of DIRECTORY until SIGTERM or SIGINT."""
+    try:
+        serve_deployment(directory)
+    except SfaError as error:
+        fail(error)

@@ -1,0 +1,158 @@
+"""Registry methods on the wire (`spec/registry-api.md`) → `sfa.registry.service.Registry`.
+
+Each handler checks the argument count, turns XML-RPC Binary into text where the registry
+expects text, and passes the TLS client certificate as the caller; the Registry verifies it
+through the trust door. Errors become faults (FaultReplies) in the XML-RPC resource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+from xmlrpc.client import Binary
+
+from sfa.errors import BadArgs, Forbidden, MissingArgs
+from sfa.registry.config import RegistryConfig as RegistryLogicConfig
+from sfa.registry.service import Registry
+from sfa.server.deployment import Deployment
+from sfa.server.xmlrpc import CallContext, Handler
+from sfa.trust.gid import GID
+from sfa.trust.verify import TrustPolicy
+
+
+def trust_policy(deployment: Deployment) -> TrustPolicy:
+    """The deployment's trust policy: its trusted_roots/ directory and [trust] settings."""
+    trust = deployment.config.trust
+    return TrustPolicy(
+        roots=deployment.trusted_roots(),
+        strict_crypto=trust.strict_crypto,
+        max_delegation_depth=trust.max_delegation_depth,
+    )
+
+
+def open_registry(deployment: Deployment) -> Registry:
+    """The Registry of a deployment, over its SQLite file and authority store."""
+    config = deployment.config
+    identity = deployment.service_identity("registry")
+    logic_config = RegistryLogicConfig(
+        slice_lifetime=timedelta(days=config.registry.slice_lifetime_days),
+        max_slice_lifetime=timedelta(days=config.registry.max_slice_lifetime_days),
+        credential_lifetime=timedelta(days=config.registry.credential_lifetime_days),
+        peers={hrn: peer.registry for hrn, peer in config.peers.items() if peer.registry},
+    )
+    return Registry(
+        deployment.registry_db,
+        deployment.authority_store(),
+        trust_policy(deployment),
+        identity.gid,
+        identity.key,
+        config=logic_config,
+    )
+
+
+def registry_handlers(deployment: Deployment) -> dict[str, Handler]:
+    """The XML-RPC handlers of the deployment's registry."""
+    return handlers_for(open_registry(deployment))
+
+
+def handlers_for(registry: Registry) -> dict[str, Handler]:
+    """Wire method name → handler, each with the spec's argument list."""
+
+    def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
+        (options,) = _args(call, params, 0, 1)
+        return registry.GetVersion(_options(options))
+
+    def get_self_credential(call: CallContext, params: tuple[Any, ...]) -> Any:
+        cert, xrn, type_ = _args(call, params, 2, 3)
+        return registry.GetSelfCredential(_peer(call), _text(cert), xrn, type_ or None)
+
+    def get_credential(call: CallContext, params: tuple[Any, ...]) -> Any:
+        creds, xrn, type_ = _args(call, params, 2, 3)
+        return registry.GetCredential(_peer(call), creds, xrn, type_ or None)
+
+    def resolve(call: CallContext, params: tuple[Any, ...]) -> Any:
+        xrns, creds, options = _args(call, params, 2, 3)
+        return registry.Resolve(_peer(call), xrns, creds, _options(options))
+
+    def list_(call: CallContext, params: tuple[Any, ...]) -> Any:
+        xrn, creds, options = _args(call, params, 2, 3)
+        return registry.List(_peer(call), xrn, creds, _options(options))
+
+    def register(call: CallContext, params: tuple[Any, ...]) -> Any:
+        record, creds = _args(call, params, 2, 2)
+        return registry.Register(_peer(call), _record(record), creds)
+
+    def update(call: CallContext, params: tuple[Any, ...]) -> Any:
+        record, creds = _args(call, params, 2, 2)
+        return registry.Update(_peer(call), _record(record), creds)
+
+    def remove(call: CallContext, params: tuple[Any, ...]) -> Any:
+        xrn, creds, type_, options = _args(call, params, 2, 4)
+        force = bool(_options(options).get("force", False))
+        return registry.Remove(_peer(call), xrn, creds, type_ or None, force=force)
+
+    def create_gid(call: CallContext, params: tuple[Any, ...]) -> Any:
+        creds, xrn, cert = _args(call, params, 3, 3)
+        return registry.CreateGid(_peer(call), creds, xrn, _text(cert))
+
+    def get_gids(call: CallContext, params: tuple[Any, ...]) -> Any:
+        xrns, creds = _args(call, params, 2, 2)
+        return registry.GetGids(_peer(call), xrns, creds)
+
+    def get_trusted_certs(call: CallContext, params: tuple[Any, ...]) -> Any:
+        (cred,) = _args(call, params, 0, 1)
+        return registry.get_trusted_certs(_peer(call), cred)
+
+    table: dict[str, Callable[[CallContext, tuple[Any, ...]], Any]] = {
+        "GetVersion": get_version,
+        "GetSelfCredential": get_self_credential,
+        "GetCredential": get_credential,
+        "Resolve": resolve,
+        "List": list_,
+        "Register": register,
+        "Update": update,
+        "Remove": remove,
+        "CreateGid": create_gid,
+        "GetGids": get_gids,
+        "get_trusted_certs": get_trusted_certs,
+    }
+    return table
+
+
+def _args(call: CallContext, params: tuple[Any, ...], least: int, most: int) -> list[Any]:
+    """Exactly `most` values (missing optional ones are None); arity errors name the method."""
+    if len(params) < least:
+        raise MissingArgs(f"{call.method} takes at least {least} arguments, got {len(params)}")
+    if len(params) > most:
+        raise BadArgs(f"{call.method} takes at most {most} arguments, got {len(params)}")
+    return [*params, *([None] * (most - len(params)))]
+
+
+def _peer(call: CallContext) -> GID:
+    if call.peer is None:  # the resource refuses these first; kept as a second lock
+        raise Forbidden(f"{call.method} needs a client certificate")
+    return call.peer
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, Binary):
+        try:
+            return value.data.decode("ascii")
+        except UnicodeDecodeError:
+            raise BadArgs("a certificate must be PEM text") from None
+    return value
+
+
+def _options(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BadArgs(f"options must be a struct, got {type(value).__name__}")
+    return dict(value)
+
+
+def _record(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise BadArgs(f"a record must be a struct, got {type(value).__name__}")
+    return value
