@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import uuid as uuidlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Literal
@@ -59,7 +59,7 @@ class Credential:
     privileges: tuple[Privilege, ...]
     parent: Credential | None
     xml_id: str
-    xml: str
+    xml: str = field(repr=False)
 
     @property
     def target_type(self) -> str:
@@ -215,7 +215,7 @@ def _text(parent: etree._Element, tag: str, value: str) -> None:
     etree.SubElement(parent, tag).text = value
 
 
-def _write_fields(
+def _write_fields(  # noqa: PLR0917
     element: etree._Element,
     owner: GID,
     target: GID,

@@ -17,13 +17,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import xmlsec
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
+from xmlsec import constants as consts
 
 from sfa.errors import BadArgs, CredentialInvalid, CredentialSignerUntrusted
 from sfa.trust.chain import verify_gid_chain
@@ -43,9 +44,9 @@ SHA1 = DSIG_NS + "sha1"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 
 # algorithm name (as configured) -> (signature transform, digest transform)
-SIGNING_ALGORITHMS: dict[str, tuple[xmlsec.Transform, xmlsec.Transform]] = {
-    "rsa-sha256": (xmlsec.Transform.RSA_SHA256, xmlsec.Transform.SHA256),
-    "rsa-sha1": (xmlsec.Transform.RSA_SHA1, xmlsec.Transform.SHA1),
+SIGNING_ALGORITHMS: dict[str, tuple[Any, Any]] = {
+    "rsa-sha256": (consts.TransformRsaSha256, consts.TransformSha256),
+    "rsa-sha1": (consts.TransformRsaSha1, consts.TransformSha1),
 }
 _SIGNATURE_METHODS = {RSA_SHA256: False, RSA_SHA1: True}  # uri -> weak
 _DIGEST_METHODS = {SHA256: False, SHA1: True}
@@ -116,10 +117,10 @@ def sign_element(
     if not element_id:
         raise BadArgs("the element to sign has no xml:id")
     sign_method, digest_method = SIGNING_ALGORITHMS[algorithm]
-    signature = xmlsec.template.create(element, xmlsec.Transform.C14N, sign_method)
+    signature = xmlsec.template.create(element, consts.TransformInclC14N, sign_method)
     signature.set(XML_ID, f"Sig_{element_id}")
     reference = xmlsec.template.add_reference(signature, digest_method, uri=f"#{element_id}")
-    xmlsec.template.add_transform(reference, xmlsec.Transform.ENVELOPED)
+    xmlsec.template.add_transform(reference, consts.TransformEnveloped)
     signatures.append(signature)
     _register_id(element, element_id)
     context = xmlsec.SignatureContext()
@@ -153,7 +154,7 @@ def _signing_key(key: rsa.RSAPrivateKey) -> xmlsec.Key:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        return xmlsec.Key.from_memory(pem, xmlsec.KeyFormat.PEM)
+        return xmlsec.Key.from_memory(pem, consts.KeyDataFormatPem)
 
     return _SIGNING_KEY_CACHE.get_or_make(fingerprint, make)
 
@@ -257,7 +258,9 @@ def _build_gid(texts: tuple[str, ...]) -> GID:
         try:
             certs.append(x509.load_der_x509_certificate(base64.b64decode(text, validate=True)))
         except (ValueError, binascii.Error) as exc:
-            raise CredentialInvalid(f"an X509Certificate in the signature is unreadable: {exc}")
+            raise CredentialInvalid(
+                f"an X509Certificate in the signature is unreadable: {exc}"
+            ) from None
     return GID.from_certificate(certs[0], tuple(_order_issuers(certs[0], certs[1:])))
 
 
@@ -308,12 +311,12 @@ def verify_with_certificate(
     """Check the signature math with this certificate's public key (and nothing else)."""
     _register_id(element, info.reference_id)
     context = xmlsec.SignatureContext()
-    for transform in (xmlsec.Transform.C14N, xmlsec.Transform.C14N_COMMENTS):
+    for transform in (consts.TransformInclC14N, consts.TransformInclC14NWithComments):
         context.enable_signature_transform(transform)
         context.enable_reference_transform(transform)
-    for transform in (xmlsec.Transform.RSA_SHA1, xmlsec.Transform.RSA_SHA256):
+    for transform in (consts.TransformRsaSha1, consts.TransformRsaSha256):
         context.enable_signature_transform(transform)
-    for transform in (xmlsec.Transform.SHA1, xmlsec.Transform.SHA256, xmlsec.Transform.ENVELOPED):
+    for transform in (consts.TransformSha1, consts.TransformSha256, consts.TransformEnveloped):
         context.enable_reference_transform(transform)
     context.key = _verifying_key(certificate)
     try:
@@ -334,7 +337,7 @@ def _verifying_key(certificate: x509.Certificate) -> xmlsec.Key:
         der = public.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        return xmlsec.Key.from_memory(der, xmlsec.KeyFormat.DER)
+        return xmlsec.Key.from_memory(der, consts.KeyDataFormatDer)
 
     return _KEY_CACHE.get_or_make(certificate, make)
 

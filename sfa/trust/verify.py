@@ -1,0 +1,447 @@
+"""The one door: every service decides who is calling and what they may do here, and nowhere else.
+
+`authorize` takes the credentials exactly as they came off the wire, the TLS caller's GID, the
+operation and the targets, and returns a `VerifiedCall` or raises the GENI error of
+`spec/trust.md`: CREDENTIAL_INVALID 20, CREDENTIAL_EXPIRED 21, CREDENTIAL_MISMATCH 22,
+CREDENTIAL_SIGNER_UNTRUSTED 23, FORBIDDEN 3.
+"""
+
+from __future__ import annotations
+
+import xmlrpc.client
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import pairwise
+from typing import Any, Literal
+
+from lxml import etree
+
+from sfa.errors import (
+    CredentialExpired,
+    CredentialInvalid,
+    CredentialMismatch,
+    CredentialSignerUntrusted,
+    Forbidden,
+    SfaError,
+)
+from sfa.timeutil import as_utc, format_rfc3339, utcnow
+from sfa.trust.chain import verify_certificate_signature, verify_gid_chain
+from sfa.trust.credential import (
+    Credential,
+    credential_elements,
+    credential_from_tree,
+    parse_credential_document,
+)
+from sfa.trust.gid import GID
+from sfa.trust.keys import public_keys_equal
+from sfa.trust.rights import allows
+from sfa.trust.roots import TrustedRoots
+from sfa.trust.speaksfor import verify_speaksfor
+from sfa.trust.xmldsig import collect_ids, read_signatures, verify_signed_element
+from sfa.xrn import is_authority_for, urn_to_hrn
+
+TargetMatch = Literal["exact", "subtree", "any"]
+SFA_VERSIONS = frozenset({"2", "3"})
+ABAC_VERSIONS = frozenset({"1"})
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    """What this service trusts and how strictly."""
+
+    roots: TrustedRoots
+    strict_crypto: bool = False
+    max_delegation_depth: int = 8
+    max_credential_bytes: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class VerifiedCall:
+    """The outcome of the door: who is calling, with which credentials, allowed what, until when."""
+
+    caller: GID
+    caller_urn: str
+    tls_caller: GID
+    credentials: tuple[Credential, ...]
+    expires: datetime | None
+    rights: frozenset[str]
+    speaking_for: str | None = None
+
+    def allows(self, operation: str) -> bool:
+        """True when the verified credentials grant `operation`."""
+        return allows(self.rights, operation)
+
+
+@dataclass(frozen=True)
+class WireCredential:
+    """One credential off the wire: its kind (`geni_sfa` / `geni_abac`) and XML text."""
+
+    kind: str
+    xml: str
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    kind: str
+    xml: str
+    root: etree._Element
+
+
+# --- the wire forms ---------------------------------------------------------------------------
+
+
+def decode_credential(value: Any) -> WireCredential:
+    """Accept a bare XML string, bytes / xmlrpc Binary, or the v3 struct
+    `{geni_type, geni_version, geni_value}`; CredentialInvalid for anything else."""
+    if isinstance(value, Mapping):
+        return _decode_struct(value)
+    return WireCredential("geni_sfa", _xml_text(value, "credential"))
+
+
+def _decode_struct(value: Mapping[str, Any]) -> WireCredential:
+    kind = value.get("geni_type")
+    if not isinstance(kind, str) or kind.lower() not in ("geni_sfa", "geni_abac"):
+        raise CredentialInvalid(
+            f"unknown credential geni_type {kind!r}: expected 'geni_sfa' or 'geni_abac'"
+        )
+    kind = kind.lower()
+    version = value.get("geni_version")
+    if isinstance(version, bool) or not isinstance(version, str | int):
+        raise CredentialInvalid(f"credential geni_version {version!r} is not a string or int")
+    allowed = SFA_VERSIONS if kind == "geni_sfa" else ABAC_VERSIONS
+    if str(version).strip() not in allowed:
+        raise CredentialInvalid(
+            f"{kind} credential version {version!r} is not supported (use {sorted(allowed)})"
+        )
+    return WireCredential(kind, _xml_text(value.get("geni_value"), f"{kind} geni_value"))
+
+
+def _xml_text(value: Any, what: str) -> str:
+    if isinstance(value, xmlrpc.client.Binary):
+        value = value.data
+    if isinstance(value, bytes | bytearray):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise CredentialInvalid(f"{what} is not UTF-8 text") from None
+    if not isinstance(value, str):
+        raise CredentialInvalid(
+            f"{what} must be XML text or a {{geni_type, geni_version, geni_value}} struct, "
+            f"not {type(value).__name__}"
+        )
+    if not value.strip():
+        raise CredentialInvalid(f"{what} is empty")
+    return value
+
+
+# --- one credential ---------------------------------------------------------------------------
+
+
+def verify_caller(
+    peer: GID, policy: TrustPolicy, *, at: datetime | None = None, allow_self_signed: bool = False
+) -> GID:
+    """The TLS caller's GID, once its chain verified (or, with `allow_self_signed`, a lone
+    self-signed certificate whose own signature and dates check out: registry bootstrap)."""
+    try:
+        verify_gid_chain(peer, policy.roots, at=at, strict_crypto=policy.strict_crypto)
+    except CredentialSignerUntrusted:
+        if not (allow_self_signed and peer.is_self_signed and not peer.chain):
+            raise
+        _check_self_signed(peer, policy, as_utc(at) if at else utcnow())
+    return peer
+
+
+def _check_self_signed(peer: GID, policy: TrustPolicy, at: datetime) -> None:
+    if not peer.not_before <= at <= peer.not_after:
+        raise CredentialExpired(f"the caller's certificate is not valid at {format_rfc3339(at)}")
+    verify_certificate_signature(
+        peer.certificate, peer.public_key, strict_crypto=policy.strict_crypto
+    )
+
+
+def verify_credential(
+    cred: str | bytes | Mapping[str, Any], policy: TrustPolicy, *, at: datetime | None = None
+) -> Credential:
+    """Verify one privilege credential completely (signatures, signer chains, delegation
+    rules, expiry) as of `at`; who presents it and for what is `authorize`'s business."""
+    wire = decode_credential(cred)
+    if wire.kind != "geni_sfa":
+        raise CredentialInvalid("a geni_abac credential is not a privilege credential")
+    root = parse_credential_document(wire.xml, policy.max_credential_bytes)
+    return _verify_sfa(root, wire.xml, policy, as_utc(at) if at else utcnow())
+
+
+def _verify_sfa(root: etree._Element, xml: str, policy: TrustPolicy, at: datetime) -> Credential:
+    collect_ids(root)
+    elements = credential_elements(root)
+    if len(elements) - 1 > policy.max_delegation_depth:
+        raise CredentialInvalid(
+            f"delegated {len(elements) - 1} times; the limit is {policy.max_delegation_depth}"
+        )
+    credential = credential_from_tree(root, xml)
+    signers = _verify_signatures(root, elements, credential, policy, at)
+    _check_root_issuer(credential.chain[-1], signers[-1], policy, at)
+    for (child, parent), child_signer in zip(pairwise(credential.chain), signers, strict=False):
+        _check_delegation(child, parent, child_signer)
+    for link in credential.chain:
+        verify_gid_chain(link.owner_gid, policy.roots, at=at, strict_crypto=policy.strict_crypto)
+        if at > link.expires:
+            raise CredentialExpired(
+                f"the credential for {link.target_urn} expired {format_rfc3339(link.expires)}"
+            )
+    return credential
+
+
+def _verify_signatures(
+    root: etree._Element,
+    elements: list[etree._Element],
+    credential: Credential,
+    policy: TrustPolicy,
+    at: datetime,
+) -> list[GID]:
+    signatures = read_signatures(root.find("signatures"))
+    chain_ids = {link.xml_id for link in credential.chain}
+    stray = set(signatures) - chain_ids
+    if stray:
+        raise CredentialInvalid(f"signatures cover {sorted(stray)}, which are not credentials here")
+    signers = []
+    for element, link in zip(elements, credential.chain, strict=True):
+        info = signatures.get(link.xml_id)
+        if info is None:
+            raise CredentialInvalid(f"credential {link.xml_id!r} ({link.target_urn}) is unsigned")
+        signers.append(
+            verify_signed_element(
+                root, element, info, policy.roots, at=at, strict_crypto=policy.strict_crypto
+            )
+        )
+    return signers
+
+
+def _check_root_issuer(
+    credential: Credential, signer: GID, policy: TrustPolicy, at: datetime
+) -> None:
+    """The first issuer is an authority over the target, or the target GID's own issuer."""
+    target = credential.target_gid
+    verify_gid_chain(target, policy.roots, at=at, strict_crypto=policy.strict_crypto)
+    if signer.is_ca and signer.type == "authority" and is_authority_for(signer.hrn, target.hrn):
+        return
+    issuer = target.parent
+    if issuer is not None and public_keys_equal(issuer.public_key, signer.public_key):
+        return
+    raise CredentialSignerUntrusted(
+        f"{signer.urn or signer.subject_cn} is not an authority over {credential.target_urn} "
+        "and did not issue its GID, so it cannot grant privileges on it"
+    )
+
+
+def _check_delegation(child: Credential, parent: Credential, child_signer: GID) -> None:
+    """A delegated credential narrows its parent and is signed by the parent's owner."""
+    if child_signer.urn != parent.owner_urn or not public_keys_equal(
+        child_signer.public_key, parent.owner_gid.public_key
+    ):
+        raise CredentialSignerUntrusted(
+            f"the credential delegated to {child.owner_urn} is signed by {child_signer.urn}, "
+            f"but only the parent's owner {parent.owner_urn} may delegate it"
+        )
+    escalated = sorted(name for name in child.rights if not parent.delegatable(name))
+    if escalated:
+        raise CredentialInvalid(
+            f"delegation to {child.owner_urn} grants {escalated}, which {parent.owner_urn} "
+            "does not hold or may not delegate"
+        )
+    if child.expires > parent.expires:
+        raise CredentialInvalid(
+            f"delegated credential expires {format_rfc3339(child.expires)}, after its parent "
+            f"({format_rfc3339(parent.expires)})"
+        )
+    if child.target_urn != parent.target_urn and not _narrows_authority(child, parent):
+        raise CredentialInvalid(
+            f"delegation changed the target from {parent.target_urn} to {child.target_urn}"
+        )
+
+
+def _narrows_authority(child: Credential, parent: Credential) -> bool:
+    return (
+        parent.target_type == "authority"
+        and "authority" in parent.rights
+        and is_authority_for(parent.target_gid.hrn, child.target_gid.hrn)
+    )
+
+
+# --- the call ---------------------------------------------------------------------------------
+
+
+def check_credential_grants(
+    credential: Credential,
+    *,
+    operation: str | None,
+    targets: Sequence[str] = (),
+    target_match: TargetMatch = "exact",
+) -> None:
+    """The target and operation rules for one verified credential (CredentialMismatch,
+    Forbidden)."""
+    if target_match != "any" and targets and not any(
+        covers(credential, target, target_match) for target in targets
+    ):
+        raise CredentialMismatch(
+            f"the credential is for {credential.target_urn}, not for {', '.join(targets)}"
+        )
+    if operation and not allows(credential.rights, operation):
+        raise Forbidden(
+            f"the credential for {credential.target_urn} grants {sorted(credential.rights)}, "
+            f"which do not allow {operation!r}"
+        )
+
+
+def covers(credential: Credential, target: str, target_match: TargetMatch = "exact") -> bool:
+    """True when `credential` is for `target` (or, for "subtree", an authority above it)."""
+    if target_match == "any":
+        return True
+    if credential.target_urn.lower() == target.lower():
+        return True
+    if target_match != "subtree" or credential.target_type != "authority":
+        return False
+    try:
+        target_hrn, _ = urn_to_hrn(target)
+    except SfaError:
+        return False
+    return is_authority_for(credential.target_gid.hrn, target_hrn)
+
+
+def authorize(
+    credentials: Sequence[Any],
+    peer: GID,
+    policy: TrustPolicy,
+    *,
+    operation: str | None,
+    targets: Sequence[str] = (),
+    target_match: TargetMatch = "exact",
+    options: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
+    allow_empty: bool = False,
+) -> VerifiedCall:
+    """Verify the caller and its credentials for `operation` on `targets`: the one door."""
+    when = as_utc(at) if at else utcnow()
+    tls_caller = verify_caller(peer, policy, at=when)
+    wires = _classify(_decode_list(credentials), policy)
+    privilege = [w for w in wires if w.kind == "geni_sfa"]
+    abac = [w for w in wires if w.kind == "geni_abac"]
+    caller, speaking_for = _effective_caller(tls_caller, abac, options, policy, when)
+    if not privilege:
+        if allow_empty:
+            return VerifiedCall(caller, caller.urn, tls_caller, (), None, frozenset(), speaking_for)
+        raise Forbidden(
+            f"this call needs a credential granting {operation or 'access'}; none was given"
+            if not wires else "none of the credentials given is a privilege credential"
+        )
+    usable = _usable_credentials(privilege, caller, policy, when, operation, targets, target_match)
+    _check_coverage(usable, targets, target_match)
+    rights = frozenset().union(*(c.rights for c in usable))
+    return VerifiedCall(
+        caller=caller,
+        caller_urn=caller.urn,
+        tls_caller=tls_caller,
+        credentials=tuple(usable),
+        expires=min(c.expires for c in usable),
+        rights=rights,
+        speaking_for=speaking_for,
+    )
+
+
+def _decode_list(credentials: Sequence[Any]) -> list[WireCredential]:
+    if isinstance(credentials, str | bytes | Mapping) or not isinstance(
+        credentials, Sequence
+    ):
+        raise CredentialInvalid(
+            f"credentials must be a list, not {type(credentials).__name__}"
+        )
+    return [decode_credential(item) for item in credentials]
+
+
+def _classify(wires: list[WireCredential], policy: TrustPolicy) -> list[_Parsed]:
+    """Parse each credential once; route by the declared type and by the content (version 2
+    clients send speaks-for credentials as plain strings, like privilege ones)."""
+    parsed = []
+    for wire in wires:
+        root = parse_credential_document(wire.xml, policy.max_credential_bytes)
+        content_type = (root.findtext("credential/type") or "").strip()
+        kind = "geni_abac" if wire.kind == "geni_abac" or content_type == "abac" else "geni_sfa"
+        parsed.append(_Parsed(kind, wire.xml, root))
+    return parsed
+
+
+def _effective_caller(
+    tls_caller: GID,
+    abac: list[_Parsed],
+    options: Mapping[str, Any] | None,
+    policy: TrustPolicy,
+    at: datetime,
+) -> tuple[GID, str | None]:
+    user_urn = (options or {}).get("geni_speaking_for")
+    if user_urn is None:
+        return tls_caller, None
+    if not isinstance(user_urn, str) or not user_urn:
+        raise CredentialInvalid("option geni_speaking_for must be a user URN")
+    if not abac:
+        raise Forbidden(
+            f"geni_speaking_for {user_urn} needs a geni_abac speaks-for credential signed by "
+            "that user; none was given"
+        )
+    first_error: SfaError | None = None
+    for wire in abac:
+        try:
+            return verify_speaksfor(wire.xml, tls_caller, user_urn, policy, at=at), user_urn
+        except SfaError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
+
+
+# How far a refused credential got: the most advanced refusal is the one reported.
+_STAGE = {CredentialMismatch: 1, Forbidden: 2}
+
+
+def _usable_credentials(  # noqa: PLR0917
+    wires: list[_Parsed],
+    caller: GID,
+    policy: TrustPolicy,
+    at: datetime,
+    operation: str | None,
+    targets: Sequence[str],
+    target_match: TargetMatch,
+) -> list[Credential]:
+    usable: list[Credential] = []
+    refusals: list[SfaError] = []
+    for wire in wires:
+        try:
+            credential = _verify_sfa(wire.root, wire.xml, policy, at)
+            _check_owner(credential, caller)
+            check_credential_grants(
+                credential, operation=operation, targets=targets, target_match=target_match
+            )
+        except SfaError as exc:
+            refusals.append(exc)
+            continue
+        usable.append(credential)
+    if not usable:
+        raise max(refusals, key=lambda exc: _STAGE.get(type(exc), 0))
+    return usable
+
+
+def _check_owner(credential: Credential, caller: GID) -> None:
+    if not public_keys_equal(credential.owner_gid.public_key, caller.public_key):
+        raise CredentialMismatch(
+            f"the credential belongs to {credential.owner_urn}, not to the caller "
+            f"{caller.urn or caller.subject_cn}"
+        )
+
+
+def _check_coverage(
+    usable: list[Credential], targets: Sequence[str], target_match: TargetMatch
+) -> None:
+    if target_match == "any":
+        return
+    missing = [t for t in targets if not any(covers(c, t, target_match) for c in usable)]
+    if missing:
+        raise CredentialMismatch(f"no valid credential for {', '.join(missing)}")
