@@ -32,7 +32,7 @@ from sfa.registry.repository import RecordRepository
 from sfa.timeutil import as_utc, format_rfc3339, utcnow
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import Authority, AuthorityStore
-from sfa.trust.keys import load_public_key, public_keys_equal
+from sfa.trust.keys import load_public_key, public_key_to_openssh, public_keys_equal
 from sfa.xrn import (
     Xrn,
     hrn_authority,
@@ -129,18 +129,17 @@ class RecordBook:
                 f"no authority {record.authority} in this registry: register it before {record.hrn}"
             )
         if isinstance(record, UserRecord):
-            self._check_keys(record.keys)
+            record.keys = normalize_keys(record.keys)
         if isinstance(record, SliceRecord):
             record.expires = self.slice_expiry(record.expires)
 
-    def _check_keys(self, keys: list[str]) -> rsa.RSAPublicKey:
+    def _first_key(self, keys: list[str]) -> rsa.RSAPublicKey:
         if not keys:
             raise MissingArgs(
                 "a user needs a public key (reg-keys): the registry never makes a user's "
                 "private key"
             )
-        parsed = [load_public_key(key) for key in keys]
-        return parsed[0]
+        return load_public_key(keys[0])
 
     def slice_expiry(self, requested: datetime | None, now: datetime | None = None) -> datetime:
         """The slice expiry to store: default lifetime when none, capped at the maximum."""
@@ -161,7 +160,7 @@ class RecordBook:
         """A GID for a user (its first key), slice or node (a fresh key nobody keeps)."""
         issuer = self._issuer(record.hrn)
         if isinstance(record, UserRecord):
-            public_key = self._check_keys(record.keys)
+            public_key = self._first_key(record.keys)
             gid, _ = issuer.issue_gid(
                 record.hrn, "user", public_key, email=record.email, uuid=uuid
             )
@@ -197,6 +196,7 @@ class RecordBook:
         changes = dict(changes)
         updated = replace(record, **changes)
         if isinstance(updated, UserRecord) and "keys" in changes:
+            changes["keys"] = updated.keys = normalize_keys(changes["keys"])
             self._rekey_user(record, updated, changes)
         if isinstance(updated, SliceRecord) and "expires" in changes:
             changes["expires"] = updated.expires = self.slice_expiry(changes["expires"])
@@ -205,7 +205,7 @@ class RecordBook:
         return self.get(Xrn.from_hrn(record.hrn, record.type))
 
     def _rekey_user(self, old: Record, new: UserRecord, changes: dict[str, Any]) -> None:
-        first = self._check_keys(new.keys)
+        first = self._first_key(new.keys)
         current = GID.from_pem(old.gid) if old.gid else None
         if current is None or not public_keys_equal(current.public_key, first):
             uuid = current.uuid if current else None
@@ -249,3 +249,14 @@ class RecordBook:
                 f"authority {record.hrn} still holds {len(children)} record(s); remove them first"
             )
 
+
+
+def normalize_keys(keys: list[str]) -> list[str]:
+    """Public keys as `ssh-rsa ...` lines (what slivers' authorized_keys need), duplicates
+    dropped; MissingArgs when there is none, BadArgs when one is not an RSA public key."""
+    if not keys:
+        raise MissingArgs(
+            "a user needs a public key (reg-keys): the registry never makes a user's private key"
+        )
+    lines = [public_key_to_openssh(load_public_key(key)) for key in keys]
+    return list(dict.fromkeys(lines))
