@@ -31,23 +31,27 @@ def trust_policy(deployment: Deployment) -> TrustPolicy:
     )
 
 
-def open_registry(deployment: Deployment) -> Registry:
-    """The Registry of a deployment, over its SQLite file and authority store."""
+def registry_logic_config(deployment: Deployment) -> RegistryLogicConfig:
+    """The registry's lifetimes and peers, from sfa.toml."""
     config = deployment.config
-    identity = deployment.service_identity("registry")
-    logic_config = RegistryLogicConfig(
+    return RegistryLogicConfig(
         slice_lifetime=timedelta(days=config.registry.slice_lifetime_days),
         max_slice_lifetime=timedelta(days=config.registry.max_slice_lifetime_days),
         credential_lifetime=timedelta(days=config.registry.credential_lifetime_days),
         peers={hrn: peer.registry for hrn, peer in config.peers.items() if peer.registry},
     )
+
+
+def open_registry(deployment: Deployment) -> Registry:
+    """The Registry of a deployment, over its SQLite file and authority store."""
+    identity = deployment.service_identity("registry")
     return Registry(
         deployment.registry_db,
         deployment.authority_store(),
         trust_policy(deployment),
         identity.gid,
         identity.key,
-        config=logic_config,
+        config=registry_logic_config(deployment),
     )
 
 

@@ -1,0 +1,196 @@
+"""`sfa admin DIR ...`: the operator's registry commands, safe while `sfa serve DIR` runs.
+
+They write the same SQLite file and authority store the server reads on every call, so a
+change takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from tabulate import tabulate
+
+from sfa.errors import BadArgs, SfaError
+from sfa.registry.admin import RegistryAdmin
+from sfa.registry.records import Record
+from sfa.server.cli_trust_admin import trust_admin
+from sfa.server.deployment import Deployment
+from sfa.server.registry_api import registry_logic_config
+from sfa.timeutil import parse_rfc3339
+from sfa.trust.keys import save_private_key
+
+RECORD_TYPES = click.Choice(["authority", "user", "slice", "node"])
+
+
+def open_admin(deployment: Deployment) -> RegistryAdmin:
+    """The registry's operator API over the deployment's database and authorities."""
+    return RegistryAdmin(
+        deployment.registry_db,
+        deployment.authority_store(),
+        deployment.authority_hrn,
+        config=registry_logic_config(deployment),
+    )
+
+
+@contextmanager
+def _registry(deployment: Deployment) -> Iterator[RegistryAdmin]:
+    """The admin API; any SfaError ends the command with `CODE: message` and exit 1."""
+    registry = None
+    try:
+        registry = open_admin(deployment)
+        yield registry
+    except SfaError as error:
+        click.echo(f"{error.code.name}: {error.message}", err=True)
+        raise SystemExit(1) from None
+    finally:
+        if registry is not None:
+            registry.close()
+
+
+@click.group("admin")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.pass_context
+def admin(ctx: click.Context, directory: Path) -> None:
+    """Operate the registry of the deployment in DIRECTORY (also while it is served)."""
+    try:
+        ctx.obj = Deployment.load(directory)
+    except SfaError as error:
+        click.echo(f"{error.code.name}: {error.message}", err=True)
+        raise SystemExit(1) from None
+
+
+admin.add_command(trust_admin)
+
+
+@admin.group("user")
+def user() -> None:
+    """Users."""
+
+
+@user.command("add")
+@click.argument("hrn")
+@click.option("--email", default=None)
+@click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="the user's public key (PEM or ssh-rsa); without it a key is made")
+@click.option("--pi-of", "pi_of", multiple=True, help="make the user PI of this authority")
+@click.option("--out", "prefix", required=True, type=click.Path(path_type=Path),
+              help="write PREFIX.gid (and PREFIX.pkey when a key was made)")
+@click.pass_obj
+def user_add(
+    deployment: Deployment, *, hrn: str, email: str | None, key_file: Path | None,
+    pi_of: tuple[str, ...], prefix: Path,
+) -> None:
+    """Register user HRN and write their GID."""
+    with _registry(deployment) as registry:
+        pubkey = _read_key(key_file) if key_file else None
+        added = registry.admin_add_user(hrn, email=email, pubkey=pubkey, pi_of=pi_of)
+        gid_file = prefix.with_name(prefix.name + ".gid")
+        gid_file.write_text(added.record.gid or "")
+        click.echo(f"registered user {added.record.hrn}; GID in {gid_file}")
+        if added.private_key is not None:
+            key_out = prefix.with_name(prefix.name + ".pkey")
+            save_private_key(key_out, added.private_key)
+            click.echo(f"private key in {key_out} (mode 0600; the registry keeps no copy)")
+
+
+def _read_key(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadArgs(f"cannot read the public key {path}: {exc}") from None
+
+
+@admin.group("authority")
+def authority() -> None:
+    """Sub-authorities."""
+
+
+@authority.command("add")
+@click.argument("hrn")
+@click.option("--pi", "pis", multiple=True, help="a user HRN to make PI")
+@click.pass_obj
+def authority_add(deployment: Deployment, hrn: str, pis: tuple[str, ...]) -> None:
+    """Register sub-authority HRN (its key goes into authorities/)."""
+    with _registry(deployment) as registry:
+        record = registry.admin_add_authority(hrn, pis=pis)
+        click.echo(f"registered authority {record.hrn}")
+
+
+@admin.group("slice")
+def slice_() -> None:
+    """Slices."""
+
+
+@slice_.command("add")
+@click.argument("hrn")
+@click.option("--researcher", "researchers", multiple=True, required=True)
+@click.option("--expires", default=None, help="RFC 3339 time (default: the configured lifetime)")
+@click.pass_obj
+def slice_add(
+    deployment: Deployment, hrn: str, researchers: tuple[str, ...], expires: str | None
+) -> None:
+    """Register slice HRN with its researchers."""
+    with _registry(deployment) as registry:
+        when = parse_rfc3339(expires) if expires else None
+        record = registry.admin_add_slice(hrn, researchers, expires=when)
+        shown = record.to_wire()
+        click.echo(f"registered slice {record.hrn}, expires {shown.get('expires')}")
+
+
+@admin.command("list")
+@click.argument("authority_hrn", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def list_records(deployment: Deployment, authority_hrn: str | None, as_json: bool) -> None:
+    """Records under AUTHORITY_HRN (default: the root), recursively."""
+    with _registry(deployment) as registry:
+        records = registry.admin_list(authority_hrn)
+        if as_json:
+            click.echo(json.dumps([_wire(r) for r in records], indent=2, default=str))
+            return
+        rows = [(r.hrn, r.type, r.authority, _wire(r).get("last_updated", "")) for r in records]
+        click.echo(tabulate(rows, headers=["hrn", "type", "authority", "last_updated"]))
+
+
+@admin.command("show")
+@click.argument("hrn")
+@click.option("--type", "type_", type=RECORD_TYPES, default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def show(deployment: Deployment, hrn: str, type_: str | None, as_json: bool) -> None:
+    """Every record named HRN, with all its fields."""
+    with _registry(deployment) as registry:
+        records = [_wire(r) for r in registry.admin_show(hrn, type_)]
+        if as_json:
+            click.echo(json.dumps(records, indent=2, default=str))
+            return
+        for wire in records:
+            rows = [(k, _short(v)) for k, v in wire.items()]
+            click.echo(tabulate(rows, tablefmt="plain"))
+            click.echo()
+
+
+@admin.command("remove")
+@click.argument("hrn")
+@click.option("--type", "type_", type=RECORD_TYPES, default=None)
+@click.option("--force", is_flag=True, help="remove a slice even with live slivers")
+@click.pass_obj
+def remove(deployment: Deployment, hrn: str, type_: str | None, force: bool) -> None:
+    """Remove the record named HRN."""
+    with _registry(deployment) as registry:
+        record = registry.admin_remove(hrn, type_, force=force)
+        click.echo(f"removed {record.type} {record.hrn}")
+
+
+def _wire(record: Record) -> dict[str, Any]:
+    return record.to_wire(include_private=True)
+
+
+def _short(value: Any) -> str:
+    text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text if len(text) <= 100 else text[:60] + "..."
