@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import SignatureAlgorithmOID
 
 from sfa.errors import (
     CredentialExpired,
@@ -36,6 +37,9 @@ MIN_KEY_BITS = 1024
 STRICT_MIN_KEY_BITS = 2048
 CACHE_SIZE = 4096
 _WEAK_HASHES = (hashes.MD5, hashes.SHA1)
+_RSA_PKCS1_OIDS = frozenset(
+    {SignatureAlgorithmOID.RSA_WITH_MD5, SignatureAlgorithmOID.RSA_WITH_SHA1}
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,8 @@ def verify_certificate_signature(
         raise CredentialInvalid(
             f"certificate signed with {algorithm.name.upper()}, refused by strict_crypto"
         )
+    if params is None and cert.signature_algorithm_oid in _RSA_PKCS1_OIDS:
+        params = padding.PKCS1v15()  # what `cryptography` reports for MD5 / SHA-1
     if not isinstance(params, padding.PKCS1v15 | padding.PSS):
         raise CredentialInvalid("certificate is not signed with RSA")
     try:
