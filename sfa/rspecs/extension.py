@@ -48,7 +48,12 @@ def _int_or_none(text: str | None) -> int | None:
 def amounts_from_element(element: etree._Element) -> ResourceAmounts:
     """Read the amount attributes of `capacity`, `free` or `request` (bad numbers -> None)."""
     get = element.get
-    return ResourceAmounts(*(_int_or_none(get(name)) for name in AMOUNT_FIELDS))
+    values = [get("cpu_share"), get("memory_mb"), get("disk_mb"), get("tasks"),
+              get("bandwidth_kbps")]
+    try:
+        return ResourceAmounts(*[None if v is None else int(v) for v in values])
+    except ValueError:
+        return ResourceAmounts(*[_int_or_none(v) for v in values])
 
 
 def resources_from_element(element: etree._Element) -> NodeResources:

@@ -63,12 +63,12 @@ def write_rspec(rspec: RSpec, *, strict: bool = True) -> str:
     return text
 
 
+_NEEDS_ESCAPE = re.compile('[&<>"\t\n\r]').search
+
+
 def _attr(value: str) -> str:
-    return value.translate(_ATTR_ESCAPES)
-
-
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
+    """An attribute value, escaped (most values need nothing: skip the translation)."""
+    return value.translate(_ATTR_ESCAPES) if _NEEDS_ESCAPE(value) else value
 
 
 class _Writer:
@@ -76,30 +76,45 @@ class _Writer:
         self.type = rspec_type
         self.strict = strict
         self.out: list[str] = []
+        self._rules: dict[str, tuple[frozenset[str] | None, tuple[str, ...]]] = {}
 
     # -- helpers -------------------------------------------------------------------------
     def attrs(self, element: str, pairs: Iterable[tuple[str, object]],
               extra: dict[str, str] | None = None) -> str:
         """` name="value"` for each pair that is set (and allowed, when strict)."""
-        present = [(name, value) for name, value in pairs if value is not None]
-        if self.strict:
-            allowed = allowed_attributes(self.type, element)
-            present = [(name, value) for name, value in present if name in allowed]
-            names = {name for name, _ in present}
-            missing = [name for name in required_attributes(self.type, element)
-                       if name not in names]
-            if missing:
+        allowed, required = self.rules(element)
+        parts = []
+        names = []
+        for name, value in pairs:
+            if value is None or (allowed is not None and name not in allowed):
+                continue
+            if value is True or value is False:
+                text = "true" if value else "false"
+            else:
+                text = _attr(str(value))
+            parts.append(f' {name}="{text}"')
+            names.append(name)
+        for name in required:
+            if name not in names:
                 raise BadArgs(
-                    f"{self.type} RSpec: <{element}> needs {', '.join(missing)} "
-                    f"(has {', '.join(sorted(names)) or 'nothing'})"
+                    f"{self.type} RSpec: <{element}> needs {name} "
+                    f"(has {', '.join(names) or 'nothing'})"
                 )
-        parts = [
-            f' {name}="{_bool(value) if isinstance(value, bool) else _attr(str(value))}"'
-            for name, value in present
-        ]
         if extra:
             parts.append(self.extra_attrs(extra))
         return "".join(parts)
+
+    def rules(self, element: str) -> tuple[frozenset[str] | None, tuple[str, ...]]:
+        """(allowed attributes or None for any, required attributes) of an element."""
+        rule = self._rules.get(element)
+        if rule is None:
+            if self.strict:
+                rule = (allowed_attributes(self.type, element),
+                        required_attributes(self.type, element))
+            else:
+                rule = (None, ())
+            self._rules[element] = rule
+        return rule
 
     def extra_attrs(self, extra: dict[str, str]) -> str:
         declared: dict[str, str] = {}
@@ -164,6 +179,8 @@ class _Writer:
         )
 
     def node(self, node: Node) -> None:
+        if self.type == AD and self.strict and self.plain_ad_node(node):
+            return
         out = self.out
         out.append("  <node" + self.attrs("node", [
             ("component_id", node.component_id),
@@ -193,6 +210,54 @@ class _Writer:
         self.sfa_node_extension(node)
         self.extensions(node.extensions, "    ")
         out.append("  </node>\n")
+
+    def plain_ad_node(self, node: Node) -> bool:
+        """The fast path: an advertised node with nothing unusual, from one template each.
+
+        Returns False (having written nothing) when the node needs the general path.
+        """
+        if (node.extra_attrs or node.extensions or node.services or node.component_id is None
+                or node.component_manager_id is None or node.exclusive is None):
+            return False
+        name = node.component_name
+        parts = [
+            f'  <node component_id="{_attr(node.component_id)}" '
+            f'component_manager_id="{_attr(node.component_manager_id)}"'
+            + (f' component_name="{_attr(name)}"' if name is not None else "")
+            + (' exclusive="true">\n' if node.exclusive else ' exclusive="false">\n')
+        ]
+        for hardware in node.hardware_types:
+            if hardware.extensions or hardware.name is None:
+                return False
+            parts.append(f'    <hardware_type name="{_attr(hardware.name)}"/>\n')
+        for sliver in node.sliver_types:
+            if sliver.extensions or sliver.disk_images or sliver.name is None:
+                return False
+            parts.append(f'    <sliver_type name="{_attr(sliver.name)}"/>\n')
+        loc = node.location
+        if loc is not None:
+            if loc.country is None:
+                return False
+            parts.append(
+                f'    <location country="{_attr(loc.country)}"'
+                + (f' latitude="{_attr(loc.latitude)}"' if loc.latitude is not None
+                   else "")
+                + (f' longitude="{_attr(loc.longitude)}"' if loc.longitude is not None
+                   else "")
+                + "/>\n"
+            )
+        if node.available is not None:
+            parts.append('    <available now="true"/>\n' if node.available
+                         else '    <available now="false"/>\n')
+        for iface in node.interfaces:
+            if (iface.ips or iface.extensions or iface.extra_attrs or iface.component_id is None
+                    or iface.component_name or iface.role or iface.public_ipv4):
+                return False
+            parts.append(f'    <interface component_id="{_attr(iface.component_id)}"/>\n')
+        self.out.extend(parts)
+        self.sfa_node_extension(node)
+        self.out.append("  </node>\n")
+        return True
 
     def simple(self, element: str, pairs: list[tuple[str, object]], extensions: list[str],
                indent: str) -> None:
@@ -290,7 +355,14 @@ class _Writer:
 
 
 def _amounts(amounts: ext.ResourceAmounts) -> str:
-    return "".join(f' {name}="{value}"' for name, value in ext.amount_attributes(amounts))
+    a = amounts
+    return (
+        (f' cpu_share="{int(a.cpu_share)}"' if a.cpu_share is not None else "")
+        + (f' memory_mb="{int(a.memory_mb)}"' if a.memory_mb is not None else "")
+        + (f' disk_mb="{int(a.disk_mb)}"' if a.disk_mb is not None else "")
+        + (f' tasks="{int(a.tasks)}"' if a.tasks is not None else "")
+        + (f' bandwidth_kbps="{int(a.bandwidth_kbps)}"' if a.bandwidth_kbps is not None else "")
+    )
 
 
 def _uses_sfa_extension(rspec: RSpec) -> bool:
