@@ -128,11 +128,11 @@ class Authority:
 
         Makes a key when none is given and returns it; Forbidden outside the subtree.
         """
+        self._check_beneath(hrn)
         urn = hrn_to_urn(hrn, type)
         _, normalized = urn_to_hrn(urn)
         if normalized.startswith("authority+"):
             raise BadArgs(f"use issue_service_gid for {normalized} GIDs")
-        self._check_beneath(hrn)
         is_ca = normalized == "authority"
         default = AUTHORITY_LIFETIME if is_ca else DEFAULT_LIFETIME
         key = None if public_key is not None else generate_private_key()
