@@ -1,0 +1,156 @@
+"""The lenient reader: real samples, ProtoGENI v2, and refusals (security.md 13-16)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from sfa.errors import BadArgs, BadVersion, GeniCode, TooBig
+from sfa.rspecs.builder import Request
+from sfa.rspecs.model import GENI_NS, PG2_NS
+from sfa.rspecs.reader import read_rspec
+from sfa.rspecs.writer import write_rspec
+
+NS = {"r": GENI_NS}
+
+
+def _count(path: Path, xpath: str) -> int:
+    return int(etree.parse(str(path)).xpath(f"count({xpath})", namespaces=NS))
+
+
+def test_every_sample_reads_with_counts_equal_to_xpath(sample_files: list[Path]) -> None:
+    for path in sample_files:
+        model = read_rspec(path.read_bytes())
+        assert len(model.nodes) == _count(path, "/r:rspec/r:node"), path.name
+        assert len(model.links) == _count(path, "/r:rspec/r:link"), path.name
+        assert len(model.interfaces) == _count(path, "/r:rspec/r:node/r:interface"), path.name
+        refs = sum(len(link.interface_refs) for link in model.links)
+        assert refs == _count(path, "/r:rspec/r:link/r:interface_ref"), path.name
+
+
+def test_every_sample_survives_a_round_trip(sample_files: list[Path]) -> None:
+    for path in sample_files:
+        model = read_rspec(path.read_bytes())
+        again = read_rspec(write_rspec(model, strict=False))
+        assert again == model, path.name
+
+
+def test_unknown_extensions_are_kept(samples_dir: Path) -> None:
+    path = samples_dir / "rspecs/manifest/KDahlgren_ceph-deploy-popper__geni__manifest.xml"
+    model = read_rspec(path.read_bytes())
+    node = model.nodes[0]
+    assert any("vnode" in item and 'hardware_type="c220g5"' in item for item in node.extensions)
+    assert any("console" in item for item in node.services.extensions)
+    assert node.services.logins[0].port == 22
+    assert node.sliver_types[0].disk_images[0].name.endswith("UBUNTU18-64-STD")
+    # The re-written document still carries the emulab elements, in their namespace.
+    rewritten = etree.fromstring(write_rspec(model, strict=False).encode())
+    emulab = "http://www.protogeni.net/resources/rspec/ext/emulab/1"
+    assert len(rewritten.findall(f".//{{{emulab}}}vnode")) == 3
+
+
+def test_lenient_on_schema_breakage(samples_dir: Path) -> None:
+    exogeni = samples_dir / (
+        "rspecs/ad/GENI-NSF_geni-portal__portal__www__common__map__"
+        "rspec-exogeni-net-bbnvmsite.xml")
+    model = read_rspec(exogeni.read_bytes(), expected_type="advertisement")
+    assert any(hw.name is None for node in model.nodes for hw in node.hardware_types)
+    mislabelled = samples_dir / "rspecs/manifest/brihand_geni-mini__rspec.xml"
+    model = read_rspec(mislabelled.read_bytes())
+    assert model.type == "request"
+    assert model.nodes[0].sliver_id == "urn:publicid:IDN+instageni.wisc.edu+sliver+84846"
+
+
+def test_protogeni_v2_reads_into_the_same_model(samples_dir: Path) -> None:
+    path = samples_dir / "rspecs/request" / (
+        "kaimast_geni-lib3__tools__scaleup__sample_output_rspec__custom5-2LAN.xml")
+    text = path.read_text()
+    pg2 = text.replace(GENI_NS, PG2_NS)
+    assert read_rspec(pg2) == read_rspec(text)
+
+
+def test_type_is_case_insensitive_and_checked() -> None:
+    doc = f'<rspec xmlns="{GENI_NS}" type="Manifest"><node client_id="a"/></rspec>'
+    assert read_rspec(doc, expected_type="manifest").type == "manifest"
+    with pytest.raises(BadArgs) as info:
+        read_rspec(doc, expected_type="request")
+    assert info.value.code == GeniCode.BADARGS
+    assert "expected a request" in info.value.message
+
+
+@pytest.mark.parametrize("doc, error", [
+    ('<rspec xmlns="http://www.geni.net/resources/rspec/4" type="request"/>', BadVersion),
+    ('<rspec type="request"/>', BadVersion),
+    (f'<credential xmlns="{GENI_NS}"/>', BadArgs),
+    (f'<rspec xmlns="{GENI_NS}"/>', BadArgs),
+    (f'<rspec xmlns="{GENI_NS}" type="wish-list"/>', BadArgs),
+    ("<rspec", BadArgs),
+    ("", BadArgs),
+])
+def test_wrong_namespace_version_or_shape_is_refused(doc: str, error: type) -> None:
+    with pytest.raises(error) as info:
+        read_rspec(doc)
+    assert info.value.code == error.code
+
+
+@pytest.mark.parametrize("doc", [
+    f'<!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+    f'<rspec xmlns="{GENI_NS}" type="request"><node client_id="&b;"/></rspec>',
+    f'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    f'<rspec xmlns="{GENI_NS}" type="request"><node client_id="&x;"/></rspec>',
+    f'<rspec xmlns="{GENI_NS}" xmlns:xi="http://www.w3.org/2001/XInclude" type="request">'
+    f'<xi:include href="file:///etc/passwd"/></rspec>',
+])
+def test_entities_dtds_and_xinclude_are_refused(doc: str) -> None:
+    with pytest.raises(BadArgs) as info:
+        read_rspec(doc)
+    assert info.value.code == GeniCode.BADARGS
+
+
+def test_size_limits() -> None:
+    padding = "<!--" + "x" * 2000 + "-->"
+    doc = f'<rspec xmlns="{GENI_NS}" type="request">{padding}</rspec>'
+    with pytest.raises(TooBig) as info:
+        read_rspec(doc, max_bytes=1000)
+    assert info.value.code == GeniCode.TOOBIG
+    deep = "<a>" * 100 + "</a>" * 100
+    with pytest.raises(TooBig):
+        read_rspec(f'<rspec xmlns="{GENI_NS}" type="request">{deep}</rspec>')
+
+
+def test_a_request_of_100000_nodes_is_refused() -> None:
+    nodes = "".join(f'<node client_id="n{i}"/>' for i in range(100_000))
+    doc = f'<rspec xmlns="{GENI_NS}" type="request">{nodes}</rspec>'
+    with pytest.raises(TooBig) as info:
+        read_rspec(doc)
+    assert info.value.code == GeniCode.TOOBIG
+    assert "100000 nodes" in info.value.message
+    fifty = "".join(f'<node client_id="n{i}"/>' for i in range(50))
+    small = f'<rspec xmlns="{GENI_NS}" type="request">{fifty}</rspec>'
+    assert len(read_rspec(small, max_nodes=50).nodes) == 50
+    with pytest.raises(TooBig):
+        read_rspec(small, max_nodes=49)
+
+
+HOSTILE = ["a'b", 'a"b', "a<b>", "../../etc/passwd", "x\ny", "$(rm -rf /); `id` | &", "é✓"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_names_are_data(name: str) -> None:
+    text = Request().node(name, component_id=f"urn:publicid:IDN+x+node+{name}").to_xml()
+    node = read_rspec(text).nodes[0]
+    assert node.client_id == name
+    assert node.component_id == f"urn:publicid:IDN+x+node+{name}"
+
+
+def test_nul_cannot_be_written(ad_model) -> None:  # type: ignore[no-untyped-def]
+    before = copy.deepcopy(ad_model)
+    bad = copy.deepcopy(ad_model)
+    bad.nodes[0].component_name = "n\x00"
+    with pytest.raises(BadArgs) as info:
+        write_rspec(bad)
+    assert "NUL" in info.value.message
+    assert ad_model == before
