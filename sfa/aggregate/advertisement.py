@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import threading
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sfa.rspecs import model as rs
-from sfa.rspecs.extension import opstate_extension
+from sfa.rspecs.builder import advertisement as build_advertisement
+from sfa.rspecs.compress import compress
 from sfa.rspecs.writer import write_rspec
 from sfa.timeutil import utcnow
 
@@ -39,10 +38,8 @@ def advertisement(
             continue
         sliver_types.update(node.sliver_types)
         ad_nodes.append(_ad_node(node, used, am_urn, is_available))
-    return rs.RSpec(
-        type=rs.AD, generated=now, nodes=ad_nodes,
-        extensions=[opstate_extension(am_urn, sorted(sliver_types))],
-    )
+    return build_advertisement(ad_nodes, aggregate_manager_id=am_urn,
+                               sliver_types=sorted(sliver_types))
 
 
 def _ad_node(node: Node, used: NodeUsage, am_urn: str, is_available: bool) -> rs.Node:
@@ -99,9 +96,4 @@ class AdvertisementCache:
         rspec = advertisement(self.store.nodes(), self.store.usage(), am_urn=self.am_urn,
                               admission=self.admission, available_only=available_only)
         text = write_rspec(rspec)
-        return _Entry(revision, text, compress_rspec(text))
-
-
-def compress_rspec(text: str) -> str:
-    """`geni_compressed` form: base64 of the zlib-compressed UTF-8 document."""
-    return base64.b64encode(zlib.compress(text.encode("utf-8"))).decode("ascii")
+        return _Entry(revision, text, compress(text))

@@ -9,13 +9,13 @@ from importlib import metadata
 from typing import Any
 
 from sfa.errors import AlreadyExists, BadArgs, GeneralError, SfaError, Unsupported
+from sfa.rspecs.compress import compress
 from sfa.rspecs.extension import SFA_EXT_NS
 from sfa.rspecs.writer import write_rspec
 from sfa.trust.gid import GID
 from sfa.trust.rights import OPERATION_FOR_METHOD
 from sfa.xrn import hrn_to_urn
 
-from .advertisement import compress_rspec
 from .driver import SliverResult
 from .manifest import manifest
 from .mapping import Placement
@@ -102,7 +102,7 @@ class AggregateManagerV3:
         target, _ = self._enter("Describe", peer, urns, credentials, opts)
         text = self._manifest(target.slivers)
         return {
-            "geni_rspec": compress_rspec(text) if option_flag(opts, "geni_compressed") else text,
+            "geni_rspec": compress(text) if option_flag(opts, "geni_compressed") else text,
             "geni_urn": target.slice_urn,
             "geni_slivers": statuses(target.slivers),
         }

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from xml.sax.saxutils import escape, quoteattr
 
 from sfa.rspecs import model as rs
-from sfa.timeutil import utcnow
+from sfa.rspecs.builder import manifest as build_manifest
 from sfa.xrn import urn_to_hrn
 
 from .inventory import Node
@@ -22,13 +21,10 @@ def login_name(slice_urn: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in hrn.replace(".", "_"))[:32]
 
 
-def manifest(slivers: Sequence[Sliver], nodes: Mapping[str, Node], *, am_urn: str,
-             now: datetime | None = None) -> rs.RSpec:
+def manifest(slivers: Sequence[Sliver], nodes: Mapping[str, Node], *, am_urn: str
+             ) -> rs.RSpec:
     """The manifest of `slivers` (possibly none: an empty manifest)."""
-    return rs.RSpec(
-        type=rs.MANIFEST, generated=now or utcnow(),
-        nodes=[_manifest_node(s, nodes.get(s.node_urn), am_urn) for s in slivers],
-    )
+    return build_manifest(_manifest_node(s, nodes.get(s.node_urn), am_urn) for s in slivers)
 
 
 def _manifest_node(sliver: Sliver, node: Node | None, am_urn: str) -> rs.Node:

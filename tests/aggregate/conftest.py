@@ -154,7 +154,7 @@ def request_rspec(*nodes: str) -> str:
     )
 
 
-def node(client_id: str, component_id: str = "", manager: str = "", exclusive: str = "",
+def node(client_id: str, component_id: str = "", manager: str = "", *, exclusive: str = "",
          sliver_type: str = "", hardware_type: str = "") -> str:
     attrs = f'client_id="{client_id}"'
     if component_id:

@@ -15,7 +15,16 @@ from sfa.rspecs.reader import read_rspec
 from sfa.timeutil import format_rfc3339, parse_rfc3339, utcnow
 
 from .conftest import (
-    AM_URN, GENI3, OTHER_AM, SLICE1, SLICE2, Aggregate, Pki, node, node_urn, request_rspec,
+    AM_URN,
+    GENI3,
+    OTHER_AM,
+    SLICE1,
+    SLICE2,
+    Aggregate,
+    Pki,
+    node,
+    node_urn,
+    request_rspec,
 )
 
 OPTS = {"geni_rspec_version": GENI3}

@@ -1,0 +1,299 @@
+"""The aggregate on the wire: AM API v3 at /am/3 (and /), v2 at /am/2, on one TLS port.
+
+Every reply is the {code, value, output} envelope, never a fault. Handlers run in the call
+pool; driver coroutines run on the reactor (so a Twisted driver can fan out), the rest of the
+call in the pool thread. A timer reaps expired slivers whether or not anyone calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+from xmlrpc.client import Binary
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.threads import blockingCallFromThread, deferToThread
+from twisted.logger import Logger
+from twisted.web import pages, resource, server
+
+from sfa.aggregate.api_v2 import AggregateManagerV2
+from sfa.aggregate.api_v3 import AggregateManagerV3
+from sfa.aggregate.driver import Driver
+from sfa.aggregate.lifetimes import LifetimePolicy
+from sfa.aggregate.memory_driver import MemoryDriver
+from sfa.aggregate.reaper import Reaper
+from sfa.aggregate.service import AggregateContext, AggregateSettings
+from sfa.aggregate.store import AggregateStore
+from sfa.errors import BadArgs, MissingArgs
+from sfa.server.config import LimitsConfig
+from sfa.server.deployment import Deployment
+from sfa.server.envelope import Envelope, EnvelopeReplies
+from sfa.server.registry_api import trust_policy
+from sfa.server.service import RunningService, service_url
+from sfa.server.tls import ServerTLSContext
+from sfa.server.xmlrpc import CallContext, CallPool, Handler, XmlRpcResource, XmlRpcSite
+from sfa.trust.gid import GID
+
+log = Logger(namespace="sfa.aggregate")
+
+AGGREGATE_DB = "aggregate.sqlite"
+V3_PATHS = (b"", b"/am/3")
+V2_PATH = b"/am/2"
+REAP_CEILING = timedelta(seconds=30)
+
+
+def reactor_runner(reactor: Any) -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    """Run a driver coroutine on the reactor from a pool thread and wait for its result."""
+
+    def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return blockingCallFromThread(reactor, Deferred.fromCoroutine, coroutine)
+
+    return run
+
+
+def _args(call: CallContext, params: tuple[Any, ...], least: int, most: int) -> list[Any]:
+    if len(params) < least:
+        raise MissingArgs(f"{call.method} takes at least {least} arguments, got {len(params)}")
+    if len(params) > most:
+        raise BadArgs(f"{call.method} takes at most {most} arguments, got {len(params)}")
+    return [*params, *([None] * (most - len(params)))]
+
+
+def _text(value: Any) -> Any:
+    """An RSpec sent as XML-RPC base64 (some clients do) as text."""
+    if isinstance(value, Binary):
+        try:
+            return value.data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadArgs("the RSpec must be UTF-8 text") from None
+    return value
+
+
+def _peer(call: CallContext) -> GID | None:
+    return call.peer
+
+
+def v3_handlers(am: AggregateManagerV3) -> dict[str, Handler]:
+    """AM API v3 method name -> handler."""
+
+    def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
+        (options,) = _args(call, params, 0, 1)
+        value = am.get_version(options)
+        return Envelope(value=value, extra={"geni_api": value["geni_api"]})
+
+    def list_resources(call: CallContext, params: tuple[Any, ...]) -> Any:
+        creds, options = _args(call, params, 1, 2)
+        return am.list_resources(_peer(call), creds, options)
+
+    def describe(call: CallContext, params: tuple[Any, ...]) -> Any:
+        urns, creds, options = _args(call, params, 2, 3)
+        return am.describe(_peer(call), urns, creds, options)
+
+    def allocate(call: CallContext, params: tuple[Any, ...]) -> Any:
+        slice_urn, creds, rspec, options = _args(call, params, 3, 4)
+        return am.allocate(_peer(call), slice_urn, creds, _text(rspec), options)
+
+    def provision(call: CallContext, params: tuple[Any, ...]) -> Any:
+        urns, creds, options = _args(call, params, 2, 3)
+        return am.provision(_peer(call), urns, creds, options)
+
+    def status(call: CallContext, params: tuple[Any, ...]) -> Any:
+        urns, creds, options = _args(call, params, 2, 3)
+        return am.status(_peer(call), urns, creds, options)
+
+    def perform(call: CallContext, params: tuple[Any, ...]) -> Any:
+        urns, creds, action, options = _args(call, params, 3, 4)
+        return am.perform_operational_action(_peer(call), urns, creds, action, options)
+
+    def renew(call: CallContext, params: tuple[Any, ...]) -> Any:
+        urns, creds, expiration, options = _args(call, params, 3, 4)
+        return am.renew(_peer(call), urns, creds, expiration, options)
+
+    def delete(call: CallContext, params: tuple[Any, ...]) -> Any:
+        urns, creds, options = _args(call, params, 2, 3)
+        return am.delete(_peer(call), urns, creds, options)
+
+    def shutdown(call: CallContext, params: tuple[Any, ...]) -> Any:
+        slice_urn, creds, options = _args(call, params, 2, 3)
+        return am.shutdown(_peer(call), slice_urn, creds, options)
+
+    return {
+        "GetVersion": get_version, "ListResources": list_resources, "Describe": describe,
+        "Allocate": allocate, "Provision": provision, "Status": status,
+        "PerformOperationalAction": perform, "Renew": renew, "Delete": delete,
+        "Shutdown": shutdown,
+    }
+
+
+def v2_handlers(am: AggregateManagerV2) -> dict[str, Handler]:
+    """AM API v2 method name -> handler."""
+
+    def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
+        (options,) = _args(call, params, 0, 1)
+        value = am.get_version(options)
+        return Envelope(value=value, extra={"geni_api": value["geni_api"]})
+
+    def list_resources(call: CallContext, params: tuple[Any, ...]) -> Any:
+        creds, options = _args(call, params, 1, 2)
+        return am.list_resources(_peer(call), creds, options)
+
+    def create_sliver(call: CallContext, params: tuple[Any, ...]) -> Any:
+        slice_urn, creds, rspec, users, options = _args(call, params, 4, 5)
+        return am.create_sliver(_peer(call), slice_urn, creds, _text(rspec), users, options)
+
+    def sliver_status(call: CallContext, params: tuple[Any, ...]) -> Any:
+        slice_urn, creds, options = _args(call, params, 2, 3)
+        return am.sliver_status(_peer(call), slice_urn, creds, options)
+
+    def renew_sliver(call: CallContext, params: tuple[Any, ...]) -> Any:
+        slice_urn, creds, expiration, options = _args(call, params, 3, 4)
+        return am.renew_sliver(_peer(call), slice_urn, creds, expiration, options)
+
+    def delete_sliver(call: CallContext, params: tuple[Any, ...]) -> Any:
+        slice_urn, creds, options = _args(call, params, 2, 3)
+        return am.delete_sliver(_peer(call), slice_urn, creds, options)
+
+    def shutdown(call: CallContext, params: tuple[Any, ...]) -> Any:
+        slice_urn, creds, options = _args(call, params, 2, 3)
+        return am.shutdown(_peer(call), slice_urn, creds, options)
+
+    return {
+        "GetVersion": get_version, "ListResources": list_resources,
+        "CreateSliver": create_sliver, "SliverStatus": sliver_status,
+        "RenewSliver": renew_sliver, "DeleteSliver": delete_sliver, "Shutdown": shutdown,
+    }
+
+
+class VersionRouter(resource.Resource):
+    """Sends /am/2 to the v2 resource, / and /am/3 to v3; anything else is 404."""
+
+    isLeaf = True
+
+    def __init__(self, routes: Mapping[bytes, resource.Resource]) -> None:
+        super().__init__()
+        self.routes = dict(routes)
+
+    def render(self, request: server.Request) -> Any:
+        path = (request.path or b"/").rstrip(b"/")
+        target = self.routes.get(path)
+        if target is None:
+            page: Any = pages.notFound("No AM API here", "Use /am/3 or /am/2.")
+            return page.render(request)
+        return target.render(request)
+
+
+class ReapTimer:
+    """Wakes when the next sliver expires (or every REAP_CEILING) and reaps in a thread."""
+
+    def __init__(self, reactor: Any, reaper: Reaper, ceiling: timedelta = REAP_CEILING):
+        self.reactor = reactor
+        self.reaper = reaper
+        self.ceiling = ceiling
+        self._call: Any = None
+        self._stopped = False
+
+    def start(self) -> None:
+        self._schedule(0.0)
+
+    def poke(self) -> None:
+        """Re-plan now (after a change that may bring the next expiry closer)."""
+        if not self._stopped:
+            self._schedule(0.0)
+
+    def _schedule(self, delay: float) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = self.reactor.callLater(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._call = None
+        deferred = deferToThread(self._tick_and_plan)
+        deferred.addErrback(lambda f: log.failure("reaping expired slivers failed", f))
+        deferred.addCallback(lambda delay: None if self._stopped or delay is None
+                             else self._schedule(delay))
+
+    def _tick_and_plan(self) -> float:
+        self.reaper.tick()
+        return self.reaper.delay_until_next(self.ceiling) + 0.05
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+
+
+@dataclass
+class AggregateService:
+    """The listening aggregate and its reap timer."""
+
+    running: RunningService
+    timer: ReapTimer
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    def stop(self) -> Deferred[Any]:
+        self.timer.stop()
+        return maybeDeferred(self.running.stop)
+
+
+def start_aggregate_service(
+    reactor: Any, v3: AggregateManagerV3, *, gid: GID, key: Any, host: str, port: int,
+    limits: LimitsConfig, name: str = "aggregate", reap_ceiling: timedelta = REAP_CEILING,
+) -> AggregateService:
+    """Listen for the AM API v3 and v2 on one port; start the reap timer.
+
+    GetVersion's geni_api_versions are filled in from the real port once listening.
+    """
+    pool = CallPool(reactor, limits.max_concurrent_calls, name=f"sfa-{name}")
+    replies = EnvelopeReplies()
+    v3_resource = XmlRpcResource(service=name, handlers=v3_handlers(v3), replies=replies,
+                                 pool=pool)
+    v2_resource = XmlRpcResource(service=f"{name}-v2",
+                                 handlers=v2_handlers(AggregateManagerV2(v3)),
+                                 replies=replies, pool=pool)
+    routes: dict[bytes, resource.Resource] = {p: v3_resource for p in V3_PATHS}
+    routes[V2_PATH] = v2_resource
+    site = XmlRpcSite(VersionRouter(routes), max_request_bytes=limits.max_request_bytes,
+                      idle_timeout=limits.idle_timeout_seconds)
+    context = ServerTLSContext(gid, key, session_name=f"sfa-{name}")
+    listening = reactor.listenSSL(port, site, context, interface=host)
+    url = service_url(host, listening.getHost().port)
+    v3.ctx.settings = replace(v3.ctx.settings, api_urls=api_urls(url))
+    timer = ReapTimer(reactor, v3.ctx.reaper, reap_ceiling)
+    timer.start()
+    return AggregateService(RunningService(name, url, listening, pool, site), timer)
+
+
+def api_urls(base_url: str) -> dict[str, str]:
+    """GetVersion's geni_api_versions for a service at `base_url` (https://host:port/)."""
+    base = base_url.rstrip("/")
+    return {"2": f"{base}/am/2", "3": f"{base}/am/3"}
+
+
+def open_aggregate(deployment: Deployment, reactor: Any, *, driver: Driver | None = None,
+                   lifetimes: LifetimePolicy | None = None) -> AggregateManagerV3:
+    """The deployment's aggregate: DIR/db/aggregate.sqlite, the in-memory driver (until node
+    managers back it), the aggregate's service GID as its identity."""
+    identity = deployment.service_identity("aggregate")
+    store = AggregateStore(deployment.db_dir / AGGREGATE_DB)
+    settings = AggregateSettings(
+        authority_hrn=deployment.authority_hrn, am_urn=identity.gid.urn,
+        hrn=deployment.authority_hrn, lifetimes=lifetimes or LifetimePolicy(),
+    )
+    context = AggregateContext(store, driver or MemoryDriver(), settings,
+                               trust_policy(deployment), run=reactor_runner(reactor))
+    return AggregateManagerV3(context)
+
+
+def start_deployment_aggregate(reactor: Any, deployment: Deployment) -> AggregateService:
+    """Open and start the deployment's aggregate on [aggregate] port."""
+    identity = deployment.service_identity("aggregate")
+    return start_aggregate_service(
+        reactor, open_aggregate(deployment, reactor), gid=identity.gid, key=identity.key,
+        host=deployment.config.server.host, port=deployment.config.aggregate.port,
+        limits=deployment.config.limits,
+    )
