@@ -82,7 +82,7 @@ def cred() -> None:
 @click.option("--expires", default=None, help="RFC 3339 (default: 30 days, capped by target)")
 @click.option("--delegatable", is_flag=True, help="let the owner delegate these privileges")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
-def issue(
+def issue(  # noqa: PLR0917
     authority_dir: str,
     owner_path: str,
     target_path: str,
@@ -120,7 +120,7 @@ def issue(
 @click.option("--expires", default=None, help="RFC 3339 (capped at the parent's expiry)")
 @click.option("--delegatable", is_flag=True, help="let the delegate delegate further")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
-def delegate(
+def delegate(  # noqa: PLR0917
     cred_path: str,
     key_path: str,
     gid_path: str,
@@ -157,7 +157,7 @@ def delegate(
 @click.option("--target", default=None, help="URN the credential must be for")
 @click.option("--operation", default=None, help="operation (createsliver) or method (Allocate)")
 @click.option("--strict", is_flag=True, help="refuse MD5/SHA-1 and short keys")
-def verify(
+def verify(  # noqa: PLR0917
     file: str,
     roots_dir: str,
     at: str | None,

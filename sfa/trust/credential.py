@@ -17,7 +17,7 @@ from typing import Literal
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
-from sfa.errors import BadArgs, CredentialInvalid, Forbidden
+from sfa.errors import BadArgs, CredentialInvalid, Forbidden, TooBig
 from sfa.safexml import parse_xml
 from sfa.timeutil import as_utc, format_rfc3339, parse_rfc3339
 from sfa.trust.gid import GID
@@ -289,7 +289,7 @@ def parse_credential_document(xml: str | bytes, max_bytes: int = MAX_CREDENTIAL_
     one `<credential>` and at most one `<signatures>`, nothing else."""
     try:
         root = parse_xml(xml, what="credential", max_bytes=max_bytes, max_depth=MAX_XML_DEPTH)
-    except BadArgs as exc:
+    except (BadArgs, TooBig) as exc:
         raise CredentialInvalid(str(exc)) from None
     if root.tag != "signed-credential":
         raise CredentialInvalid(f"expected <signed-credential>, found <{root.tag}>")

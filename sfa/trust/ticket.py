@@ -24,6 +24,7 @@ from sfa.errors import (
     CredentialMismatch,
     CredentialSignerUntrusted,
     SfaError,
+    TooBig,
 )
 from sfa.safexml import parse_xml
 from sfa.timeutil import as_utc, format_rfc3339, parse_rfc3339, utcnow
@@ -341,7 +342,7 @@ def _read_document(
 ) -> tuple[etree._Element, etree._Element]:
     try:
         root = parse_xml(xml, what=element_tag, max_bytes=MAX_TICKET_BYTES)
-    except BadArgs as exc:
+    except (BadArgs, TooBig) as exc:
         raise CredentialInvalid(str(exc)) from None
     tags = [c.tag for c in root if isinstance(c.tag, str)]
     if root.tag != root_tag or tags != [element_tag, "signatures"]:

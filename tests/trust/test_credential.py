@@ -150,8 +150,9 @@ def test_expires_accepts_rfc3339_forms(princeton, alice, exp1_slice, text, expec
         (r"<signatures>", "<extra/><signatures>", "must hold"),
     ],
 )
-def test_malformed_structure_refused(princeton, alice, exp1_slice, pattern, replacement,
-                                     message) -> None:
+def test_malformed_structure_refused(  # noqa: PLR0917
+    princeton, alice, exp1_slice, pattern, replacement, message
+) -> None:
     cred = issue(princeton, alice.gid, exp1_slice.gid)
     edited = re.sub(pattern, replacement, cred.xml, count=1)
     with pytest.raises(CredentialInvalid, match=re.escape(message)):
