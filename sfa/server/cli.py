@@ -31,3 +31,7 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="sfa")
 def main() -> None:
     """Operate an SFA authority: trust, registry, aggregate and node managers."""
+
+
+if __name__ == "__main__":
+    main()

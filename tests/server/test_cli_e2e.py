@@ -1,0 +1,112 @@
+"""`sfa init`, `sfa serve` (a real subprocess) and `sfa admin` end to end, and SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import xmlrpc.client
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sfa.errors import GeniCode
+from sfa.trust.gid import GID
+from sfa.trust.keys import load_private_key
+from tests.server.conftest import Identity, proxy
+
+SFA = [sys.executable, "-m", "sfa.server.cli"]
+
+
+def sfa(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SFA, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, str, subprocess.Popen]]:
+    """A deployment made by `sfa init` and served by `sfa serve` in a subprocess."""
+    directory = tmp_path_factory.mktemp("e2e") / "plc"
+    made = sfa("init", str(directory), "--authority", "plc", "--registry-port", "0")
+    assert made.returncode == 0, made.stderr
+    server = subprocess.Popen(
+        [*SFA, "serve", str(directory)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert server.stdout is not None
+    line = server.stdout.readline()  # blocks until the ready line (or EOF if it died)
+    assert line.startswith("ready registry https://127.0.0.1:"), (line, server.poll())
+    yield directory, line.split()[2], server
+    if server.poll() is None:
+        server.kill()
+        server.wait(10)
+
+
+def test_admin_changes_reach_the_running_server(served, tmp_path: Path):
+    directory, url, _ = served
+    root = directory / "trusted_roots" / "plc.gid"
+    added = sfa("admin", str(directory), "user", "add", "plc.alice", "--email", "a@example.org",
+                "--out", str(tmp_path / "alice"))
+    assert added.returncode == 0, added.stderr
+    alice = Identity(
+        GID.from_pem((tmp_path / "alice.gid").read_bytes()),
+        load_private_key((tmp_path / "alice.pkey").read_bytes()),
+        tmp_path / "alice.gid", tmp_path / "alice.pkey",
+    )
+    assert os.stat(alice.key_file).st_mode & 0o077 == 0
+    client = proxy(url, root, alice)
+    cred = client.GetSelfCredential(alice.gid.to_pem(), "plc.alice", "user")
+    assert sfa("admin", str(directory), "slice", "add", "plc.exp1",
+               "--researcher", "plc.alice").returncode == 0
+    (record,) = client.Resolve("plc.exp1", [cred], {})
+    assert record["reg-researchers"] == ["plc.alice"]
+    shown = sfa("admin", str(directory), "show", "plc.exp1", "--json")
+    assert '"plc.alice"' in shown.stdout
+    assert "plc.exp1" in sfa("admin", str(directory), "list").stdout
+    assert sfa("admin", str(directory), "remove", "plc.exp1").returncode == 0
+    with pytest.raises(xmlrpc.client.Fault) as caught:
+        client.Resolve("plc.exp1", [cred], {})
+    assert caught.value.faultCode == GeniCode.SEARCHFAILED
+
+
+def test_admin_unknown_name_exits_1_with_searchfailed(served):
+    directory, _, _ = served
+    result = sfa("admin", str(directory), "show", "plc.nobody")
+    assert result.returncode == 1
+    assert result.stderr.startswith("SEARCHFAILED:")
+    assert sfa("admin", str(directory), "trust", "remove", "ple").returncode == 1
+
+
+def test_admin_trust_add_list_remove(served, tmp_path: Path):
+    directory, _, _ = served
+    peer = tmp_path / "ple"
+    assert sfa("init", str(peer), "--authority", "ple").returncode == 0
+    peer_root = peer / "trusted_roots" / "ple.gid"
+    assert sfa("admin", str(directory), "trust", "add", str(peer_root)).returncode == 0
+    assert "ple" in sfa("admin", str(directory), "trust", "list", "--json").stdout
+    assert (directory / "trusted_roots" / "ple.gid").is_file()
+    assert sfa("admin", str(directory), "trust", "remove", "ple").returncode == 0
+    assert not (directory / "trusted_roots" / "ple.gid").exists()
+    own = sfa("admin", str(directory), "trust", "remove", "plc")
+    assert own.returncode == 1 and (directory / "trusted_roots" / "plc.gid").is_file()
+
+
+def test_sigterm_shuts_down_cleanly(served):
+    _, url, server = served
+    root = served[0] / "trusted_roots" / "plc.gid"
+    assert proxy(url, root).GetVersion()["hrn"] == "plc"
+    server.send_signal(signal.SIGTERM)
+    out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert out.strip().endswith("stopped")
+    assert "Traceback" not in err
+    with pytest.raises(OSError):
+        proxy(url, root).GetVersion()
+
+
+def test_serve_without_deployment_fails_clearly(tmp_path: Path):
+    result = sfa("serve", str(tmp_path))
+    assert result.returncode == 1
+    assert "sfa.toml" in result.stderr
