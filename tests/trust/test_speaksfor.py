@@ -62,8 +62,9 @@ def test_wrong_user_urn(alice, bob, tool, trusted_roots) -> None:
 
 
 @pytest.mark.parametrize("as_struct", [True, False])
-def test_door_makes_the_user_the_caller(  # noqa: PLR0917princeton, alice, exp1_slice, tool, trusted_roots,
-                                        as_struct) -> None:
+def test_door_makes_the_user_the_caller(  # noqa: PLR0917
+    princeton, alice, exp1_slice, tool, trusted_roots, as_struct
+) -> None:
     slice_cred = issue(princeton, alice.gid, exp1_slice.gid)
     abac = create_speaksfor(alice.key, alice.gid, tool[0], future())
     wire = {"geni_type": "geni_abac", "geni_version": "1", "geni_value": abac} if as_struct \
