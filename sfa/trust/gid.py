@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import re
 import uuid as uuidlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,9 +24,8 @@ from sfa.xrn import Xrn, urn_to_hrn
 CN_MAX = 64
 BACKDATE = timedelta(minutes=5)
 MAX_PEM_BYTES = 1_000_000
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL
-)
+_BEGIN = b"-----BEGIN CERTIFICATE-----"
+_END = b"-----END CERTIFICATE-----"
 
 
 def _cn_of(name: x509.Name) -> str:
@@ -182,11 +180,24 @@ class GID:
         return f"GID({self.urn or self.subject_cn!r}, chain={len(self.chain)})"
 
 
+def _pem_bodies(raw: bytes) -> list[bytes]:
+    """The base64 bodies of every PEM certificate block, whatever lies between them."""
+    bodies = []
+    start = raw.find(_BEGIN)
+    while start >= 0:
+        end = raw.find(_END, start)
+        if end < 0:
+            raise CredentialInvalid("truncated PEM certificate (no END line)")
+        bodies.append(raw[start + len(_BEGIN) : end])
+        start = raw.find(_BEGIN, end)
+    return bodies
+
+
 def _load_certificates(data: str | bytes) -> list[x509.Certificate]:
     raw = data.encode() if isinstance(data, str) else bytes(data)
     if len(raw) > MAX_PEM_BYTES:
         raise CredentialInvalid(f"certificate data larger than {MAX_PEM_BYTES} bytes")
-    blocks = _PEM_BLOCK.findall(raw)
+    blocks = _pem_bodies(raw)
     if not blocks:
         blocks = [raw] if raw.strip() else []
     if not blocks:

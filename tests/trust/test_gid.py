@@ -93,7 +93,8 @@ def test_legacy_parent_separator_and_bare_base64(alice: Principal) -> None:
 @pytest.mark.parametrize(
     "data",
     [b"", b"   \n", b"hello", "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----",
-     "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"],
+     "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----",
+     "-----BEGIN CERTIFICATE-----\nMIIB"],
 )
 def test_malformed_refused(data: str | bytes) -> None:
     with pytest.raises(CredentialInvalid) as info:
