@@ -111,7 +111,7 @@ def _sign_the_old_way(unsigned: str, key, gid, tmp_path: Path) -> str:
     return out.read_text()
 
 
-def test_credentials_signed_by_xmlsec1_rsa_sha1_verify_with_ours(
+def test_credentials_signed_by_xmlsec1_rsa_sha1_verify_with_ours(  # noqa: PLR0917
     princeton, alice, exp1_slice, trusted_roots, root_pem, tmp_path
 ) -> None:
     ours = issue(princeton, alice.gid, exp1_slice.gid)
