@@ -307,8 +307,7 @@ class AggregateManagerV3:
         return write_rspec(manifest(slivers, nodes, am_urn=self.ctx.settings.am_urn))
 
     def _current(self, slivers: Sequence[Sliver]) -> list[Sliver]:
-        fresh = [self.ctx.store.sliver(s.urn) for s in slivers]
-        return [s for s in fresh if s is not None]
+        return self.ctx.store.slivers_by_urn([s.urn for s in slivers])
 
 
 def _refuse_unless_best_effort(errors: Mapping[str, str], best_effort: bool, what: str) -> None:

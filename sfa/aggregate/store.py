@@ -78,15 +78,18 @@ class AggregateStore:
         self.database = Database(path, MIGRATIONS)
         self._revision = 0
         self._lock = threading.Lock()
+        self._node_revision = 0
+        self._nodes: tuple[int, list[Node]] | None = None
 
     @property
     def revision(self) -> int:
         """A counter that changes whenever nodes or allocations change (cache key)."""
         return self._revision
 
-    def _changed(self) -> None:
+    def _changed(self, *, nodes: bool = False) -> None:
         with self._lock:
             self._revision += 1
+            self._node_revision += int(nodes)
 
     def close(self) -> None:
         self.database.close()
@@ -97,12 +100,18 @@ class AggregateStore:
         rows = [_node_row(node) for node in nodes]
         with self.database.transaction() as handle:
             handle["nodes"].upsert_all(rows, pk="urn")  # type: ignore[union-attr]
-        self._changed()
+        self._changed(nodes=True)
 
     def nodes(self) -> list[Node]:
-        """Every node, in URN order."""
+        """Every node, in URN order (cached until this store changes a node)."""
+        cached = self._nodes
+        if cached is not None and cached[0] == self._node_revision:
+            return list(cached[1])
+        revision = self._node_revision
         with self.database.snapshot() as handle:
-            return [_node(row) for row in handle.query("SELECT * FROM nodes ORDER BY urn")]
+            nodes = [_node(row) for row in handle.query("SELECT * FROM nodes ORDER BY urn")]
+        self._nodes = (revision, nodes)
+        return list(nodes)
 
     def node(self, urn: str) -> Node | None:
         with self.database.snapshot() as handle:
@@ -118,7 +127,7 @@ class AggregateStore:
             )
             if cursor.rowcount == 0:
                 raise SearchFailed(f"no node {urn} in this aggregate's inventory")
-        self._changed()
+        self._changed(nodes=True)
 
     def usage(self) -> dict[str, NodeUsage]:
         """Claimed slots per node (nodes with no claim are absent)."""
@@ -163,10 +172,15 @@ class AggregateStore:
 
     def update(self, slivers: Sequence[Sliver]) -> None:
         """Write new states/expiries of existing slivers (one transaction)."""
+        rows = [_sliver_row(sliver) for sliver in slivers]
+        if not rows:
+            return
+        columns = [c for c in rows[0] if c != "urn"]
+        statement = ("UPDATE slivers SET " + ", ".join(f"{c} = ?" for c in columns)  # noqa: S608
+                     + " WHERE urn = ?")
         with self.database.transaction() as handle:
-            for sliver in slivers:
-                row = _sliver_row(sliver)
-                handle["slivers"].update(sliver.urn, row)  # type: ignore[union-attr]
+            handle.conn.executemany(
+                statement, [[row[c] for c in columns] + [row["urn"]] for row in rows])
         self._changed()
 
     def delete(self, urns: Sequence[str]) -> None:
@@ -181,6 +195,17 @@ class AggregateStore:
         with self.database.snapshot() as handle:
             rows = list(handle.query("SELECT * FROM slivers WHERE urn = ?", [urn]))
         return _sliver(rows[0]) if rows else None
+
+    def slivers_by_urn(self, urns: Sequence[str]) -> list[Sliver]:
+        """The slivers among `urns` that exist, in the order given."""
+        found: dict[str, Sliver] = {}
+        with self.database.snapshot() as handle:
+            for start in range(0, len(urns), 500):
+                chunk = list(urns[start:start + 500])
+                marks = ", ".join("?" for _ in chunk)
+                query = f"SELECT * FROM slivers WHERE urn IN ({marks})"  # noqa: S608
+                found.update((row["urn"], _sliver(row)) for row in handle.query(query, chunk))
+        return [found[urn] for urn in urns if urn in found]
 
     def slivers_of(self, slice_urn: str) -> list[Sliver]:
         """Every sliver of a slice here, oldest first."""
