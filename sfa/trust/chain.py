@@ -134,6 +134,19 @@ def _check_issuer(child: GID, issuer: GID, strict_crypto: bool) -> None:
         )
 
 
+def _omitted_root(last: GID, roots: TrustedRoots) -> GID | None:
+    """The trusted root that issued `last` when a chain stops short of its root: the one whose
+    key verifies `last` among those with its issuer's name (or the first such, to report)."""
+    named = [r for r in roots.roots if r.certificate.subject == last.certificate.issuer]
+    for root in named:
+        try:
+            verify_certificate_signature(last.certificate, root.public_key)
+        except SfaError:
+            continue
+        return root
+    return named[0] if named else None
+
+
 def _links(gid: GID, roots: TrustedRoots, max_depth: int) -> tuple[list[GID], GID]:
     """The certificates from the leaf to the trusted anchor (inclusive), and the root."""
     path: list[GID] = []
@@ -146,10 +159,10 @@ def _links(gid: GID, roots: TrustedRoots, max_depth: int) -> tuple[list[GID], GI
         if root is not None:
             return path, root
         current = current.parent
-    for root in roots.roots:
-        if path[-1].certificate.issuer == root.certificate.subject and not path[-1].is_self_signed:
-            path.append(root)
-            return path, root
+    root = None if path[-1].is_self_signed else _omitted_root(path[-1], roots)
+    if root is not None:
+        path.append(root)
+        return path, root
     raise CredentialSignerUntrusted(
         f"{_name(gid)} does not chain to a trusted root (chain ends at {_name(path[-1])!r})"
     )

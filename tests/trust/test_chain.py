@@ -380,3 +380,14 @@ def test_error_codes_are_credential_codes() -> None:
     assert CredentialInvalid.code == GeniCode.CREDENTIAL_INVALID
     assert CredentialExpired.code == GeniCode.CREDENTIAL_EXPIRED
     assert CredentialSignerUntrusted.code == GeniCode.CREDENTIAL_SIGNER_UNTRUSTED
+
+
+def test_omitted_root_chosen_by_key_among_same_named_roots(
+    alice: Principal, plc: Authority, tmp_path: Path
+) -> None:
+    other_plc = Authority.create_root(tmp_path / "otherplc", "plc")
+    roots = TrustedRoots(gids=[other_plc.gid, plc.gid])  # the wrong one first
+    trimmed = GID(alice.gid.certificate, alice.gid.chain[:1])
+    assert verify_gid_chain(trimmed, roots) == plc.gid
+    only_other = TrustedRoots(gids=[other_plc.gid])
+    _refused(CredentialInvalid, trimmed, only_other)
