@@ -6,6 +6,7 @@ need. No credentials here — `service.Registry` (callers) and `admin.RegistryAd
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -31,12 +32,14 @@ from sfa.registry.records import (
 from sfa.registry.repository import RecordRepository
 from sfa.timeutil import as_utc, format_rfc3339, utcnow
 from sfa.trust.gid import GID
-from sfa.trust.hierarchy import Authority, AuthorityStore
+from sfa.trust.hierarchy import GID_FILE, Authority, AuthorityStore
 from sfa.trust.keys import load_public_key, public_key_to_openssh, public_keys_equal
 from sfa.xrn import (
     Xrn,
     hrn_authority,
+    hrn_join,
     hrn_leaf,
+    hrn_split,
     is_authority_for,
     validate_slice_name,
     validate_user_name,
@@ -66,6 +69,8 @@ class RecordBook:
         self.root_hrn = root_hrn
         self.config = config
         self.slice_has_slivers = slice_has_slivers
+        self._signers: dict[str, Authority] = {}
+        self._signers_lock = threading.Lock()
 
     # --- lookups -------------------------------------------------------------------------
     def ensure_root_record(self) -> AuthorityRecord:
@@ -154,7 +159,24 @@ class RecordBook:
         return min(requested, now + self.config.max_slice_lifetime).replace(microsecond=0)
 
     def _issuer(self, hrn: str) -> Authority:
-        return self.authorities.authority_for(hrn_authority(hrn))
+        return self.signer_for(hrn_authority(hrn))
+
+    def signer_for(self, hrn: str) -> Authority:
+        """The nearest authority at or above `hrn`, its key loaded once and kept (loading an
+        RSA key from disk costs far more than signing with it)."""
+        parts = hrn_split(hrn)
+        for count in range(len(parts), 0, -1):
+            candidate = hrn_join(parts[:count])
+            with self._signers_lock:
+                cached = self._signers.get(candidate)
+            if cached is not None:
+                return cached
+            if (self.authorities.directory_for(candidate) / GID_FILE).is_file():
+                authority = self.authorities.get(candidate)
+                with self._signers_lock:
+                    self._signers[candidate] = authority
+                return authority
+        raise SearchFailed(f"no authority of this registry is authority for {hrn}")
 
     def _issue_gid(self, record: Record, *, uuid: str | None = None) -> GID:
         """A GID for a user (its first key), slice or node (a fresh key nobody keeps)."""
@@ -238,6 +260,8 @@ class RecordBook:
             )
         self.repository.delete(record)
         if isinstance(record, AuthorityRecord):
+            with self._signers_lock:
+                self._signers.pop(record.hrn, None)
             shutil.rmtree(self.authorities.directory_for(record.hrn), ignore_errors=True)
 
     def _check_authority_removable(self, record: AuthorityRecord) -> None:

@@ -183,7 +183,7 @@ class Registry:
         expires = credential_expiry(
             now, self.config.credential_lifetime, target, owner.not_after, target_gid.not_after
         )
-        signer = self.book.authorities.authority_for(target.hrn)
+        signer = self.book.signer_for(target.hrn)
         credential = create_credential(
             owner=owner, target=target_gid, privileges=list(rights), expires=expires,
             signer_key=signer.key, signer=signer.gid, delegatable=True,
