@@ -110,7 +110,7 @@ class NodeManager:
         backend: Backend,
         admission: Admission,
         uid_base: int | None = None,
-        trusted_issuers: Sequence[str] = (),
+        trusted_issuers: Sequence[GID] = (),
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.node = node
@@ -402,7 +402,7 @@ class NodeManager:
 
     def _sign_lease(self, serial: str, sliver_urn: str, expires: datetime) -> str:
         return create_lease(
-            serial=serial, sliver_urn=sliver_urn, expires=expires,
+            ticket_serial=serial, sliver_urn=sliver_urn, expires=expires,
             signer_key=self.node.key, signer=self.node.gid,
         )
 

@@ -79,6 +79,7 @@ class TicketRecord:
     digest: str
     sliver_urn: str
     kind: str
+    redeemed_at: str
 
 
 class NodeStore:

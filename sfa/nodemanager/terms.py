@@ -67,7 +67,7 @@ def terms_of(ticket: Any) -> TicketTerms:
         sliver_urn=str(_get(ticket, "sliver_urn")),
         valid_from=_time(valid_from) if valid_from else None,
         expires=_time(_get(ticket, "expires")),
-        resources=Resources.from_mapping(_mapping(_get(ticket, "resources", None))),
+        resources=_resources(_mapping(_get(ticket, "resources", None))),
         users=users,
         slice_public_key=(str(_get(ticket, "slice_keypair_public", "") or "").strip() or None),
         initscript=initscript,
@@ -110,6 +110,13 @@ def _mapping(value: Any) -> Mapping[str, Any] | None:
     if hasattr(value, "__dataclass_fields__"):
         return {name: getattr(value, name) for name in value.__dataclass_fields__}
     raise BadArgs("the ticket's resources are not readable")
+
+
+def _resources(values: Mapping[str, Any] | None) -> Resources:
+    """A ticket's grant; a field left at 0 takes the node's per-sliver default."""
+    given = Resources.from_mapping(values).to_dict()
+    defaults = Resources().to_dict()
+    return Resources(**{name: given[name] or defaults[name] for name in given})
 
 
 def _users(value: Any) -> tuple[UserKeys, ...]:
