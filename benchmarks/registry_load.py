@@ -22,7 +22,7 @@ import threading
 import time
 import xmlrpc.client
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sfa.server.cli_admin import open_admin  # noqa: E402
+from sfa.server.config import render_config  # noqa: E402
 from sfa.server.deployment import init_deployment  # noqa: E402
 from sfa.trust.keys import private_key_to_pem  # noqa: E402
 
@@ -149,8 +150,13 @@ def _ms(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
 
 
-def prepare(base: Path) -> tuple[Path, Path, Path]:
+def prepare(base: Path, threads: int | None) -> tuple[Path, Path, Path]:
     deployment = init_deployment(base / "plc", authority="plc", registry_port=0)
+    if threads:
+        config = deployment.config
+        limits = replace(config.limits, max_concurrent_calls=threads)
+        text = render_config(replace(config, limits=limits))
+        (deployment.directory / "sfa.toml").write_text(text)
     admin = open_admin(deployment)
     try:
         user = admin.admin_add_user("plc.alice", email="alice@example.org")
@@ -167,11 +173,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="the server's call pool size ([limits] max_concurrent_calls)")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        directory, cert, key = prepare(base)
+        directory, cert, key = prepare(base, args.threads)
         log = (base / "serve.log").open("w")
         server = subprocess.Popen(
             [sys.executable, "-m", "sfa.server.cli", "serve", str(directory)],

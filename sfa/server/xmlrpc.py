@@ -154,38 +154,20 @@ class XmlRpcResource(resource.Resource):
         return f"sfa {self.service}: POST XML-RPC calls here\n".encode()
 
     def render_POST(self, request: server.Request) -> Any:
+        """On the reactor: size check and client certificate only; the rest in the pool."""
         started = time.perf_counter()
-        method = "?"
         try:
-            params, method = self._read_call(request)
+            data = _body(request)
             certificates = peer_certificates(request.transport)
-            self._admit(method, certificates)
             address = _client_address(request)
-            deferred = self.pool.run(self._invoke, method, params, certificates, address)
+            deferred = self.pool.run(self._invoke, data, certificates, address)
         except SfaError as error:
             body, code = self._marshal(self.replies.error(error))
-            _log_call(self.service, method, "-", code, started)
+            _log_call(self.service, "?", "-", code, started)
             return _with_headers(request, body)
-        deferred.addCallback(self._send, request, method, started)
-        deferred.addErrback(self._crashed, request, method, started)
+        deferred.addCallback(self._send, request, started)
+        deferred.addErrback(self._crashed, request, started)
         return server.NOT_DONE_YET
-
-    def _read_call(self, request: server.Request) -> tuple[tuple[Any, ...], str]:
-        if getattr(request, "body_too_big", False):
-            limit = _request_limit(request)
-            raise TooBig(f"the request is larger than {limit} bytes; send less at once")
-        assert request.content is not None
-        request.content.seek(0)
-        data = request.content.read()
-        if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-            raise BadArgs("XML-RPC requests may not carry a DOCTYPE or entities")
-        try:
-            params, method = xmlrpc.client.loads(data, use_builtin_types=False)
-        except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError) as exc:
-            raise BadArgs(f"the request is not a well-formed XML-RPC call: {exc}") from None
-        if not method:
-            raise BadArgs("the request is an XML-RPC response, not a call")
-        return params, method
 
     def _admit(self, method: str, certificates: tuple[x509.Certificate, ...]) -> None:
         if method not in self.handlers:
@@ -198,15 +180,13 @@ class XmlRpcResource(resource.Resource):
             )
 
     def _invoke(
-        self,
-        method: str,
-        params: tuple[Any, ...],
-        certificates: tuple[x509.Certificate, ...],
-        address: str,
-    ) -> tuple[bytes, int, str]:
-        """Runs in the pool: build the caller, call the handler, marshal the reply."""
-        caller = "-"
+        self, data: bytes, certificates: tuple[x509.Certificate, ...], address: str
+    ) -> tuple[bytes, int, str, str]:
+        """Runs in the pool: parse, admit, build the caller, call the handler, marshal."""
+        method, caller = "?", "-"
         try:
+            params, method = _parse_call(data)
+            self._admit(method, certificates)
             peer = gid_from_certificates(certificates)
             caller = _urn_of(peer)
             result = self.handlers[method](CallContext(method, peer, address), params)
@@ -218,7 +198,7 @@ class XmlRpcResource(resource.Resource):
             reply = self.replies.error(ServerError(GENERIC_SERVER_ERROR))
             code = int(ServerError.code)
         body, marshal_code = self._marshal(reply)
-        return body, marshal_code if marshal_code else code, caller
+        return body, marshal_code if marshal_code else code, caller, method
 
     def _marshal(self, reply: Any) -> tuple[bytes, int]:
         try:
@@ -231,23 +211,43 @@ class XmlRpcResource(resource.Resource):
             return self._marshal(self.replies.error(ServerError(GENERIC_SERVER_ERROR)))
 
     def _send(
-        self, outcome: tuple[bytes, int, str], request: server.Request, method: str, started: float
+        self, outcome: tuple[bytes, int, str, str], request: server.Request, started: float
     ) -> None:
-        body, code, caller = outcome
+        body, code, caller, method = outcome
         _log_call(self.service, method, caller, code, started)
         if not request._disconnected:
             request.write(_with_headers(request, body))
             request.finish()
 
-    def _crashed(self, failure: Any, request: server.Request, method: str, started: float) -> None:
-        log.failure("{service} {method}: dispatch failed", failure, service=self.service,
-                    method=method)
+    def _crashed(self, failure: Any, request: server.Request, started: float) -> None:
+        log.failure("{service}: dispatch failed", failure, service=self.service)
         body, code = self._marshal(self.replies.error(ServerError(GENERIC_SERVER_ERROR)))
-        _log_call(self.service, method, "-", code, started)
+        _log_call(self.service, "?", "-", code, started)
         if not request._disconnected:
             request.write(_with_headers(request, body))
             request.finish()
 
+
+
+def _body(request: server.Request) -> bytes:
+    if getattr(request, "body_too_big", False):
+        limit = _request_limit(request)
+        raise TooBig(f"the request is larger than {limit} bytes; send less at once")
+    assert request.content is not None
+    request.content.seek(0)
+    return request.content.read()
+
+
+def _parse_call(data: bytes) -> tuple[tuple[Any, ...], str]:
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise BadArgs("XML-RPC requests may not carry a DOCTYPE or entities")
+    try:
+        params, method = xmlrpc.client.loads(data, use_builtin_types=False)
+    except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError) as exc:
+        raise BadArgs(f"the request is not a well-formed XML-RPC call: {exc}") from None
+    if not method:
+        raise BadArgs("the request is an XML-RPC response, not a call")
+    return params, method
 
 
 def _request_limit(request: server.Request) -> int:
