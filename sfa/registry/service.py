@@ -8,6 +8,7 @@ only decides which operation and target each call needs and what the caller may 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +50,13 @@ from sfa.trust.verify import (
 from sfa.xrn import Xrn, validate_hrn
 
 Credentials = Sequence[Any] | str | bytes | Mapping[str, Any]
+
+
+@lru_cache(maxsize=4096)
+def stored_gid(pem: str) -> GID:
+    """A record's GID, parsed once (records are read on every call; GIDs are immutable)."""
+    return GID.from_pem(pem)
+
 TargetMatch = Literal["exact", "subtree", "any"]
 MAX_NAMES = 1000
 
@@ -112,7 +120,7 @@ class Registry:
         (a GID left over from before a re-key gets no PI or researcher standing)."""
         record = self.book.repository.get_by_urn(call.caller_urn)
         if record is not None and record.gid:
-            current = GID.from_pem(record.gid)
+            current = stored_gid(record.gid)
             if not public_keys_equal(current.public_key, call.caller.public_key):
                 record = None
         return Caller(urn=call.caller_urn, record=record)
@@ -158,7 +166,7 @@ class Registry:
         record = self._our_record(xrn, type)
         if not record.gid:
             raise SearchFailed(f"{record.hrn} has no GID yet; ask its authority to issue one")
-        record_gid = GID.from_pem(record.gid)
+        record_gid = stored_gid(record.gid)
         if not public_keys_equal(record_gid.public_key, caller.public_key):
             raise CredentialMismatch(
                 f"your TLS key is not the key registered for {record.hrn}: connect with the "
@@ -176,7 +184,7 @@ class Registry:
 
     def _issue(self, owner: GID, target: Record, rights: Sequence[str]) -> str:
         assert target.gid is not None
-        target_gid = GID.from_pem(target.gid)
+        target_gid = stored_gid(target.gid)
         now = utcnow()
         if isinstance(target, SliceRecord) and target.expires and target.expires <= now:
             raise Expired(f"slice {target.hrn} has expired; a PI may extend it with Update")
