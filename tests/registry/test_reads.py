@@ -4,6 +4,7 @@ operator changes seen without restart; a locked database; a reopened one."""
 from __future__ import annotations
 
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -221,3 +222,21 @@ def test_reopen_keeps_every_record(world: World) -> None:
     )
     assert world.dump() == before
     assert world.cred("alice", "plc.princeton.s9", "slice")
+
+
+def test_calls_from_several_threads(world: World) -> None:
+    """The server calls in from a thread pool: reads and writes interleave without errors."""
+    alice, cred = world.gid("alice"), [world.user_cred("alice")]
+    carol, auth = world.gid("carol"), [world.cred("carol", "plc.princeton", "authority")]
+    key = public_key_to_openssh(world.keys["spare"])
+
+    def work(n: int) -> int:
+        world.registry.Register(
+            carol, {"hrn": f"plc.princeton.t{n}", "type": "user", "keys": [key]}, auth
+        )
+        return len(world.registry.Resolve(alice, [f"plc.princeton.t{n}", "plc.princeton"], cred))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(work, range(8))) == [2] * 8
+    listed = {r["hrn"] for r in world.registry.List(alice, "plc.princeton", cred)}
+    assert {f"plc.princeton.t{n}" for n in range(8)} <= listed
