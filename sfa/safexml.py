@@ -41,12 +41,9 @@ def _as_bytes(document: str | bytes) -> bytes:
 
 
 def _max_depth(root: etree._Element, limit: int) -> None:
-    stack = [(root, 1)]
-    while stack:
-        element, depth = stack.pop()
-        if depth > limit:
-            raise TooBig(f"XML nesting deeper than {limit} levels")
-        stack.extend((child, depth + 1) for child in element)
+    # One XPath evaluated inside libxml2: is there an element deeper than the limit?
+    if root.xpath("boolean(" + "/*" * (limit + 1) + ")"):
+        raise TooBig(f"XML nesting deeper than {limit} levels")
 
 
 def parse_xml(

@@ -1,0 +1,56 @@
+"""The hardened parser refuses what security.md items 13 and 14 list."""
+
+from __future__ import annotations
+
+import pytest
+
+from sfa.errors import BadArgs, TooBig
+from sfa.safexml import parse_xml
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>
+<lolz>&lol2;</lolz>"""
+
+XXE = """<?xml version="1.0"?>
+<!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><r>&xxe;</r>"""
+
+
+@pytest.mark.parametrize("document", [BILLION_LAUGHS, XXE, '<!DOCTYPE r><r/>'])
+def test_dtds_and_entities_are_refused(document: str) -> None:
+    with pytest.raises(BadArgs, match="DOCTYPE"):
+        parse_xml(document)
+
+
+def test_xinclude_is_refused() -> None:
+    doc = ('<r xmlns:xi="http://www.w3.org/2001/XInclude">'
+           '<xi:include href="file:///etc/passwd" parse="text"/></r>')
+    with pytest.raises(BadArgs, match="XInclude"):
+        parse_xml(doc)
+
+
+def test_oversized_input_is_refused_before_parsing() -> None:
+    with pytest.raises(TooBig, match="limit is 100"):
+        parse_xml("<r>" + "x" * 200 + "</r>", max_bytes=100)
+
+
+def test_nesting_is_bounded() -> None:
+    assert parse_xml("<a>" + "<b>" * 9 + "</b>" * 9 + "</a>", max_depth=10).tag == "a"
+    with pytest.raises(TooBig, match="deeper than 10"):
+        parse_xml("<a>" + "<b>" * 10 + "</b>" * 10 + "</a>", max_depth=10)
+
+
+@pytest.mark.parametrize("document", ["", "   ", "<r>", "not xml", b"<r>\x00</r>"])
+def test_malformed_input_is_badargs(document: str | bytes) -> None:
+    with pytest.raises(BadArgs):
+        parse_xml(document)
+
+
+def test_non_text_is_refused() -> None:
+    with pytest.raises(BadArgs, match="got int"):
+        parse_xml(42)  # type: ignore[arg-type]
+
+
+def test_plain_document_parses() -> None:
+    root = parse_xml('<rspec type="request"><node client_id="n1"/></rspec>')
+    assert root.get("type") == "request"
+    assert root[0].get("client_id") == "n1"
