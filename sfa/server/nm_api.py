@@ -1,0 +1,249 @@
+"""The node manager on the wire: its remote API over TLS (the node's GID as server certificate,
+every reply the {code, value, output} envelope) and its local API on the loopback interface
+(plain XML-RPC, read-only). A timer reaps expired leases whether or not anyone calls.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+
+from sfa.errors import BadArgs, MissingArgs
+from sfa.nodemanager.localapi import LocalApi
+from sfa.nodemanager.manager import NodeManager
+from sfa.nodemanager.terms import users_from_wire
+from sfa.server.config import LimitsConfig
+from sfa.server.envelope import Envelope, EnvelopeReplies, FaultReplies
+from sfa.server.service import RunningService, service_url, start_service
+from sfa.server.xmlrpc import CallContext, CallPool, Handler, XmlRpcResource, XmlRpcSite
+from sfa.timeutil import utcnow
+
+log = Logger(namespace="sfa.nodemanager")
+
+REAP_CEILING = timedelta(seconds=30)
+LOCAL_METHODS = frozenset({"GetKeys", "GetSliverInfo"})
+
+
+def _args(call: CallContext, params: tuple[Any, ...], least: int, most: int) -> list[Any]:
+    if len(params) < least:
+        raise MissingArgs(f"{call.method} takes at least {least} arguments, got {len(params)}")
+    if len(params) > most:
+        raise BadArgs(f"{call.method} takes at most {most} arguments, got {len(params)}")
+    return [*params, *([None] * (most - len(params)))]
+
+
+def _credentials(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str | dict):
+        return [value]
+    if not isinstance(value, list | tuple):
+        raise BadArgs("credentials must be a list of credentials")
+    return list(value)
+
+
+def _options(value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadArgs("options must be a struct")
+    return value
+
+
+def remote_handlers(nm: NodeManager, on_change: Any = None) -> dict[str, Handler]:
+    """Method name -> handler for the node manager's remote API (spec/nodemanager.md)."""
+
+    def changed() -> None:
+        if on_change is not None:
+            on_change()
+
+    def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
+        _args(call, params, 0, 1)
+        return Envelope(value=nm.version())
+
+    def redeem(call: CallContext, params: tuple[Any, ...]) -> Any:
+        ticket, options = _args(call, params, 1, 2)
+        slice_key = _options(options).get("slice_key")
+        result = nm.redeem(ticket, slice_key=slice_key).to_wire()
+        changed()
+        return result
+
+    def action(name: str) -> Handler:
+        def handler(call: CallContext, params: tuple[Any, ...]) -> Any:
+            urn, credentials = _args(call, params, 1, 2)
+            method = getattr(nm, name)
+            return method(urn, call.peer, _credentials(credentials)).to_wire()
+
+        return handler
+
+    def renew(call: CallContext, params: tuple[Any, ...]) -> Any:
+        urn, renewal = _args(call, params, 2, 2)
+        result = nm.renew(urn, renewal).to_wire()
+        changed()
+        return result
+
+    def delete(call: CallContext, params: tuple[Any, ...]) -> Any:
+        urn, credentials = _args(call, params, 1, 2)
+        nm.delete(urn, call.peer, _credentials(credentials))
+        return True
+
+    def update_keys(call: CallContext, params: tuple[Any, ...]) -> Any:
+        urn, users, credentials = _args(call, params, 2, 3)
+        info = nm.update_keys(urn, users_from_wire(users), call.peer, _credentials(credentials))
+        return info.to_wire()
+
+    def list_slivers(call: CallContext, params: tuple[Any, ...]) -> Any:
+        _args(call, params, 0, 1)
+        return [info.to_wire() for info in nm.list_slivers(call.peer)]
+
+    return {
+        "GetVersion": get_version,
+        "RedeemTicket": redeem,
+        "StartSliver": action("start"),
+        "StopSliver": action("stop"),
+        "RestartSliver": action("restart"),
+        "SliverStatus": action("status"),
+        "RenewLease": renew,
+        "DeleteSliver": delete,
+        "UpdateKeys": update_keys,
+        "ListSlivers": list_slivers,
+    }
+
+
+def local_handlers(local: LocalApi) -> dict[str, Handler]:
+    """GetKeys(slice_name) and GetSliverInfo(slice_name)."""
+
+    def get_keys(call: CallContext, params: tuple[Any, ...]) -> Any:
+        (name,) = _args(call, params, 1, 1)
+        return local.get_keys(name)
+
+    def get_sliver_info(call: CallContext, params: tuple[Any, ...]) -> Any:
+        (name,) = _args(call, params, 1, 1)
+        return local.get_sliver_info(name)
+
+    return {"GetKeys": get_keys, "GetSliverInfo": get_sliver_info}
+
+
+class LeaseReaper:
+    """Wakes when the next lease ends (or every REAP_CEILING) and reaps in a thread."""
+
+    def __init__(self, reactor: Any, nm: NodeManager, ceiling: timedelta = REAP_CEILING):
+        self.reactor = reactor
+        self.nm = nm
+        self.ceiling = ceiling
+        self._call: Any = None
+        self._stopped = False
+
+    def start(self) -> None:
+        self._schedule(0.0)
+
+    def poke(self) -> None:
+        """Re-plan (from any thread) after a change that may bring the next expiry closer."""
+        self.reactor.callFromThread(self._replan)
+
+    def _replan(self) -> None:
+        if not self._stopped:
+            self._schedule(0.0)
+
+    def _schedule(self, delay: float) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = self.reactor.callLater(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._call = None
+        deferred = deferToThread(self._reap_and_plan)
+        deferred.addErrback(self._failed)
+        deferred.addCallback(lambda delay: None if self._stopped else self._schedule(delay))
+
+    def _failed(self, failure: Any) -> float:
+        log.failure("reaping expired leases failed", failure)
+        return 1.0
+
+    def _reap_and_plan(self) -> float:
+        self.nm.reap_expired()
+        upcoming = self.nm.next_expiry()
+        ceiling = self.ceiling.total_seconds()
+        if upcoming is None:
+            return ceiling
+        return min(ceiling, max(0.0, (upcoming - utcnow()).total_seconds())) + 0.05
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+
+
+@dataclass
+class NodeManagerService:
+    """A listening node manager: remote API, optional local API, reaper."""
+
+    nm: NodeManager
+    remote: RunningService
+    local: RunningService | None
+    reaper: LeaseReaper
+
+    @property
+    def url(self) -> str:
+        return self.remote.url
+
+    @property
+    def local_url(self) -> str:
+        return self.local.url if self.local is not None else ""
+
+    def stop(self) -> Deferred[Any]:
+        self.reaper.stop()
+        stopping = [maybeDeferred(self.remote.stop)]
+        if self.local is not None:
+            stopping.append(maybeDeferred(self.local.stop))
+        return DeferredList(stopping)
+
+
+def start_node_manager(
+    reactor: Any,
+    nm: NodeManager,
+    *,
+    host: str,
+    port: int,
+    limits: LimitsConfig,
+    local_port: int | None = None,
+    reap_ceiling: timedelta = REAP_CEILING,
+) -> NodeManagerService:
+    """Listen for the remote API on host:port (TLS, the node's GID) and, when `local_port` is
+    not None, for the local API on 127.0.0.1:local_port (0 = any free port); start reaping.
+    Call `nm.recover()` first."""
+    reaper = LeaseReaper(reactor, nm, reap_ceiling)
+    remote = start_service(
+        reactor, name="nodemanager", handlers=remote_handlers(nm, reaper.poke),
+        replies=EnvelopeReplies(), gid=nm.node.gid, key=nm.node.key, host=host, port=port,
+        limits=limits,
+    )
+    local = None
+    if local_port is not None:
+        local = _listen_local(reactor, LocalApi(nm.store), local_port, limits)
+    reaper.start()
+    return NodeManagerService(nm, remote, local, reaper)
+
+
+def _listen_local(
+    reactor: Any, api: LocalApi, port: int, limits: LimitsConfig, host: str = "127.0.0.1"
+) -> RunningService:
+    if not ipaddress.ip_address(host).is_loopback:
+        raise BadArgs(f"the local API listens on the loopback interface only, not {host}")
+    pool = CallPool(reactor, 2, name="sfa-nodemanager-local")
+    resource = XmlRpcResource(
+        service="nodemanager-local", handlers=local_handlers(api), replies=FaultReplies(),
+        pool=pool, anonymous_methods=LOCAL_METHODS,
+    )
+    site = XmlRpcSite(resource, max_request_bytes=64 * 1024,
+                      idle_timeout=limits.idle_timeout_seconds)
+    listening = reactor.listenTCP(port, site, interface=host)
+    url = service_url(host, listening.getHost().port).replace("https://", "http://")
+    return RunningService("nodemanager-local", url, listening, pool, site)
