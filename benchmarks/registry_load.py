@@ -151,7 +151,7 @@ def _ms(samples: list[float], fraction: float) -> float:
 
 
 def prepare(base: Path, threads: int | None) -> tuple[Path, Path, Path]:
-    deployment = init_deployment(base / "plc", authority="plc", registry_port=0)
+    deployment = init_deployment(base / "plc", authority="plc", registry_port=0, am_port=0)
     if threads:
         config = deployment.config
         limits = replace(config.limits, max_concurrent_calls=threads)

@@ -6,16 +6,17 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 
 from sfa.errors import Unavailable
+from sfa.server.am_api import start_deployment_aggregate
 from sfa.server.deployment import Deployment, ServiceIdentity
 from sfa.server.envelope import FaultReplies, ReplyStyle
 from sfa.server.registry_api import registry_handlers
-from sfa.server.service import RunningService, start_service
+from sfa.server.service import start_service
 from sfa.server.xmlrpc import Handler
 
 log = Logger(namespace="sfa.server")
@@ -34,7 +35,7 @@ class ServicePlan:
 
 
 def plan_services(deployment: Deployment) -> list[ServicePlan]:
-    """Every enabled service the code base can run today (the registry, for now)."""
+    """The enabled services built from handlers here (the aggregate starts on its own)."""
     config = deployment.config
     plans = []
     if config.registry.enabled:
@@ -50,11 +51,20 @@ def plan_services(deployment: Deployment) -> list[ServicePlan]:
     return plans
 
 
+class Served(Protocol):
+    """A started service: where it listens and how to stop it."""
+
+    @property
+    def url(self) -> str: ...
+
+    def stop(self) -> Deferred[Any]: ...
+
+
 def start_deployment(
     reactor: Any, deployment: Deployment, announce: Callable[[str], None]
-) -> list[RunningService]:
-    """Listen for every planned service; `announce("ready NAME URL")` as each one listens."""
-    running: list[RunningService] = []
+) -> dict[str, Served]:
+    """Listen for every enabled service; `announce("ready NAME URL")` as each one listens."""
+    running: dict[str, Served] = {}
     for plan in plan_services(deployment):
         service = start_service(
             reactor,
@@ -69,8 +79,12 @@ def start_deployment(
         )
         if plan.on_listening is not None:
             plan.on_listening(service.url)
-        running.append(service)
+        running[plan.name] = service
         announce(f"ready {plan.name} {service.url}")
+    if deployment.config.aggregate.enabled:
+        aggregate = start_deployment_aggregate(reactor, deployment)
+        running["aggregate"] = aggregate
+        announce(f"ready aggregate {aggregate.url}")
     return running
 
 
@@ -92,19 +106,19 @@ def serve_deployment(directory: Path | str, *, stdout: TextIO | None = None) -> 
     observer: Any = textFileLogObserver(sys.stderr)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     announce = _announcer(stdout or sys.stdout)
-    services: list[RunningService] = []
+    services: dict[str, Served] = {}
     failures: list[str] = []
 
     def start() -> None:
         try:
-            services.extend(start_deployment(reactor, deployment, announce))
+            services.update(start_deployment(reactor, deployment, announce))
         except Exception as exc:
             log.failure("could not start the services of {directory}", directory=directory)
             failures.append(str(exc))
             reactor.stop()
 
     def stop_services() -> Any:
-        return gatherResults([service.stop() for service in services])
+        return gatherResults([service.stop() for service in services.values()])
 
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", stop_services)

@@ -30,7 +30,8 @@ def served(
 ) -> Iterator[tuple[Path, str, subprocess.Popen]]:
     """A deployment made by `sfa init` and served by `sfa serve` in a subprocess."""
     directory = tmp_path_factory.mktemp("e2e") / "plc"
-    made = sfa("init", str(directory), "--authority", "plc", "--registry-port", "0")
+    made = sfa("init", str(directory), "--authority", "plc", "--registry-port", "0",
+               "--am-port", "0")
     assert made.returncode == 0, made.stderr
     server = subprocess.Popen(
         [*SFA, "serve", str(directory)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -38,6 +39,8 @@ def served(
     assert server.stdout is not None
     line = server.stdout.readline()  # blocks until the ready line (or EOF if it died)
     assert line.startswith("ready registry https://127.0.0.1:"), (line, server.poll())
+    aggregate = server.stdout.readline()
+    assert aggregate.startswith("ready aggregate https://127.0.0.1:"), aggregate
     yield directory, line.split()[2], server
     if server.poll() is None:
         server.kill()
@@ -82,7 +85,7 @@ def test_admin_unknown_name_exits_1_with_searchfailed(served):
 def test_admin_trust_add_list_remove(served, tmp_path: Path):
     directory, _, _ = served
     peer = tmp_path / "ple"
-    assert sfa("init", str(peer), "--authority", "ple").returncode == 0
+    assert sfa("init", str(peer), "--authority", "ple", "--am-port", "0").returncode == 0
     peer_root = peer / "trusted_roots" / "ple.gid"
     assert sfa("admin", str(directory), "trust", "add", str(peer_root)).returncode == 0
     assert "ple" in sfa("admin", str(directory), "trust", "list", "--json").stdout

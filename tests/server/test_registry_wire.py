@@ -57,10 +57,15 @@ class Site:
 
 def _start(reactor: Any, deployment: Deployment) -> RunningService:
     lines: list[str] = []
-    (service,) = blockingCallFromThread(
+    services = blockingCallFromThread(
         reactor, start_deployment, reactor, deployment, lines.append
     )
-    assert lines == [f"ready registry {service.url}"]
+    assert lines == [f"ready {name} {served.url}" for name, served in services.items()]
+    for name, served in services.items():
+        if name != "registry":
+            blockingCallFromThread(reactor, served.stop)
+    service = services["registry"]
+    assert isinstance(service, RunningService)
     return service
 
 
@@ -68,7 +73,7 @@ def _start(reactor: Any, deployment: Deployment) -> RunningService:
 def site(reactor: Any, keys: list, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """plc with sub-authority plc.princeton (PI pi), users alice and bob, slices exp1, exp2."""
     base = tmp_path_factory.mktemp("registry")
-    deployment = init_deployment(base / "plc", authority="plc", registry_port=0)
+    deployment = init_deployment(base / "plc", authority="plc", registry_port=0, am_port=0)
     pi_key, alice_key, bob_key, _ = keys
     admin = open_admin(deployment)
     try:
