@@ -6,6 +6,8 @@ document that carries a DOCTYPE when DTD loading is off, so a DOCTYPE is refused
 
 from __future__ import annotations
 
+import functools
+
 from lxml import etree
 
 from sfa.errors import BadArgs, TooBig
@@ -40,9 +42,14 @@ def _as_bytes(document: str | bytes) -> bytes:
     raise BadArgs(f"expected an XML document as text, got {type(document).__name__}")
 
 
+@functools.lru_cache(maxsize=8)
+def _deeper_than(limit: int) -> etree.XPath:
+    # Compiled once per limit: is there an element below `limit` levels of elements?
+    return etree.XPath("boolean(" + "/*" * (limit + 1) + ")")
+
+
 def _max_depth(root: etree._Element, limit: int) -> None:
-    # One XPath evaluated inside libxml2: is there an element deeper than the limit?
-    if root.xpath("boolean(" + "/*" * (limit + 1) + ")"):
+    if _deeper_than(limit)(root):
         raise TooBig(f"XML nesting deeper than {limit} levels")
 
 
