@@ -165,3 +165,16 @@ def test_lease_expiry_is_reaped_without_any_call(service, maker, node1, am):
     assert gone.wait(15), "the lease ended but the sliver was not reaped"
     assert nm.store.slivers() == []
     assert not (nm.backend.slivers_dir / "princeton_exp1").exists()
+
+
+def test_keys_that_would_inject_lines_are_refused_and_nothing_changes(service, connect, maker,
+                                                                      node1, am):
+    nm: NodeManager = service.nm
+    _ok(connect(am).RedeemTicket(maker.ticket(node1.gid.urn), {}))
+    keys_file = nm.backend.slivers_dir / "princeton_exp1/home/princeton_exp1/.ssh/authorized_keys"
+    before = (nm.store.database.dump(), keys_file.read_text())
+    for bad in ("ssh-rsa AAAA x\ncommand=\"sh\" ssh-rsa BBBB", "not a key", ""):
+        users = [{"urn": "urn:publicid:IDN+plc:princeton+user+eve", "keys": [bad]}]
+        assert _code(connect(am).UpdateKeys(SLIVER, users, [])) == "BADARGS"
+    assert _code(connect(am).UpdateKeys(SLIVER, "nonsense", [])) == "BADARGS"
+    assert (nm.store.database.dump(), keys_file.read_text()) == before
