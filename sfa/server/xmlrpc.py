@@ -1,19 +1,17 @@
 """The generic XML-RPC-over-TLS resource every service mounts.
 
-The reactor thread only reads the request, checks its size and shape and picks out the TLS
-client certificate; the handler (verification, signing, SQLite) and the marshalling of its reply
-run in a bounded thread pool, so CPU-heavy calls never stall other callers.
+The reactor thread only reads the request, checks its size and picks out the TLS client
+certificate; parsing, the handler (verification, signing, SQLite) and the marshalling of its
+reply run in a bounded pool (threads here, or worker processes: `sfa.server.workers`), so
+CPU-heavy calls never run on the reactor thread.
 """
 
 from __future__ import annotations
 
 import io
 import time
-import xmlrpc.client
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
-from xml.parsers.expat import ExpatError
+from typing import Any, Protocol
 
 from cryptography import x509
 from twisted.internet.defer import Deferred
@@ -22,33 +20,46 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from twisted.web import http, resource, server
 
-from sfa.errors import BadArgs, Busy, Forbidden, ServerError, SfaError, TooBig, Unsupported
-from sfa.server.envelope import GENERIC_SERVER_ERROR, Envelope, ReplyStyle
-from sfa.server.tls import gid_from_certificates, peer_certificates
-from sfa.trust.gid import GID
+from sfa.errors import Busy, ServerError, SfaError, TooBig
+from sfa.server.dispatch import (
+    ANONYMOUS_METHODS,
+    CallContext,
+    CallOutcome,
+    Dispatcher,
+    Handler,
+)
+from sfa.server.envelope import GENERIC_SERVER_ERROR, ReplyStyle
+from sfa.server.tls import peer_certificates
+
+__all__ = [
+    "ANONYMOUS_METHODS",
+    "CallContext",
+    "CallPool",
+    "Handler",
+    "LimitedRequest",
+    "XmlRpcResource",
+    "XmlRpcSite",
+]
 
 log = Logger(namespace="sfa.server")
 
-ANONYMOUS_METHODS = frozenset({"GetVersion"})
 # A request that keeps streaming this many times the limit is cut off instead of drained.
 _DRAIN_FACTOR = 4
 _QUEUE_FACTOR = 16
 
 
-@dataclass(frozen=True)
-class CallContext:
-    """What a handler knows about its call: the method and the TLS client certificate.
+class Pool(Protocol):
+    """Where calls run: `dispatch` returns a Deferred firing with the CallOutcome."""
 
-    `peer` is the certificate as presented (with the chain the client sent) and is NOT yet
-    verified: a handler that needs an identity passes it to `sfa.trust.verify.verify_caller`.
-    """
+    def dispatch(
+        self,
+        dispatcher: Dispatcher,
+        data: bytes,
+        certificates: tuple[x509.Certificate, ...],
+        address: str,
+    ) -> Deferred[CallOutcome]: ...
 
-    method: str
-    peer: GID | None
-    client_address: str
-
-
-Handler = Callable[[CallContext, tuple[Any, ...]], Any]
+    def stop(self) -> Any: ...
 
 
 class CallPool:
@@ -83,6 +94,15 @@ class CallPool:
 
         deferred.addBoth(done)
         return deferred
+
+    def dispatch(
+        self,
+        dispatcher: Dispatcher,
+        data: bytes,
+        certificates: tuple[x509.Certificate, ...],
+        address: str,
+    ) -> Deferred[CallOutcome]:
+        return self.run(dispatcher.handle, data, certificates, address)
 
 
 class LimitedRequest(server.Request):
@@ -127,7 +147,10 @@ class XmlRpcSite(server.Site):
 
 
 class XmlRpcResource(resource.Resource):
-    """POST / : one XML-RPC call, dispatched by method name to a handler in the call pool."""
+    """POST / : one XML-RPC call, dispatched by method name to a handler in the call pool.
+
+    With a pool of worker processes, `handlers` may be empty: the workers hold their own.
+    """
 
     isLeaf = True
 
@@ -137,15 +160,16 @@ class XmlRpcResource(resource.Resource):
         service: str,
         handlers: Mapping[str, Handler],
         replies: ReplyStyle,
-        pool: CallPool,
+        pool: Pool,
         anonymous_methods: frozenset[str] = ANONYMOUS_METHODS,
     ) -> None:
         super().__init__()
         self.service = service
-        self.handlers = dict(handlers)
-        self.replies = replies
         self.pool = pool
-        self.anonymous_methods = anonymous_methods
+        self.dispatcher = Dispatcher(
+            service=service, handlers=handlers, replies=replies,
+            anonymous_methods=anonymous_methods,
+        )
 
     def render_GET(self, request: server.Request) -> bytes:
         request.setResponseCode(http.NOT_ALLOWED)
@@ -160,73 +184,34 @@ class XmlRpcResource(resource.Resource):
             data = _body(request)
             certificates = peer_certificates(request.transport)
             address = _client_address(request)
-            deferred = self.pool.run(self._invoke, data, certificates, address)
+            deferred = self.pool.dispatch(self.dispatcher, data, certificates, address)
         except SfaError as error:
-            body, code = self._marshal(self.replies.error(error))
-            _log_call(self.service, "?", "-", code, started)
-            return _with_headers(request, body)
+            outcome = self.dispatcher.refusal(error)
+            self._log(outcome, started)
+            return _with_headers(request, outcome.body)
+        deferred.addErrback(self._crashed)
         deferred.addCallback(self._send, request, started)
-        deferred.addErrback(self._crashed, request, started)
         return server.NOT_DONE_YET
 
-    def _admit(self, method: str, certificates: tuple[x509.Certificate, ...]) -> None:
-        if method not in self.handlers:
-            known = ", ".join(sorted(self.handlers))
-            raise Unsupported(f"{self.service} has no method {method!r}; it offers: {known}")
-        if not certificates and method not in self.anonymous_methods:
-            raise Forbidden(
-                f"{method} needs a client certificate: connect over TLS with your GID and "
-                f"private key (only {', '.join(sorted(self.anonymous_methods))} works without)"
-            )
-
-    def _invoke(
-        self, data: bytes, certificates: tuple[x509.Certificate, ...], address: str
-    ) -> tuple[bytes, int, str, str]:
-        """Runs in the pool: parse, admit, build the caller, call the handler, marshal."""
-        method, caller = "?", "-"
-        try:
-            params, method = _parse_call(data)
-            self._admit(method, certificates)
-            peer = gid_from_certificates(certificates)
-            caller = _urn_of(peer)
-            result = self.handlers[method](CallContext(method, peer, address), params)
-            reply, code = self.replies.ok(result), _code_of(result)
-        except SfaError as error:
-            reply, code = self.replies.error(error), int(error.code)
-        except Exception:
-            log.failure("{service} {method}: unexpected error", service=self.service, method=method)
-            reply = self.replies.error(ServerError(GENERIC_SERVER_ERROR))
-            code = int(ServerError.code)
-        body, marshal_code = self._marshal(reply)
-        return body, marshal_code if marshal_code else code, caller, method
-
-    def _marshal(self, reply: Any) -> tuple[bytes, int]:
-        try:
-            if isinstance(reply, xmlrpc.client.Fault):
-                return xmlrpc.client.dumps(reply).encode(), reply.faultCode
-            text = xmlrpc.client.dumps((reply,), methodresponse=True, allow_none=True)
-            return text.encode(), 0
-        except (TypeError, OverflowError, ValueError):
-            log.failure("{service}: cannot marshal a reply", service=self.service)
-            return self._marshal(self.replies.error(ServerError(GENERIC_SERVER_ERROR)))
-
-    def _send(
-        self, outcome: tuple[bytes, int, str, str], request: server.Request, started: float
-    ) -> None:
-        body, code, caller, method = outcome
-        _log_call(self.service, method, caller, code, started)
-        if not request._disconnected:
-            request.write(_with_headers(request, body))
-            request.finish()
-
-    def _crashed(self, failure: Any, request: server.Request, started: float) -> None:
+    def _crashed(self, failure: Any) -> CallOutcome:
         log.failure("{service}: dispatch failed", failure, service=self.service)
-        body, code = self._marshal(self.replies.error(ServerError(GENERIC_SERVER_ERROR)))
-        _log_call(self.service, "?", "-", code, started)
+        return self.dispatcher.refusal(ServerError(GENERIC_SERVER_ERROR))
+
+    def _send(self, outcome: CallOutcome, request: server.Request, started: float) -> None:
+        self._log(outcome, started)
         if not request._disconnected:
-            request.write(_with_headers(request, body))
+            request.write(_with_headers(request, outcome.body))
             request.finish()
 
+    def _log(self, outcome: CallOutcome, started: float) -> None:
+        log.info(
+            "{service} {method} caller={caller} code={code} {duration_ms:.1f} ms",
+            service=self.service,
+            method=outcome.method,
+            caller=outcome.caller,
+            code=outcome.code,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
 
 
 def _body(request: server.Request) -> bytes:
@@ -236,18 +221,6 @@ def _body(request: server.Request) -> bytes:
     assert request.content is not None
     request.content.seek(0)
     return request.content.read()
-
-
-def _parse_call(data: bytes) -> tuple[tuple[Any, ...], str]:
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise BadArgs("XML-RPC requests may not carry a DOCTYPE or entities")
-    try:
-        params, method = xmlrpc.client.loads(data, use_builtin_types=False)
-    except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError) as exc:
-        raise BadArgs(f"the request is not a well-formed XML-RPC call: {exc}") from None
-    if not method:
-        raise BadArgs("the request is an XML-RPC response, not a call")
-    return params, method
 
 
 def _request_limit(request: server.Request) -> int:
@@ -260,32 +233,8 @@ def _with_headers(request: server.Request, body: bytes) -> bytes:
     return body
 
 
-def _urn_of(peer: GID | None) -> str:
-    if peer is None:
-        return "-"
-    try:
-        return str(peer.urn)
-    except Exception:  # the certificate carries no usable URN; the door will say why
-        return "?"
-
-
-def _code_of(result: Any) -> int:
-    return int(result.geni_code) if isinstance(result, Envelope) else 0
-
-
 def _client_address(request: server.Request) -> str:
     peer = request.getClientAddress()
     host = getattr(peer, "host", "?")
     port = getattr(peer, "port", "?")
     return f"{host}:{port}"
-
-
-def _log_call(service: str, method: str, caller: str, code: int, started: float) -> None:
-    log.info(
-        "{service} {method} caller={caller} code={code} {duration_ms:.1f} ms",
-        service=service,
-        method=method,
-        caller=caller,
-        code=code,
-        duration_ms=(time.perf_counter() - started) * 1000,
-    )

@@ -1,0 +1,140 @@
+"""One XML-RPC call from request bytes to reply bytes: parse, admit, run the handler, marshal.
+
+Pure Python with no Twisted: it runs in a pool thread or in a worker process, never on the
+reactor thread.
+"""
+
+from __future__ import annotations
+
+import xmlrpc.client
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from xml.parsers.expat import ExpatError
+
+from cryptography import x509
+from twisted.logger import Logger
+
+from sfa.errors import BadArgs, Forbidden, ServerError, SfaError, Unsupported
+from sfa.server.envelope import GENERIC_SERVER_ERROR, Envelope, ReplyStyle
+from sfa.server.tls import gid_from_certificates
+from sfa.trust.gid import GID
+
+log = Logger(namespace="sfa.server")
+
+ANONYMOUS_METHODS = frozenset({"GetVersion"})
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What a handler knows about its call: the method and the TLS client certificate.
+
+    `peer` is the certificate as presented (with the chain the client sent) and is NOT yet
+    verified: a handler that needs an identity passes it to `sfa.trust.verify.verify_caller`.
+    """
+
+    method: str
+    peer: GID | None
+    client_address: str
+
+
+Handler = Callable[[CallContext, tuple[Any, ...]], Any]
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """The marshalled reply and what the call log needs."""
+
+    body: bytes
+    code: int
+    caller: str = "-"
+    method: str = "?"
+
+
+class Dispatcher:
+    """Routes calls of one service to its handlers and puts the replies in its style."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        handlers: Mapping[str, Handler],
+        replies: ReplyStyle,
+        anonymous_methods: frozenset[str] = ANONYMOUS_METHODS,
+    ) -> None:
+        self.service = service
+        self.handlers = dict(handlers)
+        self.replies = replies
+        self.anonymous_methods = anonymous_methods
+
+    def handle(
+        self, data: bytes, certificates: tuple[x509.Certificate, ...], address: str
+    ) -> CallOutcome:
+        """The reply to one request body from a client that sent `certificates`."""
+        method, caller = "?", "-"
+        try:
+            params, method = parse_call(data)
+            self._admit(method, certificates)
+            peer = gid_from_certificates(certificates)
+            caller = _urn_of(peer)
+            result = self.handlers[method](CallContext(method, peer, address), params)
+            reply, code = self.replies.ok(result), _code_of(result)
+        except SfaError as error:
+            reply, code = self.replies.error(error), int(error.code)
+        except Exception:
+            log.failure("{service} {method}: unexpected error", service=self.service, method=method)
+            reply, code = self.replies.error(ServerError(GENERIC_SERVER_ERROR)), ServerError.code
+        body, marshal_code = self._marshal(reply)
+        return CallOutcome(body, marshal_code or int(code), caller, method)
+
+    def refusal(self, error: SfaError) -> CallOutcome:
+        """The reply for a call refused before dispatch (too big, too busy)."""
+        body, code = self._marshal(self.replies.error(error))
+        return CallOutcome(body, code or int(error.code))
+
+    def _admit(self, method: str, certificates: tuple[x509.Certificate, ...]) -> None:
+        if method not in self.handlers:
+            known = ", ".join(sorted(self.handlers))
+            raise Unsupported(f"{self.service} has no method {method!r}; it offers: {known}")
+        if not certificates and method not in self.anonymous_methods:
+            raise Forbidden(
+                f"{method} needs a client certificate: connect over TLS with your GID and "
+                f"private key (only {', '.join(sorted(self.anonymous_methods))} works without)"
+            )
+
+    def _marshal(self, reply: Any) -> tuple[bytes, int]:
+        """(body, fault code or 0)."""
+        try:
+            if isinstance(reply, xmlrpc.client.Fault):
+                return xmlrpc.client.dumps(reply).encode(), reply.faultCode
+            text = xmlrpc.client.dumps((reply,), methodresponse=True, allow_none=True)
+            return text.encode(), 0
+        except (TypeError, OverflowError, ValueError):
+            log.failure("{service}: cannot marshal a reply", service=self.service)
+            return self._marshal(self.replies.error(ServerError(GENERIC_SERVER_ERROR)))
+
+
+def parse_call(data: bytes) -> tuple[tuple[Any, ...], str]:
+    """(params, method) of an XML-RPC call; BADARGS for anything else (DTDs included)."""
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise BadArgs("XML-RPC requests may not carry a DOCTYPE or entities")
+    try:
+        params, method = xmlrpc.client.loads(data, use_builtin_types=False)
+    except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError) as exc:
+        raise BadArgs(f"the request is not a well-formed XML-RPC call: {exc}") from None
+    if not method:
+        raise BadArgs("the request is an XML-RPC response, not a call")
+    return params, method
+
+
+def _urn_of(peer: GID | None) -> str:
+    if peer is None:
+        return "-"
+    try:
+        return str(peer.urn)
+    except Exception:  # the certificate carries no usable URN; the door will say why
+        return "?"
+
+
+def _code_of(result: Any) -> int:
+    return int(result.geni_code) if isinstance(result, Envelope) else 0
