@@ -26,7 +26,6 @@ from sfa.errors import Forbidden, Unavailable
 from sfa.nodemanager import process, safefs
 from sfa.nodemanager.backend import BackendStatus, SliverSpec
 from sfa.timeutil import format_rfc3339
-from sfa.trust.keys import load_private_key, public_key_to_openssh
 
 PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -152,9 +151,9 @@ class DirBackend:
             keys = "".join(f"{key}\n" for key in spec.authorized_keys).encode()
             safefs.write_file(ssh, "authorized_keys", keys, mode=0o600, uid=uid)
             if spec.slice_private_key_pem:
-                private = load_private_key(spec.slice_private_key_pem)
                 safefs.write_file(ssh, "id_rsa", spec.slice_private_key_pem, mode=0o600, uid=uid)
-                public = f"{public_key_to_openssh(private)} {spec.login}\n".encode()
+            if spec.slice_public_key:
+                public = f"{spec.slice_public_key} {spec.login}\n".encode()
                 safefs.write_file(ssh, "id_rsa.pub", public, mode=0o644, uid=uid)
 
     def _process_record(self, login: str) -> tuple[int | None, int | None]:

@@ -15,12 +15,12 @@ import os
 import struct
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sfa.errors import BadArgs, Forbidden
-from sfa.trust.keys import load_private_key, load_public_key, private_key_to_pem, public_keys_equal
+from sfa.trust.keys import load_public_key, private_key_to_pem, public_keys_equal
 
 _VERSION = 1
 _NONCE = 12
@@ -60,9 +60,23 @@ def unseal_slice_key(
         pem = AESGCM(content_key).decrypt(nonce, body, sliver_urn.encode())
     except (ValueError, InvalidTag):
         raise Forbidden("the sealed slice key is not for this node and sliver") from None
-    key = load_private_key(pem)
+    key = _load_sealed_key(pem)
     if not public_keys_equal(key.public_key(), load_public_key(expected_public)):
         raise Forbidden("the sealed slice key does not match the ticket's slice_keypair_public")
+    return key
+
+
+def _load_sealed_key(pem: bytes) -> rsa.RSAPrivateKey:
+    """Load the unsealed PEM without the slow RSA consistency check (~60 ms): the node only
+    stores this key for the sliver, and its public half is compared with the signed one."""
+    try:
+        key = serialization.load_pem_private_key(
+            pem, password=None, unsafe_skip_rsa_key_validation=True
+        )
+    except (ValueError, TypeError):
+        raise BadArgs("the sealed slice key is not a PEM private key") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise BadArgs("the sealed slice key is not an RSA key")
     return key
 
 
