@@ -150,13 +150,15 @@ def _ms(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
 
 
-def prepare(base: Path, threads: int | None) -> tuple[Path, Path, Path]:
+def prepare(base: Path, threads: int | None, workers: int) -> tuple[Path, Path, Path]:
     deployment = init_deployment(base / "plc", authority="plc", registry_port=0, am_port=0)
-    if threads:
-        config = deployment.config
-        limits = replace(config.limits, max_concurrent_calls=threads)
-        text = render_config(replace(config, limits=limits))
-        (deployment.directory / "sfa.toml").write_text(text)
+    config = deployment.config
+    threads = threads or config.limits.max_concurrent_calls
+    limits = replace(config.limits, max_concurrent_calls=threads)
+    registry = replace(config.registry, worker_processes=workers)
+    aggregate = replace(config.aggregate, enabled=False)
+    text = render_config(replace(config, limits=limits, registry=registry, aggregate=aggregate))
+    (deployment.directory / "sfa.toml").write_text(text)
     admin = open_admin(deployment)
     try:
         user = admin.admin_add_user("plc.alice", email="alice@example.org")
@@ -175,11 +177,13 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--threads", type=int, default=None,
                         help="the server's call pool size ([limits] max_concurrent_calls)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="registry worker processes ([registry] worker_processes)")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        directory, cert, key = prepare(base, args.threads)
+        directory, cert, key = prepare(base, args.threads, args.workers)
         log = (base / "serve.log").open("w")
         server = subprocess.Popen(
             [sys.executable, "-m", "sfa.server.cli", "serve", str(directory)],
@@ -193,6 +197,7 @@ def main() -> None:
             context.load_cert_chain(str(cert), str(key))
             bootstrap = xmlrpc.client.ServerProxy(url, context=context)
             cred = bootstrap.GetSelfCredential(cert.read_text(), "plc.alice", "user")
+            print(f"registry worker processes: {args.workers or 'none (a thread pool)'}")
             report(Target(url, root, cert, key, cred), counts, args.seconds)
         finally:
             server.terminate()

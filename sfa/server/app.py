@@ -17,6 +17,7 @@ from sfa.server.deployment import Deployment, ServiceIdentity
 from sfa.server.envelope import FaultReplies, ReplyStyle
 from sfa.server.registry_api import registry_handlers
 from sfa.server.service import start_service
+from sfa.server.workers import ProcessCallPool
 from sfa.server.xmlrpc import Handler
 
 log = Logger(namespace="sfa.server")
@@ -32,6 +33,9 @@ class ServicePlan:
     replies: ReplyStyle
     identity: ServiceIdentity
     on_listening: Callable[[str], None] | None = None
+    # worker processes (0 = threads), each building its Dispatcher with factory(*args)
+    workers: int = 0
+    worker_factory: tuple[str, tuple[Any, ...]] = ("", ())
 
 
 def plan_services(deployment: Deployment) -> list[ServicePlan]:
@@ -39,13 +43,18 @@ def plan_services(deployment: Deployment) -> list[ServicePlan]:
     config = deployment.config
     plans = []
     if config.registry.enabled:
+        workers = config.registry.worker_processes
         plans.append(
             ServicePlan(
                 name="registry",
                 port=config.registry.port,
-                handlers=registry_handlers(deployment),
+                handlers={} if workers else registry_handlers(deployment),
                 replies=FaultReplies(),
                 identity=deployment.service_identity("registry"),
+                workers=workers,
+                worker_factory=(
+                    "sfa.server.registry_api:registry_dispatcher", (str(deployment.directory),)
+                ),
             )
         )
     return plans
@@ -66,6 +75,11 @@ def start_deployment(
     """Listen for every enabled service; `announce("ready NAME URL")` as each one listens."""
     running: dict[str, Served] = {}
     for plan in plan_services(deployment):
+        pool = None
+        if plan.workers:
+            factory, args = plan.worker_factory
+            pool = ProcessCallPool(reactor, plan.workers, factory, args)
+            pool.warm()
         service = start_service(
             reactor,
             name=plan.name,
@@ -76,6 +90,7 @@ def start_deployment(
             host=deployment.config.server.host,
             port=plan.port,
             limits=deployment.config.limits,
+            pool=pool,
         )
         if plan.on_listening is not None:
             plan.on_listening(service.url)

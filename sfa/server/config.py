@@ -38,6 +38,8 @@ class RegistryConfig:
     slice_lifetime_days: int = 30
     max_slice_lifetime_days: int = 180
     credential_lifetime_days: int = 30
+    # 0: calls run in threads of the server process; N: in N worker processes (all cores)
+    worker_processes: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ _SECTIONS: dict[str, type] = {
     "limits": LimitsConfig,
 }
 _PORT_KEYS = ("port", "base_port")
+_NON_NEGATIVE_KEYS = ("worker_processes", "count")
 _POSITIVE_KEYS = (
     "slice_lifetime_days",
     "max_slice_lifetime_days",
@@ -177,6 +180,8 @@ def _check_value(key: str, value: Any, declared: object, where: str) -> None:
 
 
 def _check_range(key: str, value: Any, where: str) -> None:
+    if key in _NON_NEGATIVE_KEYS and value < 0:
+        raise ConfigError(f"{where}: {key} must be 0 or more, got {value}")
     if key in _PORT_KEYS and not 0 <= value <= 65535:
         raise ConfigError(f"{where}: {key} must be 0..65535 (0 = any free port), got {value}")
     if key in _POSITIVE_KEYS and value <= 0:

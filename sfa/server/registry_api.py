@@ -16,6 +16,8 @@ from sfa.errors import BadArgs, Forbidden, MissingArgs
 from sfa.registry.config import RegistryConfig as RegistryLogicConfig
 from sfa.registry.service import Registry
 from sfa.server.deployment import Deployment
+from sfa.server.dispatch import Dispatcher
+from sfa.server.envelope import FaultReplies
 from sfa.server.xmlrpc import CallContext, Handler
 from sfa.trust.gid import GID
 from sfa.trust.verify import TrustPolicy
@@ -58,6 +60,14 @@ def open_registry(deployment: Deployment) -> Registry:
 def registry_handlers(deployment: Deployment) -> dict[str, Handler]:
     """The XML-RPC handlers of the deployment's registry."""
     return handlers_for(open_registry(deployment))
+
+
+def registry_dispatcher(directory: str) -> Dispatcher:
+    """A worker process's registry (sfa.server.workers factory): its own Registry."""
+    deployment = Deployment.load(directory)
+    return Dispatcher(
+        service="registry", handlers=registry_handlers(deployment), replies=FaultReplies()
+    )
 
 
 def handlers_for(registry: Registry) -> dict[str, Handler]:

@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from sfa.server.config import LimitsConfig
 from sfa.server.envelope import ReplyStyle
 from sfa.server.tls import ServerTLSContext
-from sfa.server.xmlrpc import CallPool, Handler, XmlRpcResource, XmlRpcSite
+from sfa.server.xmlrpc import CallPool, Handler, Pool, XmlRpcResource, XmlRpcSite
 from sfa.trust.gid import GID
 
 
@@ -23,11 +23,11 @@ class RunningService:
     name: str
     url: str
     port: Any  # twisted IListeningPort
-    pool: CallPool
+    pool: Pool
     site: XmlRpcSite
 
     def stop(self) -> Deferred[Any]:
-        """Stop listening, then let the calls in progress finish and stop the threads."""
+        """Stop listening, then let the calls in progress finish and stop the pool."""
         deferred = maybeDeferred(self.port.stopListening)
         deferred.addCallback(lambda _: self.pool.stop())
         return deferred
@@ -44,9 +44,13 @@ def start_service(
     host: str,
     port: int,
     limits: LimitsConfig,
+    pool: Pool | None = None,
 ) -> RunningService:
-    """Listen on host:port (0 = any free port) with the service GID as TLS certificate."""
-    pool = CallPool(reactor, limits.max_concurrent_calls, name=f"sfa-{name}")
+    """Listen on host:port (0 = any free port) with the service GID as TLS certificate.
+
+    Calls run in `pool` (default: a thread pool of [limits] max_concurrent_calls).
+    """
+    pool = pool or CallPool(reactor, limits.max_concurrent_calls, name=f"sfa-{name}")
     root = XmlRpcResource(service=name, handlers=handlers, replies=replies, pool=pool)
     site = XmlRpcSite(
         root,

@@ -85,3 +85,11 @@ def test_example_config_in_conf_is_valid():
 def test_missing_file_is_a_clear_error(tmp_path: Path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_worker_processes_must_not_be_negative(tmp_path: Path):
+    with pytest.raises(ConfigError, match="0 or more"):
+        parse_config('[authority]\nhrn = "plc"\n[registry]\nworker_processes = -1\n',
+                     base_dir=tmp_path)
+    text = '[authority]\nhrn = "plc"\n[registry]\nworker_processes = 2\n'
+    assert parse_config(text, base_dir=tmp_path).registry.worker_processes == 2

@@ -1,0 +1,118 @@
+"""Worker processes for CPU-heavy services.
+
+Each worker builds its own Dispatcher from a factory (the registry's: its own Registry over the
+shared SQLite file and authority store), so credential verification and signing use every
+core and never compete with the reactor thread for the server process's GIL.
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThread
+from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.python.failure import Failure
+
+from sfa.errors import Busy, ServerError
+from sfa.server.dispatch import CallOutcome, Dispatcher
+
+_QUEUE_FACTOR = 64
+_WARM_TIMEOUT = 120.0
+_dispatcher: Dispatcher | None = None
+
+
+def _init_worker(factory: str, args: tuple[Any, ...]) -> None:
+    """In the worker: ignore Ctrl-C (the server stops us), log to stderr, build the dispatcher."""
+    global _dispatcher  # noqa: PLW0603 - one dispatcher per worker process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    observer: Any = textFileLogObserver(sys.stderr)
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    module, _, attribute = factory.partition(":")
+    _dispatcher = getattr(importlib.import_module(module), attribute)(*args)
+
+
+def _handle(data: bytes, ders: tuple[bytes, ...], address: str) -> CallOutcome:
+    if _dispatcher is None:
+        raise ServerError("worker process without a dispatcher")
+    certificates = tuple(x509.load_der_x509_certificate(der) for der in ders)
+    return _dispatcher.handle(data, certificates, address)
+
+
+def _ready() -> bool:
+    return _dispatcher is not None
+
+
+class ProcessCallPool:
+    """Calls run in `workers` spawned processes; results come back to the reactor thread.
+
+    `factory` is "module:function"; function(*args) returns the worker's Dispatcher.
+    """
+
+    def __init__(self, reactor: Any, workers: int, factory: str, args: tuple[Any, ...]) -> None:
+        self.reactor = reactor
+        self.workers = workers
+        self.max_pending = workers * _QUEUE_FACTOR
+        self.pending = 0
+        self._executor: ProcessPoolExecutor | None = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(factory, args),
+        )
+        self._trigger = reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+
+    def warm(self) -> None:
+        """Block until the workers have built their dispatchers (call before listening);
+        raises if a worker cannot start, so a broken deployment fails at once."""
+        assert self._executor is not None
+        futures = [self._executor.submit(_ready) for _ in range(self.workers)]
+        for future in futures:
+            if not future.result(timeout=_WARM_TIMEOUT):
+                raise ServerError("a worker process could not build its dispatcher")
+
+    def dispatch(
+        self,
+        dispatcher: Dispatcher,
+        data: bytes,
+        certificates: tuple[x509.Certificate, ...],
+        address: str,
+    ) -> Deferred[CallOutcome]:
+        """Run the call in a worker; `dispatcher` (this process's) is not used here."""
+        if self._executor is None:
+            raise ServerError("the server is shutting down")
+        if self.pending >= self.max_pending:
+            raise Busy(f"the server is handling {self.pending} calls; retry in a moment")
+        ders = tuple(cert.public_bytes(Encoding.DER) for cert in certificates)
+        future = self._executor.submit(_handle, data, ders, address)
+        self.pending += 1
+        deferred: Deferred[CallOutcome] = Deferred()
+        future.add_done_callback(
+            lambda done: self.reactor.callFromThread(self._fire, deferred, done)
+        )
+        return deferred
+
+    def _fire(self, deferred: Deferred[CallOutcome], future: Future[CallOutcome]) -> None:
+        self.pending -= 1
+        error = future.exception()
+        if error is not None:
+            deferred.errback(Failure(error))
+        else:
+            deferred.callback(future.result())
+
+    def stop(self) -> Deferred[Any]:
+        """Let the calls in progress finish, then end the workers (idempotent)."""
+        if self._trigger is not None:
+            self.reactor.removeSystemEventTrigger(self._trigger)
+            self._trigger = None
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return succeed(None)
+        return deferToThread(executor.shutdown, wait=True)
