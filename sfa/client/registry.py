@@ -11,7 +11,7 @@ from typing import Any
 
 from sfa.client.output import Output
 from sfa.client.session import Session
-from sfa.errors import BadArgs
+from sfa.errors import BadArgs, Forbidden
 from sfa.timeutil import format_rfc3339
 from sfa.trust.credential import delegate_credential, parse_credential
 from sfa.trust.gid import GID
@@ -80,7 +80,7 @@ def list_records(session: Session, out: Output, authority: str, recursive: bool)
 
 
 def show(session: Session, out: Output, hrn: str, type: str | None) -> None:
-    records = session.call_registry("Resolve", hrn, [session.user_credential()], {})
+    records = session.resolve(hrn)
     chosen = [r for r in records if type is None or r.get("type") == type]
     out.put("records", chosen)
     for record in chosen:
@@ -118,7 +118,7 @@ def gid(session: Session, out: Output, hrn: str | None, type: str, outfile: Path
     if hrn is None or hrn == session.config.user:
         pem = session.gid.to_pem()
     else:
-        records = session.call_registry("Resolve", hrn, [session.user_credential()], {})
+        records = session.resolve(hrn)
         found = [r for r in records if r.get("type") == type and r.get("gid")]
         if not found:
             raise BadArgs(f"no {type} record {hrn} with a GID")
@@ -142,7 +142,7 @@ def resolve_gid(session: Session, who: str) -> GID:
     path = Path(who)
     if path.is_file():
         return GID.from_pem(path.read_bytes())
-    records = session.call_registry("Resolve", validate_hrn(who), [session.user_credential()], {})
+    records = session.resolve(validate_hrn(who))
     for record in records:
         if record.get("gid"):
             return GID.from_pem(record["gid"])
@@ -150,11 +150,17 @@ def resolve_gid(session: Session, who: str) -> GID:
 
 
 def trusted(session: Session, out: Output, save: bool) -> None:
-    """The registry's trusted roots; with `save`, add them to the client's trusted roots."""
-    certs = session.registry().call("get_trusted_certs", session.user_credential())
+    """The roots the registry trusts (all of them for its operators; for everyone else the
+    root of the registry's own GID); with `save`, add them to the client's trusted roots."""
+    registry = session.registry()
+    try:
+        certs = registry.call("get_trusted_certs", session.user_credential())
+    except Forbidden:
+        certs = registry.call("get_trusted_certs")
     rows = []
     for pem in certs:
-        root = GID.from_pem(pem)
+        gid = GID.from_pem(pem)
+        root = GID.from_certificate((gid.certificate, *gid.chain)[-1])
         saved = ""
         if save:
             saved = str(session.roots.write(root, f"{_file_name(root.hrn)}.gid"))

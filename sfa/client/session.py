@@ -149,6 +149,26 @@ class Session:
                 url = referral.group(1).rstrip(".;,")
         raise SearchFailed(f"{method}: more than {MAX_REFERRALS} referrals; giving up")
 
+    def resolve(self, hrn: str) -> list[dict[str, Any]]:
+        """Resolve `hrn`, following the record stubs a registry returns for a peer's names."""
+        url = self.config.registry
+        for _ in range(MAX_REFERRALS + 1):
+            records = list(self._resolve_at(url, hrn))
+            stubs = [r for r in records if _is_stub(r, hrn)]
+            if not stubs or stubs[0]["url"] == url:
+                return [r for r in records if not _is_stub(r, hrn)]
+            url = str(stubs[0]["url"])
+        raise SearchFailed(f"Resolve {hrn}: more than {MAX_REFERRALS} referrals; giving up")
+
+    def _resolve_at(self, url: str, hrn: str) -> Any:
+        try:
+            return self.registry(url).call("Resolve", hrn, [self.user_credential()], {})
+        except SearchFailed as exc:
+            referral = _REFERRAL.search(exc.message)
+            if referral is None or referral.group(1) == url:
+                raise
+            return [{"hrn": "", "type": "authority", "url": referral.group(1).rstrip(".;,")}]
+
     # --- credentials -------------------------------------------------------------------------
 
     def user_credential(self) -> str:
@@ -189,6 +209,12 @@ class Session:
             except SfaError as exc:
                 errors.append(exc)
         raise errors[-1]
+
+
+def _is_stub(record: dict[str, Any], hrn: str) -> bool:
+    """A referral stub: an authority record with a registry URL, not the name asked for."""
+    return (record.get("type") == "authority" and bool(record.get("url"))
+            and str(record.get("url", "")).startswith("https://") and record.get("hrn") != hrn)
 
 
 def session_paths(config: ClientConfig) -> dict[str, Path]:

@@ -74,8 +74,7 @@ def user_keys(session: Session, state: SliceState) -> list[str]:
     """The slice's keys: those set with addkey/delkey, else the user's registered keys."""
     if state.keys is not None:
         return list(state.keys)
-    records = session.call_registry("Resolve", session.config.user,
-                                    [session.user_credential()], {})
+    records = session.resolve(session.config.user)
     for record in records:
         if record.get("type") == "user":
             return list(record.get("reg-keys") or [])
