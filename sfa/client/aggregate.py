@@ -135,12 +135,12 @@ def describe(session: Session, out: Output, nicks: Sequence[str], api: int | Non
     out.table(rows, ("aggregate", "node", "client_id", "sliver", "state"), key="slivers")
 
 
-def allocate(session: Session, out: Output, nicks: Sequence[str], hrn: str,
+def allocate(session: Session, out: Output, clients: Sequence[AmClient], hrn: str,
              parts: dict[str, str]) -> None:
     """Allocate each aggregate's part of the request (see slicewide.split_request)."""
     states = SliceStates(session.config.slices_dir)
     state = states.load(hrn)
-    clients = [c for c in select(session, nicks) if c.nick in parts]
+    clients = [c for c in clients if c.nick in parts]
     done = on_each(session, out, clients, lambda c: c.allocate(hrn, parts[c.nick]))
     for client, value in done:
         remember_manifest(state, client.nick, value.get("geni_rspec", ""))

@@ -71,7 +71,7 @@ def allocate(state: CliState, out: Output, *, nicks: tuple[str, ...], api: str |
     session = state.session()
     clients = aggregate.select(session, nicks, _api(api))
     parts = slicewide.split_request(clients, rspec_file.read_text(encoding="utf-8"))
-    aggregate.allocate(session, out, [c.nick for c in clients], slice_hrn(slice_name), parts)
+    aggregate.allocate(session, out, clients, slice_hrn(slice_name), parts)
 
 
 def _sliver_command(name: str, help_text: str,
