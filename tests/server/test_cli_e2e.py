@@ -33,8 +33,9 @@ def served(
     made = sfa("init", str(directory), "--authority", "plc", "--registry-port", "0",
                "--am-port", "0")
     assert made.returncode == 0, made.stderr
+    log = (directory.parent / "serve.log").open("w")  # a file: a full pipe would block it
     server = subprocess.Popen(
-        [*SFA, "serve", str(directory)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*SFA, "serve", str(directory)], stdout=subprocess.PIPE, stderr=log, text=True
     )
     assert server.stdout is not None
     line = server.stdout.readline()  # blocks until the ready line (or EOF if it died)
@@ -45,6 +46,7 @@ def served(
     if server.poll() is None:
         server.kill()
         server.wait(10)
+    log.close()
 
 
 def test_admin_changes_reach_the_running_server(served, tmp_path: Path):
@@ -101,10 +103,12 @@ def test_sigterm_shuts_down_cleanly(served):
     root = served[0] / "trusted_roots" / "plc.gid"
     assert proxy(url, root).GetVersion()["hrn"] == "plc"
     server.send_signal(signal.SIGTERM)
-    out, err = server.communicate(timeout=30)
+    out, _ = server.communicate(timeout=30)
+    err = (served[0].parent / "serve.log").read_text()
     assert server.returncode == 0, err
     assert out.strip().endswith("stopped")
     assert "Traceback" not in err
+    assert "registry GetVersion caller=- code=0" in err  # every call is logged
     with pytest.raises(OSError):
         proxy(url, root).GetVersion()
 
