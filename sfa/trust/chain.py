@@ -30,7 +30,6 @@ from sfa.errors import (
 from sfa.timeutil import as_utc, utcnow
 from sfa.trust.gid import GID
 from sfa.trust.roots import TrustedRoots
-from sfa.xrn import is_authority_for
 
 MAX_DEPTH = 8
 MIN_KEY_BITS = 1024
@@ -128,7 +127,7 @@ def _check_issuer(child: GID, issuer: GID, strict_crypto: bool) -> None:
         raise CredentialSignerUntrusted(
             f"issuer {_name(issuer)} is not an authority (+authority+sa) URN"
         )
-    if not is_authority_for(issuer.hrn, child.hrn):
+    if not issuer.is_authority_for(child):
         raise CredentialSignerUntrusted(
             f"authority {issuer.hrn} cannot vouch for {child.hrn}: outside its subtree"
         )
@@ -180,7 +179,7 @@ def _verify_uncached(
             _check_validity(cert, at)
         for child, issuer in pairwise(path):
             _check_issuer(child, issuer, strict_crypto)
-        if not is_authority_for(root.hrn, gid.hrn):
+        if not root.is_authority_for(gid):
             raise CredentialSignerUntrusted(
                 f"trusted root {root.hrn} is not authority for {gid.hrn}"
             )

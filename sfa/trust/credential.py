@@ -7,6 +7,7 @@ service relies on goes through `sfa.trust.verify` first.
 from __future__ import annotations
 
 import copy
+import functools
 import uuid as uuidlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -306,36 +307,81 @@ def parse_credential_document(xml: str | bytes, max_bytes: int = MAX_CREDENTIAL_
 
 def credential_elements(root: etree._Element) -> list[etree._Element]:
     """The `<credential>` elements of the delegation chain, outermost first."""
-    found = []
-    element: etree._Element | None = root.find("credential")
-    while element is not None:
-        found.append(element)
-        element = _only_child(element, "parent", required=False)
-        if element is not None:
-            inner = [c for c in element if isinstance(c.tag, str)]
-            if len(inner) != 1 or inner[0].tag != "credential":
-                raise CredentialInvalid("<parent> must hold exactly one <credential>")
-            element = inner[0]
-    return found
+    return [element for element, _ in _chain_parts(root)]
 
 
 def credential_from_tree(root: etree._Element, xml: str) -> Credential:
     """Build the `Credential` for a parsed, envelope-checked document."""
+    return read_credential_chain(root, xml)[0]
+
+
+def read_credential_chain(
+    root: etree._Element, xml: str
+) -> tuple[Credential, list[etree._Element]]:
+    """The `Credential` and its `<credential>` elements (outermost first), in one walk."""
+    chain = _chain_parts(root)
     parent: Credential | None = None
-    for element in reversed(credential_elements(root)):
-        parent = _credential_from_element(element, parent, xml)
+    for element, parts in reversed(chain):
+        parent = _credential_from_parts(element, parts, parent, xml)
     if parent is None:
         raise CredentialInvalid("the document holds no <credential>")
-    return parent
+    return parent, [element for element, _ in chain]
 
 
-def _credential_from_element(
-    element: etree._Element, parent: Credential | None, xml: str
+_CREDENTIAL_CHILDREN = frozenset((*_FIELDS, "privileges", "parent"))
+_PRIVILEGE_CHILDREN = frozenset(("name", "can_delegate"))
+_OPTIONAL_FIELDS = frozenset(("serial", "uuid"))
+
+
+def _chain_parts(root: etree._Element) -> list[tuple[etree._Element, dict[str, etree._Element]]]:
+    found = []
+    element: etree._Element | None = root.find("credential")
+    while element is not None:
+        parts = _children(element, _CREDENTIAL_CHILDREN)
+        found.append((element, parts))
+        holder = parts.get("parent")
+        if holder is None:
+            break
+        inner = [c for c in holder if isinstance(c.tag, str)]
+        if len(inner) != 1 or inner[0].tag != "credential":
+            raise CredentialInvalid("<parent> must hold exactly one <credential>")
+        element = inner[0]
+    return found
+
+
+def _children(element: etree._Element, wanted: frozenset[str]) -> dict[str, etree._Element]:
+    """The `wanted` children of `element` by tag, in one pass; a repeated one is refused."""
+    found: dict[str, etree._Element] = {}
+    for child in element:
+        tag = child.tag
+        if tag in wanted:
+            if tag in found:
+                raise CredentialInvalid(
+                    f"<{element.tag}> has more than one <{tag}>; one allowed"
+                )
+            found[tag] = child
+    return found
+
+
+def _text_of(parts: dict[str, etree._Element], tag: str, where: str) -> str:
+    node = parts.get(tag)
+    if node is None:
+        if tag in _OPTIONAL_FIELDS:
+            return ""
+        raise CredentialInvalid(f"<{where}> has no <{tag}>")
+    return (node.text or "").strip()
+
+
+def _credential_from_parts(
+    element: etree._Element,
+    parts: dict[str, etree._Element],
+    parent: Credential | None,
+    xml: str,
 ) -> Credential:
     xml_id = element.get(XML_ID)
     if not xml_id:
         raise CredentialInvalid("a <credential> has no xml:id, so no signature can cover it")
-    values = {name: _field(element, name) for name in _FIELDS}
+    values = {name: _text_of(parts, name, "credential") for name in _FIELDS}
     if values["type"] != "privilege":
         raise CredentialInvalid(
             f"credential type {values['type']!r} is not 'privilege' (ABAC speaks-for "
@@ -345,10 +391,9 @@ def _credential_from_element(
     target_gid = _gid(values["target_gid"], "target_gid")
     _check_urn(owner_gid, values["owner_urn"], "owner")
     _check_urn(target_gid, values["target_urn"], "target")
-    try:
-        expires = parse_rfc3339(values["expires"])
-    except BadArgs as exc:
-        raise CredentialInvalid(f"credential expires: {exc}") from None
+    privileges = parts.get("privileges")
+    if privileges is None:
+        raise CredentialInvalid("<credential> has no <privileges>")
     return Credential(
         type=values["type"],
         serial=values["serial"],
@@ -357,28 +402,20 @@ def _credential_from_element(
         target_gid=target_gid,
         target_urn=values["target_urn"],
         uuid=values["uuid"],
-        expires=expires,
-        privileges=_read_privileges(element),
+        expires=_expires(values["expires"]),
+        privileges=_read_privileges(privileges),
         parent=parent,
         xml_id=xml_id,
         xml=xml,
     )
 
 
-def _only_child(
-    element: etree._Element, tag: str, *, required: bool = True
-) -> etree._Element | None:
-    found = element.findall(tag)
-    if len(found) > 1:
-        raise CredentialInvalid(f"<credential> has {len(found)} <{tag}> elements; one allowed")
-    if not found and required:
-        raise CredentialInvalid(f"<credential> has no <{tag}>")
-    return found[0] if found else None
-
-
-def _field(element: etree._Element, tag: str) -> str:
-    node = _only_child(element, tag, required=tag not in ("serial", "uuid"))
-    return (node.text or "").strip() if node is not None else ""
+@functools.lru_cache(maxsize=1024)
+def _expires(text: str) -> datetime:
+    try:
+        return parse_rfc3339(text)
+    except BadArgs as exc:
+        raise CredentialInvalid(f"credential expires: {exc}") from None
 
 
 def _gid(text: str, what: str) -> GID:
@@ -394,16 +431,21 @@ def _check_urn(gid: GID, urn: str, what: str) -> None:
         )
 
 
-def _read_privileges(element: etree._Element) -> tuple[Privilege, ...]:
-    container = _only_child(element, "privileges")
-    assert container is not None
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _read_privileges(container: etree._Element) -> tuple[Privilege, ...]:
     result = []
-    for node in container.findall("privilege"):
-        name = _field(node, "name")
-        flag = _field(node, "can_delegate").lower()
-        if not name or flag not in ("true", "false", "1", "0"):
-            raise CredentialInvalid(f"malformed <privilege>: name {name!r}, can_delegate {flag!r}")
-        result.append(Privilege(name, flag in ("true", "1")))
+    for node in container.iterchildren("privilege"):
+        parts = _children(node, _PRIVILEGE_CHILDREN)
+        name = _text_of(parts, "name", "privilege")
+        flag = _FLAGS.get(_text_of(parts, "can_delegate", "privilege").lower())
+        if not name or flag is None:
+            raise CredentialInvalid(
+                f"malformed <privilege>: name {name!r}, can_delegate "
+                f"{_text_of(parts, 'can_delegate', 'privilege')!r}"
+            )
+        result.append(Privilege(name, flag))
     return tuple(result)
 
 

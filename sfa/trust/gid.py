@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 from sfa.errors import BadArgs, CredentialInvalid
 from sfa.timeutil import utcnow
 from sfa.trust.keys import public_keys_equal
-from sfa.xrn import Xrn, urn_to_hrn
+from sfa.xrn import Xrn, hrn_split, urn_to_hrn
 
 CN_MAX = 64
 BACKDATE = timedelta(minutes=5)
@@ -93,6 +93,19 @@ class GID:
     def type(self) -> str:
         """`user`, `slice`, `node`, `authority`, `authority+am`, ... (`` without a URN)."""
         return self._hrn_type[1]
+
+    @cached_property
+    def hrn_parts(self) -> tuple[str, ...]:
+        """The HRN's unescaped components, split once (() when the HRN is malformed)."""
+        try:
+            return tuple(hrn_split(self.hrn)) if self.hrn else ()
+        except BadArgs:
+            return ()
+
+    def is_authority_for(self, other: GID) -> bool:
+        """True when this GID's HRN is `other`'s or an ancestor of it (component-wise)."""
+        mine, theirs = self.hrn_parts, other.hrn_parts
+        return bool(mine) and len(mine) <= len(theirs) and theirs[: len(mine)] == mine
 
     @property
     def xrn(self) -> Xrn:

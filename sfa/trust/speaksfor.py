@@ -21,7 +21,7 @@ from sfa.trust.gid import GID
 from sfa.trust.keys import public_keys_equal
 from sfa.trust.xmldsig import (
     XML_ID,
-    collect_ids,
+    check_unique_ids,
     read_signatures,
     sign_element,
     verify_signed_element,
@@ -90,7 +90,7 @@ def verify_speaksfor(
     return the user's verified GID."""
     when = as_utc(at) if at else utcnow()
     root = parse_credential_document(xml, policy.max_credential_bytes)
-    collect_ids(root)
+    check_unique_ids(root)
     credential = root.find("credential")
     assert credential is not None
     if (credential.findtext("type") or "").strip() != "abac":

@@ -33,12 +33,12 @@ from sfa.trust.keys import public_keys_equal
 from sfa.trust.xmldsig import (
     XML_ID,
     SignatureInfo,
-    collect_ids,
+    check_unique_ids,
     read_signatures,
     sign_element,
     signer_gid,
     verify_signed_element,
-    verify_with_certificate,
+    verify_with_gid,
 )
 from sfa.xrn import is_authority_for, urn_to_hrn
 
@@ -165,7 +165,7 @@ def verify_ticket(
     info = _signature_for(root, element)
     pinned = _pinned(signer_gid(info), trusted_issuers)
     if pinned is not None:
-        verify_with_certificate(element, info, pinned.certificate)
+        verify_with_gid(element, info, pinned)
         signer = pinned
     else:
         signer = verify_signed_element(
@@ -350,7 +350,7 @@ def _read_document(
             f"expected <{root_tag}> holding <{element_tag}> and <signatures>, found "
             f"<{root.tag}> holding {tags}"
         )
-    collect_ids(root)
+    check_unique_ids(root)
     element = root.find(element_tag)
     assert element is not None
     return root, element

@@ -9,8 +9,8 @@ CREDENTIAL_SIGNER_UNTRUSTED 23, FORBIDDEN 3.
 from __future__ import annotations
 
 import xmlrpc.client
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
 from typing import Any, Literal
@@ -29,16 +29,16 @@ from sfa.timeutil import as_utc, format_rfc3339, utcnow
 from sfa.trust.chain import verify_certificate_signature, verify_gid_chain
 from sfa.trust.credential import (
     Credential,
-    credential_elements,
-    credential_from_tree,
     parse_credential_document,
+    read_credential_chain,
 )
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_keys_equal
 from sfa.trust.rights import allows
 from sfa.trust.roots import TrustedRoots
 from sfa.trust.speaksfor import verify_speaksfor
-from sfa.trust.xmldsig import collect_ids, read_signatures, verify_signed_element
+from sfa.trust.verified_cache import VerifiedCredentials, VerifiedEntry
+from sfa.trust.xmldsig import check_unique_ids, read_signatures, verify_signed_element
 from sfa.xrn import is_authority_for, urn_to_hrn
 
 TargetMatch = Literal["exact", "subtree", "any"]
@@ -54,6 +54,8 @@ class TrustPolicy:
     strict_crypto: bool = False
     max_delegation_depth: int = 8
     max_credential_bytes: int = 1_000_000
+    # Servers may keep fully verified documents (time checks still run on every hit).
+    verified_cache: VerifiedCredentials | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ class WireCredential:
 class _Parsed:
     kind: str
     xml: str
-    root: etree._Element
+    root: etree._Element | None  # None when `cached` holds it, verified before
+    cached: VerifiedEntry | None = None
 
 
 # --- the wire forms ---------------------------------------------------------------------------
@@ -168,29 +171,67 @@ def verify_credential(
     wire = decode_credential(cred)
     if wire.kind != "geni_sfa":
         raise CredentialInvalid("a geni_abac credential is not a privilege credential")
+    when = as_utc(at) if at else utcnow()
+    cached = _from_cache(wire.xml, policy, when)
+    if cached is not None:
+        return cached
     root = parse_credential_document(wire.xml, policy.max_credential_bytes)
-    return _verify_sfa(root, wire.xml, policy, as_utc(at) if at else utcnow())
+    return _verify_sfa(root, wire.xml, policy, when)
+
+
+def _cache_key(xml: str, policy: TrustPolicy) -> Hashable:
+    policy.roots.reload_if_changed()
+    knobs = (id(policy.roots), policy.strict_crypto, policy.max_delegation_depth,
+             policy.max_credential_bytes)
+    return VerifiedCredentials.key(xml, policy.roots.version, knobs)
+
+
+def _cached_entry(xml: str, policy: TrustPolicy) -> VerifiedEntry | None:
+    if policy.verified_cache is None:
+        return None
+    return policy.verified_cache.get(_cache_key(xml, policy))
+
+
+def _from_cache(xml: str, policy: TrustPolicy, at: datetime) -> Credential | None:
+    """A credential verified before under these roots and policy, its time checks rerun."""
+    entry = _cached_entry(xml, policy)
+    if entry is None:
+        return None
+    _check_times(entry.credential, entry.signers, policy, at)
+    return entry.credential
 
 
 def _verify_sfa(root: etree._Element, xml: str, policy: TrustPolicy, at: datetime) -> Credential:
-    collect_ids(root)
-    elements = credential_elements(root)
+    """Every check on a parsed privilege credential (the cold path)."""
+    check_unique_ids(root)
+    credential, elements = read_credential_chain(root, xml)
     if len(elements) - 1 > policy.max_delegation_depth:
         raise CredentialInvalid(
             f"delegated {len(elements) - 1} times; the limit is {policy.max_delegation_depth}"
         )
-    credential = credential_from_tree(root, xml)
     signers = _verify_signatures(root, elements, credential, policy, at)
     _check_root_issuer(credential.chain[-1], signers[-1], policy, at)
     for (child, parent), child_signer in zip(pairwise(credential.chain), signers, strict=False):
         _check_delegation(child, parent, child_signer)
+    _check_times(credential, signers, policy, at)
+    if policy.verified_cache is not None:
+        entry = VerifiedEntry(credential, tuple(signers))
+        policy.verified_cache.put(_cache_key(xml, policy), entry)
+    return credential
+
+
+def _check_times(
+    credential: Credential, signers: Sequence[GID], policy: TrustPolicy, at: datetime
+) -> None:
+    """Everything that depends on `at`: each certificate chain's window, each link's expiry."""
+    target = credential.chain[-1].target_gid
+    for gid in (*signers, target, *(link.owner_gid for link in credential.chain)):
+        verify_gid_chain(gid, policy.roots, at=at, strict_crypto=policy.strict_crypto)
     for link in credential.chain:
-        verify_gid_chain(link.owner_gid, policy.roots, at=at, strict_crypto=policy.strict_crypto)
         if at > link.expires:
             raise CredentialExpired(
                 f"the credential for {link.target_urn} expired {format_rfc3339(link.expires)}"
             )
-    return credential
 
 
 def _verify_signatures(
@@ -224,7 +265,7 @@ def _check_root_issuer(
     """The first issuer is an authority over the target, or the target GID's own issuer."""
     target = credential.target_gid
     verify_gid_chain(target, policy.roots, at=at, strict_crypto=policy.strict_crypto)
-    if signer.is_ca and signer.type == "authority" and is_authority_for(signer.hrn, target.hrn):
+    if signer.is_ca and signer.type == "authority" and signer.is_authority_for(target):
         return
     issuer = target.parent
     if issuer is not None and public_keys_equal(issuer.public_key, signer.public_key):
@@ -265,7 +306,7 @@ def _narrows_authority(child: Credential, parent: Credential) -> bool:
     return (
         parent.target_type == "authority"
         and "authority" in parent.rights
-        and is_authority_for(parent.target_gid.hrn, child.target_gid.hrn)
+        and parent.target_gid.is_authority_for(child.target_gid)
     )
 
 
@@ -364,6 +405,10 @@ def _classify(wires: list[WireCredential], policy: TrustPolicy) -> list[_Parsed]
     clients send speaks-for credentials as plain strings, like privilege ones)."""
     parsed = []
     for wire in wires:
+        cached = _cached_entry(wire.xml, policy) if wire.kind == "geni_sfa" else None
+        if cached is not None:
+            parsed.append(_Parsed("geni_sfa", wire.xml, None, cached))
+            continue
         root = parse_credential_document(wire.xml, policy.max_credential_bytes)
         content_type = (root.findtext("credential/type") or "").strip()
         kind = "geni_abac" if wire.kind == "geni_abac" or content_type == "abac" else "geni_sfa"
@@ -415,7 +460,7 @@ def _usable_credentials(  # noqa: PLR0917
     refusals: list[SfaError] = []
     for wire in wires:
         try:
-            credential = _verify_sfa(wire.root, wire.xml, policy, at)
+            credential = _verified(wire, policy, at)
             _check_owner(credential, caller)
             check_credential_grants(
                 credential, operation=operation, targets=targets, target_match=target_match
@@ -427,6 +472,14 @@ def _usable_credentials(  # noqa: PLR0917
     if not usable:
         raise max(refusals, key=lambda exc: _STAGE.get(type(exc), 0))
     return usable
+
+
+def _verified(wire: _Parsed, policy: TrustPolicy, at: datetime) -> Credential:
+    if wire.cached is not None:
+        _check_times(wire.cached.credential, wire.cached.signers, policy, at)
+        return wire.cached.credential
+    assert wire.root is not None
+    return _verify_sfa(wire.root, wire.xml, policy, at)
 
 
 def _check_owner(credential: Credential, caller: GID) -> None:

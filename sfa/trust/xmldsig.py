@@ -58,18 +58,23 @@ V = TypeVar("V")
 
 
 class BoundedCache(Generic[K, V]):
-    """A small thread-safe LRU map: parsed certificates and xmlsec keys are reused, not redone."""
+    """A small thread-safe bounded map: parsed certificates and xmlsec keys are reused, not
+    redone. Values must not be None."""
 
     def __init__(self, size: int = 2048) -> None:
         self._size = size
         self._data: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
+    def peek(self, key: K) -> V | None:
+        """The value stored under `key`, or None."""
+        return self._data.get(key)
+
     def get_or_make(self, key: K, make: Callable[[], V]) -> V:
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                return self._data[key]
+        # A hit is one dict lookup, without the lock: eviction is oldest-inserted first.
+        value = self._data.get(key)
+        if value is not None:
+            return value
         value = make()
         with self._lock:
             self._data[key] = value
@@ -94,7 +99,7 @@ class SignatureInfo:
 
 
 _GID_CACHE: BoundedCache[tuple[str, ...], GID] = BoundedCache()
-_KEY_CACHE: BoundedCache[x509.Certificate, xmlsec.Key] = BoundedCache()
+_KEY_CACHE: BoundedCache[str, xmlsec.Key] = BoundedCache()  # by fingerprint
 _SIGNING_KEY_CACHE: BoundedCache[bytes, xmlsec.Key] = BoundedCache(256)
 
 
@@ -162,17 +167,16 @@ def _signing_key(key: rsa.RSAPrivateKey) -> xmlsec.Key:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def collect_ids(root: etree._Element) -> dict[str, etree._Element]:
-    """Every `xml:id` in the document; a duplicate is refused (signature wrapping)."""
-    found: dict[str, etree._Element] = {}
-    for element in root.iter(etree.Element):
-        value = element.get(XML_ID)
-        if value is None:
-            continue
-        if value in found:
-            raise CredentialInvalid(f"xml:id {value!r} appears more than once; refused")
-        found[value] = element
-    return found
+_ALL_IDS = etree.XPath("//@xml:id")
+
+
+def check_unique_ids(root: etree._Element) -> None:
+    """Refuse a document in which an `xml:id` value appears twice (signature wrapping)."""
+    result = _ALL_IDS(root)
+    values = [str(value) for value in result] if isinstance(result, list) else []
+    if len(set(values)) != len(values):
+        twice = next(v for i, v in enumerate(values) if v in values[:i])
+        raise CredentialInvalid(f"xml:id {twice!r} appears more than once; refused")
 
 
 def read_signatures(container: etree._Element | None) -> dict[str, SignatureInfo]:
@@ -194,28 +198,32 @@ def read_signatures(container: etree._Element | None) -> dict[str, SignatureInfo
 
 def read_signature(signature: etree._Element) -> SignatureInfo:
     """Parse one `<Signature>`: exactly one Reference to `#id`, known algorithms only."""
-    signed_info = _only(signature, "SignedInfo")
-    c14n = _only(signed_info, "CanonicalizationMethod").get("Algorithm")
+    signed_info = _only(_ds_children(signature), "SignedInfo", signature)
+    parts = _ds_children(signed_info)
+    c14n = _only(parts, "CanonicalizationMethod", signed_info).get("Algorithm")
     if c14n not in _C14N_METHODS:
         raise CredentialInvalid(f"canonicalization {c14n!r} is not inclusive C14N 1.0")
-    method = _only(signed_info, "SignatureMethod").get("Algorithm", "")
+    method = _only(parts, "SignatureMethod", signed_info).get("Algorithm", "")
     if method not in _SIGNATURE_METHODS:
         raise CredentialInvalid(f"signature method {method!r} is not rsa-sha1 or rsa-sha256")
-    references = signed_info.findall(f"{_DS}Reference")
+    references = parts.get("Reference", [])
     if len(references) != 1:
         raise CredentialInvalid(f"a signature must have one Reference, found {len(references)}")
     uri = references[0].get("URI", "")
     if not uri.startswith("#") or len(uri) < 2 or "(" in uri:
         raise CredentialInvalid(f"Reference URI {uri!r} is not a same-document '#id' reference")
-    digest = _only(references[0], "DigestMethod").get("Algorithm", "")
+    in_reference = _ds_children(references[0])
+    digest = _only(in_reference, "DigestMethod", references[0]).get("Algorithm", "")
     if digest not in _DIGEST_METHODS:
         raise CredentialInvalid(f"digest method {digest!r} is not sha1 or sha256")
-    transforms = references[0].find(f"{_DS}Transforms")
-    for transform in transforms if transforms is not None else ():
-        if isinstance(transform.tag, str) and transform.get("Algorithm") not in (
-            _REFERENCE_TRANSFORMS
-        ):
-            raise CredentialInvalid(f"transform {transform.get('Algorithm')!r} is not allowed")
+    for transforms in in_reference.get("Transforms", ())[:1]:
+        for transform in transforms:
+            if isinstance(transform.tag, str) and transform.get("Algorithm") not in (
+                _REFERENCE_TRANSFORMS
+            ):
+                raise CredentialInvalid(
+                    f"transform {transform.get('Algorithm')!r} is not allowed"
+                )
     return SignatureInfo(
         element=signature,
         reference_id=uri[1:],
@@ -225,10 +233,23 @@ def read_signature(signature: etree._Element) -> SignatureInfo:
     )
 
 
-def _only(parent: etree._Element, name: str) -> etree._Element:
-    found = parent.findall(f"{_DS}{name}")
+def _ds_children(element: etree._Element) -> dict[str, list[etree._Element]]:
+    """The XMLDSig children of `element` by local name, in one pass."""
+    found: dict[str, list[etree._Element]] = {}
+    for child in element.iterchildren(f"{_DS}*"):
+        found.setdefault(child.tag[len(_DS):], []).append(child)
+    return found
+
+
+def _only(
+    parts: dict[str, list[etree._Element]], name: str, where: etree._Element
+) -> etree._Element:
+    found = parts.get(name, [])
     if len(found) != 1:
-        raise CredentialInvalid(f"a signature needs exactly one {name}, found {len(found)}")
+        raise CredentialInvalid(
+            f"a signature's {etree.QName(where).localname} needs exactly one {name}, "
+            f"found {len(found)}"
+        )
     return found[0]
 
 
@@ -301,37 +322,48 @@ def verify_signed_element(
         )
     signer = signer_gid(info)
     verify_gid_chain(signer, roots, at=at, strict_crypto=strict_crypto)
-    verify_with_certificate(element, info, signer.certificate)
+    verify_with_gid(element, info, signer)
     return signer
 
 
-def verify_with_certificate(
-    element: etree._Element, info: SignatureInfo, certificate: x509.Certificate
-) -> None:
-    """Check the signature math with this certificate's public key (and nothing else)."""
+_ENABLED_SIGNATURE_TRANSFORMS = (
+    consts.TransformInclC14N,
+    consts.TransformInclC14NWithComments,
+    consts.TransformRsaSha1,
+    consts.TransformRsaSha256,
+)
+_ENABLED_REFERENCE_TRANSFORMS = (
+    consts.TransformInclC14N,
+    consts.TransformInclC14NWithComments,
+    consts.TransformSha1,
+    consts.TransformSha256,
+    consts.TransformEnveloped,
+)
+
+
+def verify_with_gid(element: etree._Element, info: SignatureInfo, signer: GID) -> None:
+    """Check the signature math with the public key of `signer`'s certificate (and nothing
+    else): xmlsec accepts only the transforms `read_signature` allows."""
     _register_id(element, info.reference_id)
     context = xmlsec.SignatureContext()
-    for transform in (consts.TransformInclC14N, consts.TransformInclC14NWithComments):
+    for transform in _ENABLED_SIGNATURE_TRANSFORMS:
         context.enable_signature_transform(transform)
+    for transform in _ENABLED_REFERENCE_TRANSFORMS:
         context.enable_reference_transform(transform)
-    for transform in (consts.TransformRsaSha1, consts.TransformRsaSha256):
-        context.enable_signature_transform(transform)
-    for transform in (consts.TransformSha1, consts.TransformSha256, consts.TransformEnveloped):
-        context.enable_reference_transform(transform)
-    context.key = _verifying_key(certificate)
+    context.key = _verifying_key(signer)
     try:
         context.verify(info.element)
     except xmlsec.Error:
         raise CredentialInvalid(
             f"the signature over {info.reference_id!r} does not verify with the key of "
-            f"{certificate.subject.rfc4514_string()!r}: the content was altered or signed by "
-            "another key"
+            f"{signer.certificate.subject.rfc4514_string()!r}: the content was altered or "
+            "signed by another key"
         ) from None
 
 
-def _verifying_key(certificate: x509.Certificate) -> xmlsec.Key:
+def _verifying_key(signer: GID) -> xmlsec.Key:
     def make() -> xmlsec.Key:
-        public = certificate.public_key()
+        public = signer.certificate.public_key()
         if not isinstance(public, rsa.RSAPublicKey):
             raise CredentialInvalid("the signer's certificate does not hold an RSA key")
         der = public.public_bytes(
@@ -339,7 +371,7 @@ def _verifying_key(certificate: x509.Certificate) -> xmlsec.Key:
         )
         return xmlsec.Key.from_memory(der, consts.KeyDataFormatDer)
 
-    return _KEY_CACHE.get_or_make(certificate, make)
+    return _KEY_CACHE.get_or_make(signer.fingerprint, make)
 
 
 def _register_id(element: etree._Element, value: str) -> None:

@@ -138,7 +138,8 @@ def test_expires_accepts_rfc3339_forms(princeton, alice, exp1_slice, text, expec
 @pytest.mark.parametrize(
     ("pattern", "replacement", "message"),
     [
-        (r"<target_urn>", "<target_urn>x</target_urn><target_urn>", "2 <target_urn>"),
+        (r"<target_urn>", "<target_urn>x</target_urn><target_urn>",
+         "more than one <target_urn>"),
         (r"<expires>.*</expires>", "<expires>tomorrow</expires>", "expires"),
         (r"<expires>.*</expires>", "", "no <expires>"),
         (r"<type>privilege</type>", "<type>ticket</type>", "not 'privilege'"),

@@ -12,7 +12,7 @@ from sfa.trust.xmldsig import (
     RSA_SHA1,
     RSA_SHA256,
     XML_ID,
-    collect_ids,
+    check_unique_ids,
     read_signature,
     read_signatures,
     sign_element,
@@ -35,7 +35,7 @@ def _document(signer, key, algorithm: str = "rsa-sha256") -> str:
 
 def _verify(xml: str, roots, **kwargs):
     root = parse_xml(xml)
-    collect_ids(root)
+    check_unique_ids(root)
     info = read_signatures(root.find("signatures"))["ref0"]
     return verify_signed_element(root, root.find("item"), info, roots, **kwargs)
 
@@ -80,7 +80,7 @@ def test_untrusted_signer_refused(mallory, evil, trusted_roots) -> None:
 def test_duplicate_ids_refused() -> None:
     root = parse_xml('<a><b xml:id="x"/><c xml:id="x"/></a>')
     with pytest.raises(CredentialInvalid, match="more than once"):
-        collect_ids(root)
+        check_unique_ids(root)
 
 
 @pytest.mark.parametrize(
