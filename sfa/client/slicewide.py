@@ -107,9 +107,9 @@ def create_slice(session: Session, out: Output, nicks: Sequence[str], hrn: str,
         started = client.perform(hrn, "geni_start")
         failures = {s["geni_sliver_urn"]: s.get("geni_error", "") for s in
                     provisioned.get("geni_slivers", []) if s.get("geni_error")}
-        for sliver in started:
+        for sliver in started:  # the root cause of a failed start is its failed provision
             urn = sliver.get("geni_sliver_urn")
-            if urn in failures and not sliver.get("geni_error"):
+            if urn in failures:
                 sliver["geni_error"] = failures[urn]
         return provisioned.get("geni_rspec") or allocated.get("geni_rspec", ""), started
 

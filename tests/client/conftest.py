@@ -5,8 +5,8 @@ through its click entry point."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,10 @@ from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from twisted.internet.threads import blockingCallFromThread
 
+from sfa.aggregate.driver import SliverResult
 from sfa.aggregate.inventory import generate_nodes
 from sfa.aggregate.memory_driver import MemoryDriver
+from sfa.aggregate.slivers import Sliver, UserKeys
 from sfa.aggregate.store import AggregateStore
 from sfa.client.cli import main
 from sfa.server.am_api import AGGREGATE_DB, AggregateService
@@ -30,13 +32,30 @@ from tests.server.test_am_api import _start_aggregate, _start_registry
 
 
 @dataclass
+class StagedDriver(MemoryDriver):
+    """The in-memory driver, plus nodes that fail only at Provision (as a node manager that
+    is down does: allocation succeeds, redemption fails)."""
+
+    provision_failing: dict[str, str] = field(default_factory=dict)
+
+    async def provision(self, slivers: Sequence[Sliver], users: Sequence[UserKeys]
+                        ) -> list[SliverResult]:
+        saved = self.failing
+        self.failing = {**saved, **self.provision_failing}
+        try:
+            return await super().provision(slivers, users)
+        finally:
+            self.failing = saved
+
+
+@dataclass
 class Site:
     """One running deployment: its registry, aggregate and in-memory driver."""
 
     deployment: Deployment
     registry: RunningService
     aggregate: AggregateService
-    driver: MemoryDriver
+    driver: StagedDriver
 
     @property
     def root_file(self) -> Path:
@@ -51,7 +70,7 @@ class World:
     keys: dict[str, RSAPrivateKey]
 
 
-def _deploy(base: Path, hrn: str, nodes: int, users: dict[str, RSAPrivateKey],
+def _deploy(base: Path, hrn: str, nodes: int, *, users: dict[str, RSAPrivateKey],
             slices: dict[str, list[str]], pis: dict[str, list[str]]) -> Deployment:
     deployment = init_deployment(base / hrn, authority=hrn, registry_port=0, am_port=0)
     admin = open_admin(deployment)
@@ -81,7 +100,7 @@ def _peer(deployment: Deployment, other: Deployment, registry_url: str) -> Deplo
 
 
 def _start(reactor: Any, deployment: Deployment) -> Site:  # noqa: F811
-    driver = MemoryDriver()
+    driver = StagedDriver()
     return Site(deployment, _start_registry(reactor, deployment),
                 _start_aggregate(reactor, deployment, driver), driver)
 
@@ -93,8 +112,9 @@ def world(reactor: Any, keys: list[RSAPrivateKey],  # noqa: F811
     pi_key, alice_key, bob_key, _ = keys
     users = {"plc.pi": pi_key, "plc.alice": alice_key}
     slices = {f"plc.princeton.exp{i}": ["plc.alice"] for i in range(1, 7)}
-    plc = _deploy(base, "plc", 8, users, slices, {"plc.princeton": ["plc.pi"]})
-    ple = _deploy(base, "ple", 4, {"ple.bob": bob_key}, {"ple.bobslice": ["ple.bob"]}, {})
+    plc = _deploy(base, "plc", 8, users=users, slices=slices, pis={"plc.princeton": ["plc.pi"]})
+    ple = _deploy(base, "ple", 4, users={"ple.bob": bob_key},
+                  slices={"ple.bobslice": ["ple.bob"]}, pis={})
     ple_site = _start(reactor, ple)
     plc = _peer(plc, ple, ple_site.registry.url)
     plc_site = _start(reactor, plc)
