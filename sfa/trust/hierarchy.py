@@ -16,7 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfa.errors import AlreadyExists, BadArgs, Forbidden, SearchFailed, SfaError
 from sfa.trust.gid import GID, create_gid
-from sfa.trust.keys import generate_private_key, load_private_key, save_private_key
+from sfa.trust.keys import (
+    generate_private_key,
+    is_own_key_file,
+    load_private_key,
+    public_keys_equal,
+    save_private_key,
+)
 from sfa.xrn import (
     AUTHORITY_SERVICES,
     hrn_authority,
@@ -82,13 +88,16 @@ class Authority:
         path = Path(directory)
         try:
             gid = GID.from_pem((path / GID_FILE).read_bytes())
-            key = load_private_key((path / KEY_FILE).read_bytes())
+            key_file = path / KEY_FILE
+            key = load_private_key(key_file.read_bytes(), own_file=is_own_key_file(key_file))
         except FileNotFoundError:
             raise SearchFailed(
                 f"no authority in {path} (expected {GID_FILE} and {KEY_FILE})"
             ) from None
         if not gid.type == "authority" or not gid.is_ca:
             raise BadArgs(f"{path / GID_FILE} is not an authority GID ({gid.urn})")
+        if not public_keys_equal(key.public_key(), gid.public_key):
+            raise BadArgs(f"{path / KEY_FILE} is not the key of {path / GID_FILE}")
         return cls(gid=gid, key=key, directory=path)
 
     def _check_beneath(self, hrn: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 from pathlib import Path
 
 from cryptography import x509
@@ -33,18 +35,43 @@ def private_key_to_pem(key: rsa.RSAPrivateKey, passphrase: bytes | None = None) 
     )
 
 
-def load_private_key(data: bytes | str, passphrase: bytes | None = None) -> rsa.RSAPrivateKey:
-    """Load a PEM RSA private key (PKCS#1 or PKCS#8, optionally encrypted)."""
+_VALIDATED: set[bytes] = set()  # SHA-256 of key files whose RSA parameters were checked
+_VALIDATED_MAX = 4096
+
+
+def load_private_key(
+    data: bytes | str, passphrase: bytes | None = None, *, own_file: bool = False
+) -> rsa.RSAPrivateKey:
+    """Load a PEM RSA private key (PKCS#1 or PKCS#8, optionally encrypted).
+
+    OpenSSL's RSA consistency check (~170 ms) runs once per distinct key text in a process,
+    and not at all for `own_file=True`: a key file we wrote ourselves (see
+    `is_own_key_file`), where anyone able to alter it already holds the authority."""
     raw = data.encode() if isinstance(data, str) else data
+    digest = hashlib.sha256(raw + b"\0" + (passphrase or b"")).digest()
+    skip = own_file or digest in _VALIDATED
     try:
-        key = serialization.load_pem_private_key(raw, password=passphrase)
+        key = serialization.load_pem_private_key(
+            raw, password=passphrase, unsafe_skip_rsa_key_validation=skip
+        )
     except TypeError as exc:
         raise BadArgs(f"private key passphrase problem: {exc}") from None
     except ValueError as exc:
         raise BadArgs(f"not a readable PEM private key (wrong passphrase?): {exc}") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise BadArgs(f"expected an RSA private key, got {type(key).__name__}")
+    if not skip and len(_VALIDATED) < _VALIDATED_MAX:
+        _VALIDATED.add(digest)
     return key
+
+
+def is_own_key_file(path: str | os.PathLike[str]) -> bool:
+    """True for a key file as `save_private_key` leaves it: a regular file owned by this
+    process's user that no one else may read or write (mode 0600 or stricter)."""
+    info = os.lstat(path)
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid() and not (
+        info.st_mode & 0o077
+    )
 
 
 def save_private_key(

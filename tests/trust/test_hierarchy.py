@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
 from pathlib import Path
 
@@ -19,7 +20,12 @@ from sfa.trust.hierarchy import (
     AuthorityStore,
     authority_dir_name,
 )
-from sfa.trust.keys import load_public_key, public_key_to_openssh, public_keys_equal
+from sfa.trust.keys import (
+    load_public_key,
+    public_key_to_openssh,
+    public_keys_equal,
+    save_private_key,
+)
 from sfa.trust.roots import TrustedRoots
 from tests.trust.conftest import Principal
 
@@ -182,3 +188,12 @@ def test_tree_with_dotted_components(tmp_path: Path) -> None:
     assert verify_gid_chain(gid, TrustedRoots(gids=[root.gid])) == root.gid
     assert store.hrns() == [r"emulab\.net", r"emulab\.net.utah\.edu"]
     assert GeniCode.SEARCHFAILED == SearchFailed.code
+
+
+def test_load_refuses_a_key_that_is_not_the_authoritys(tmp_path, plc, alice) -> None:
+    copy = tmp_path / "plc"
+    shutil.copytree(plc.directory, copy)
+    assert Authority.load(copy).gid == plc.gid
+    save_private_key(copy / "authority.pkey", alice.key)
+    with pytest.raises(BadArgs, match="is not the key of"):
+        Authority.load(copy)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from sfa.errors import BadArgs, GeniCode
 from sfa.trust.keys import (
     generate_private_key,
+    is_own_key_file,
     load_private_key,
     load_public_key,
     private_key_to_pem,
@@ -115,3 +116,51 @@ def test_bad_public_keys_refused() -> None:
                 b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"]:
         with pytest.raises(BadArgs):
             load_public_key(bad)
+
+
+def _inconsistent_pem(key) -> bytes:
+    numbers = key.private_numbers()
+    broken = rsa.RSAPrivateNumbers(
+        p=numbers.p, q=numbers.q, d=numbers.d, dmp1=numbers.dmp1 + 2, dmq1=numbers.dmq1,
+        iqmp=numbers.iqmp, public_numbers=numbers.public_numbers,
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    return private_key_to_pem(broken)
+
+
+def test_inconsistent_rsa_key_refused_unless_our_own_file(alice: Principal) -> None:
+    bad = _inconsistent_pem(alice.key)
+    with pytest.raises(BadArgs, match="not a readable PEM private key"):
+        load_private_key(bad)
+    with pytest.raises(BadArgs):
+        load_private_key(bad)  # a refusal is not remembered as validated
+    assert load_private_key(bad, own_file=True).public_key().public_numbers() == (
+        alice.key.public_key().public_numbers()
+    )
+
+
+def test_validation_runs_once_per_key_text(monkeypatch, bob: Principal) -> None:
+    seen: list[bool] = []
+    real = serialization.load_pem_private_key
+
+    def spy(data, password, **kwargs):
+        seen.append(kwargs["unsafe_skip_rsa_key_validation"])
+        return real(data, password, **kwargs)
+
+    monkeypatch.setattr(serialization, "load_pem_private_key", spy)
+    pem = private_key_to_pem(bob.key, b"pass")
+    first = load_private_key(pem, b"pass")
+    second = load_private_key(pem, b"pass")
+    assert seen == [False, True]
+    assert public_keys_equal(first.public_key(), second.public_key())
+
+
+def test_is_own_key_file(tmp_path: Path, alice: Principal) -> None:
+    path = tmp_path / "k.pkey"
+    save_private_key(path, alice.key)
+    assert is_own_key_file(path)
+    path.chmod(0o640)
+    assert not is_own_key_file(path)
+    link = tmp_path / "link.pkey"
+    link.symlink_to(path)
+    path.chmod(0o600)
+    assert not is_own_key_file(link)
