@@ -11,18 +11,15 @@ the cost of the transport is visible.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import xmlrpc.client
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-from twisted.internet.threads import blockingCallFromThread
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -31,7 +28,7 @@ from sfa.aggregate.inventory import generate_nodes  # noqa: E402
 from sfa.aggregate.store import AggregateStore  # noqa: E402
 from sfa.server.am_api import AGGREGATE_DB, open_aggregate, start_aggregate_service  # noqa: E402
 from sfa.server.cli_admin import open_admin  # noqa: E402
-from sfa.server.deployment import init_deployment  # noqa: E402
+from sfa.server.deployment import Deployment, init_deployment  # noqa: E402
 from sfa.server.envelope import FaultReplies  # noqa: E402
 from sfa.server.registry_api import registry_handlers  # noqa: E402
 from sfa.server.service import start_service  # noqa: E402
@@ -64,12 +61,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
+    base, deployment, user = prepare(args.nodes)
+    parent_end, child_end = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=serve, args=(deployment.directory, child_end),
+                                     daemon=True)
+    server.start()
+    try:
+        measure(args, base, deployment, user, parent_end.recv())
+    finally:
+        server.terminate()
+        server.join(10)
 
-    from twisted.internet import reactor as _reactor  # noqa: PLC0415
 
-    reactor: Any = _reactor
-    threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False},
-                     daemon=True).start()
+def prepare(nodes: int) -> tuple[Path, Deployment, GID]:
+    """A deployment with a user, a slice and `nodes` nodes in the aggregate's inventory."""
     base = Path(tempfile.mkdtemp(prefix="sfa-bench-"))
     deployment = init_deployment(base / "plc", authority="plc", registry_port=0, am_port=0)
     key = generate_private_key()
@@ -82,22 +87,18 @@ def main() -> None:
     (base / "u.pkey").write_bytes(private_key_to_pem(key))
     store = AggregateStore(deployment.db_dir / AGGREGATE_DB)
     started = time.perf_counter()
-    store.upsert_nodes(generate_nodes("plc", args.nodes, sites=20))
+    store.upsert_nodes(generate_nodes("plc", nodes, sites=20))
     store.close()
-    print(f"inventory of {args.nodes} nodes written in {time.perf_counter() - started:.2f} s")
+    print(f"inventory of {nodes} nodes written in {time.perf_counter() - started:.2f} s")
+    return base, deployment, user
 
-    def start() -> tuple[Any, Any, Any]:
-        identity = deployment.service_identity("aggregate")
-        v3 = open_aggregate(deployment, reactor)
-        am = start_aggregate_service(reactor, v3, gid=identity.gid, key=identity.key,
-                                     host="127.0.0.1", port=0, limits=deployment.config.limits)
-        reg_id = deployment.service_identity("registry")
-        reg = start_service(reactor, name="registry", handlers=registry_handlers(deployment),
-                            replies=FaultReplies(), gid=reg_id.gid, key=reg_id.key,
-                            host="127.0.0.1", port=0, limits=deployment.config.limits)
-        return v3, am, reg
 
-    v3, am, reg = blockingCallFromThread(reactor, start)
+def measure(args: Any, base: Path, deployment: Deployment, user: GID,
+            started: tuple[str, str, float]) -> None:
+    """Every figure, against the server process at `started` (aggregate URL, registry URL)."""
+    am_url, reg_url, build_seconds = started
+    print(f"first advertisement build in the server (plain + compressed): {build_seconds:.2f} s")
+    v3 = open_aggregate(deployment, None)
     root = deployment.trusted_roots_dir / "plc.gid"
     context = client_context(root)
     context.load_cert_chain(str(base / "u.gid"), str(base / "u.pkey"))
@@ -105,23 +106,24 @@ def main() -> None:
     def client(url: str) -> Any:
         return xmlrpc.client.ServerProxy(url, context=context, allow_none=True)
 
-    registry = client(reg.url)
+    registry = client(reg_url)
     user_cred = registry.GetSelfCredential(user.to_pem(), "plc.bench", "user")
     slice_cred = registry.GetCredential([user_cred], "plc.bench", "slice")
     creds = [{"geni_type": "geni_sfa", "geni_version": "3", "geni_value": slice_cred}]
-    url = am.url + "am/3"
-
-    started = time.perf_counter()
+    url = am_url + "am/3"
     v3.ctx.ads.get()
-    v3.ctx.ads.get(compressed=True)
-    print(f"first advertisement build (plain + compressed): {time.perf_counter() - started:.2f} s")
     proxy = client(url)
+    list_resources(v3, proxy, user, creds)
+    get_version(url, base, args.clients, args.seconds)
+    allocate_provision(proxy, creds)
+
+
+def list_resources(v3: Any, proxy: Any, peer: GID, creds: list[Any]) -> None:
     plain = proxy.ListResources(creds, {"geni_rspec_version": GENI3})["value"]
     packed = proxy.ListResources(creds, {"geni_rspec_version": GENI3,
                                          "geni_compressed": True})["value"]
     print(f"advertisement: {len(plain) / 1e6:.2f} MB plain, {len(packed) / 1e6:.2f} MB "
           "compressed")
-    peer = user
     for label, options in (("plain", {}), ("compressed", {"geni_compressed": True})):
         opts = {"geni_rspec_version": GENI3, **options}
         handler = timed(lambda o=opts: v3.list_resources(peer, creds, o), 50)  # type: ignore[misc]
@@ -131,24 +133,17 @@ def main() -> None:
         empty = timed(lambda o=opts: proxy.ListResources([], o), 30)  # type: ignore[misc]
         print(f"ListResources cached {label:10s} no creds TLS: {percentiles(empty)}")
 
-    deadline = time.perf_counter() + args.seconds
-    counts = [0] * args.clients
-    latencies: list[list[float]] = [[] for _ in range(args.clients)]
 
-    def hammer(index: int) -> None:
-        mine = client(url)
-        while time.perf_counter() < deadline:
-            t0 = time.perf_counter()
-            mine.GetVersion()
-            latencies[index].append(time.perf_counter() - t0)
-            counts[index] += 1
 
-    with ThreadPoolExecutor(args.clients) as pool:
-        list(pool.map(hammer, range(args.clients)))
-    total = sum(counts)
-    print(f"GetVersion with {args.clients} clients: {total / args.seconds:8.0f} calls/s   "
-          f"{percentiles([x for lat in latencies for x in lat])}")
+def get_version(url: str, base: Path, clients: int, seconds: float) -> None:
+    with multiprocessing.Pool(clients) as pool:
+        results = pool.starmap(hammer, [(url, str(base), seconds)] * clients)
+    total = sum(count for count, _ in results)
+    print(f"GetVersion with {clients} client processes: {total / seconds:8.0f} "
+          f"calls/s   {percentiles([x for _, lat in results for x in lat])}")
 
+
+def allocate_provision(proxy: Any, creds: list[Any]) -> None:
     rspec = ('<rspec xmlns="http://www.geni.net/resources/rspec/3" type="request">'
              + "".join(f'<node client_id="n{i}"/>' for i in range(100)) + "</rspec>")
     allocs, provs = [], []
@@ -165,9 +160,45 @@ def main() -> None:
         proxy.Delete([SLICE], creds, {})
     print(f"Allocate of 100 nodes over TLS:   {percentiles(allocs)}")
     print(f"Provision of 100 nodes over TLS:  {percentiles(provs)}")
-    blockingCallFromThread(reactor, am.stop)
-    blockingCallFromThread(reactor, reg.stop)
-    reactor.callFromThread(reactor.stop)
+
+
+def serve(directory: Path, conn: Any) -> None:
+    """The server process: registry and aggregate on one reactor until terminated."""
+    from twisted.internet import reactor as _reactor  # noqa: PLC0415
+
+    reactor: Any = _reactor
+    deployment = Deployment.load(directory)
+
+    def start() -> None:
+        identity = deployment.service_identity("aggregate")
+        v3 = open_aggregate(deployment, reactor)
+        am = start_aggregate_service(reactor, v3, gid=identity.gid, key=identity.key,
+                                     host="127.0.0.1", port=0, limits=deployment.config.limits)
+        reg_id = deployment.service_identity("registry")
+        reg = start_service(reactor, name="registry", handlers=registry_handlers(deployment),
+                            replies=FaultReplies(), gid=reg_id.gid, key=reg_id.key,
+                            host="127.0.0.1", port=0, limits=deployment.config.limits)
+        started = time.perf_counter()
+        v3.ctx.ads.get()
+        v3.ctx.ads.get(compressed=True)
+        conn.send((am.url, reg.url, time.perf_counter() - started))
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+
+
+def hammer(url: str, base: str, seconds: float) -> tuple[int, list[float]]:
+    """One client process calling GetVersion as fast as it can for `seconds`."""
+    context = client_context(Path(base) / "plc" / "trusted_roots" / "plc.gid")
+    context.load_cert_chain(str(Path(base) / "u.gid"), str(Path(base) / "u.pkey"))
+    proxy = xmlrpc.client.ServerProxy(url, context=context, allow_none=True)
+    latencies = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        proxy.GetVersion()
+        latencies.append(time.perf_counter() - started)
+    return len(latencies), latencies
 
 
 if __name__ == "__main__":
