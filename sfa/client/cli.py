@@ -137,9 +137,10 @@ def config_command(state: CliState, out: Output, *, registry: str | None, user: 
         config.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         made = generate_private_key()
         save_private_key(key, made)
+        public = key.with_suffix(".pub")
+        public.write_text(public_key_to_openssh(made) + "\n", encoding="utf-8")
         out.put("public_key", public_key_to_openssh(made))
-        out.echo(f"new key {key}; give your PI this public key:\n"
-                 f"{public_key_to_openssh(made)}")
+        out.echo(f"new key {key}; give your PI the public key in {public}")
     if key is not None:
         changes["key"] = str(key.expanduser().resolve())
     config = replace(config, **changes)

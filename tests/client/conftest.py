@@ -30,6 +30,8 @@ from sfa.trust.keys import private_key_to_pem, public_key_to_openssh
 from tests.server.conftest import keys, reactor  # noqa: F401 - fixtures reused
 from tests.server.test_am_api import _start_aggregate, _start_registry
 
+REPO_DIR = Path(__file__).resolve().parents[2]
+
 
 @dataclass
 class StagedDriver(MemoryDriver):
