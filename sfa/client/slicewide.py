@@ -22,8 +22,8 @@ from sfa.client.output import Output
 from sfa.client.registry import read_public_keys
 from sfa.client.session import Session
 from sfa.client.state import SavedTicket, SliceState, SliceStates
-from sfa.client.transport import AmEndpoint, client_context, fan_out
-from sfa.errors import BadArgs, SfaError
+from sfa.client.transport import AmEndpoint, client_context, fan_out, server_gid
+from sfa.errors import BadArgs, Forbidden, SfaError
 from sfa.rspecs.reader import read_rspec
 from sfa.rspecs.writer import write_rspec
 from sfa.timeutil import format_rfc3339
@@ -143,7 +143,7 @@ def _save_tickets(session: Session, out: Output, state: SliceState,
             ticket = SavedTicket(node_urn=str(item.get("node_urn", "")),
                                  sliver_urn=str(item.get("sliver_urn", "")),
                                  url=str(item.get("url", "")), ticket=str(item.get("ticket", "")),
-                                 aggregate=client.nick)
+                                 aggregate=client.nick, slice_key=str(item.get("slice_key", "")))
             if ticket.node_urn and ticket.url and ticket.ticket:
                 state.tickets[ticket.node_urn] = ticket
     out.put("tickets_saved", len(state.tickets))
@@ -244,11 +244,16 @@ def redeem(session: Session, out: Output, hrn: str, only: Sequence[str]) -> None
     if not tickets:
         out.echo("every node is ready; nothing to redeem")
         return
-    context = client_context(session.roots_pem(), session.identity)
+    context = client_context(session.roots_pem(), session.identity, check_hostname=False)
 
     def redeem_one(ticket: SavedTicket) -> Any:
+        node = server_gid(ticket.url, context, session.settings.timeout)
+        if node.type != "node":
+            raise Forbidden(f"{ticket.url} presents {node.urn or 'no URN'}, not a node's GID; "
+                            "refusing to hand it a ticket")
+        options = {"slice_key": ticket.slice_key} if ticket.slice_key else {}
         return AmEndpoint(ticket.url, context, session.settings.timeout).call(
-            "RedeemTicket", ticket.ticket, {})
+            "RedeemTicket", ticket.ticket, options)
 
     with out.progress(len(tickets), "redeem") as advance:
         outcomes = fan_out(redeem_one, tickets, session.settings.parallel,

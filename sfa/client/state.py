@@ -27,6 +27,7 @@ class SavedTicket:
     url: str
     ticket: str
     aggregate: str = ""
+    slice_key: str = ""
 
 
 @dataclass
