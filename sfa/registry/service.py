@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sfa.errors import BadArgs, CredentialMismatch, Expired, SearchFailed, SfaError
+from sfa.errors import BadArgs, CredentialMismatch, Expired, SearchFailed
 from sfa.registry.book import RecordBook, SliverCheck, no_slivers
 from sfa.registry.config import RegistryConfig
 from sfa.registry.grants import (
@@ -36,7 +36,7 @@ from sfa.registry.repository import RecordRepository
 from sfa.storage.records import RecordStore
 from sfa.storage.registry_schema import open_registry_database
 from sfa.timeutil import utcnow
-from sfa.trust.credential import create_credential, parse_credential
+from sfa.trust.credential import create_credential
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import AuthorityStore
 from sfa.trust.keys import load_public_key, public_keys_equal
@@ -44,7 +44,6 @@ from sfa.trust.verify import (
     TrustPolicy,
     VerifiedCall,
     authorize,
-    decode_credential,
     verify_caller,
 )
 from sfa.xrn import Xrn, validate_hrn
@@ -89,31 +88,15 @@ class Registry:
         self.book.repository.database.close()
 
     # --- helpers -------------------------------------------------------------------------
-    def _authorize(
+    def _authorize(  # noqa: PLR0917
         self, creds: Credentials, caller: GID, operation: str,
-        targets: Sequence[str] = (), match: TargetMatch = "any",
+        targets: Sequence[str] = (), match: TargetMatch = "any", bootstrap: bool = False,
     ) -> VerifiedCall:
         return authorize(
             _credential_list(creds), caller, self.policy,
             operation=operation, targets=targets, target_match=match,
+            allow_self_signed_caller=bootstrap,
         )
-
-    def _bootstrap_peer(self, caller: GID, creds: Credentials) -> GID:
-        """sfi resolves its own GID while still on its self-signed bootstrap certificate
-        (`registry-api.md`, "Bootstrap"). TLS proved the caller holds that certificate's key;
-        when a credential's owner GID has the same key, that GID stands for the caller and
-        the door then verifies its chain, the credential and the ownership as usual."""
-        if not caller.is_self_signed or caller.chain:
-            return caller
-        verify_caller(caller, self.policy, allow_self_signed=True)
-        for item in _credential_list(creds):
-            try:
-                owner = parse_credential(decode_credential(item).xml).owner_gid
-            except SfaError:
-                continue
-            if public_keys_equal(owner.public_key, caller.public_key):
-                return owner
-        return caller
 
     def _caller(self, call: VerifiedCall) -> Caller:
         """The caller and its record — only when the record's current key is the caller's
@@ -203,7 +186,9 @@ class Registry:
         options: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """Records for names (all types of an HRN); peers' names come back as referral stubs."""
-        call = self._authorize(creds, self._bootstrap_peer(caller, creds), "resolve")
+        # sfi resolves its own GID while still on its self-signed bootstrap certificate
+        # (`registry-api.md`, "Bootstrap"): the door accepts it for a credential it owns.
+        call = self._authorize(creds, caller, "resolve", bootstrap=True)
         who = self._caller(call)
         details = bool((options or {}).get("details", True))
         results: list[dict[str, Any]] = []

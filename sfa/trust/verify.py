@@ -146,13 +146,20 @@ def verify_caller(
 ) -> GID:
     """The TLS caller's GID, once its chain verified (or, with `allow_self_signed`, a lone
     self-signed certificate whose own signature and dates check out: registry bootstrap)."""
+    _verify_peer(peer, policy, as_utc(at) if at else utcnow(), allow_self_signed)
+    return peer
+
+
+def _verify_peer(peer: GID, policy: TrustPolicy, at: datetime, allow_self_signed: bool) -> bool:
+    """Verify the TLS caller; True when it was accepted only as a lone self-signed one."""
     try:
         verify_gid_chain(peer, policy.roots, at=at, strict_crypto=policy.strict_crypto)
     except CredentialSignerUntrusted:
         if not (allow_self_signed and peer.is_self_signed and not peer.chain):
             raise
-        _check_self_signed(peer, policy, as_utc(at) if at else utcnow())
-    return peer
+        _check_self_signed(peer, policy, at)
+        return True
+    return False
 
 
 def _check_self_signed(peer: GID, policy: TrustPolicy, at: datetime) -> None:
@@ -361,14 +368,23 @@ def authorize(
     options: Mapping[str, Any] | None = None,
     at: datetime | None = None,
     allow_empty: bool = False,
+    allow_self_signed_caller: bool = False,
 ) -> VerifiedCall:
-    """Verify the caller and its credentials for `operation` on `targets`: the one door."""
+    """Verify the caller and its credentials for `operation` on `targets`: the one door.
+
+    `allow_self_signed_caller` is for the registry's bootstrap calls only (`registry-api.md`):
+    the TLS certificate may then be a lone self-signed one; TLS proved its key, every credential
+    must be owned by a GID with that key, and that (chain-verified) owner GID is the caller."""
     when = as_utc(at) if at else utcnow()
-    tls_caller = verify_caller(peer, policy, at=when)
+    bootstrap = _verify_peer(peer, policy, when, allow_self_signed_caller)
+    tls_caller = peer
     wires = _classify(_decode_list(credentials), policy)
     privilege = [w for w in wires if w.kind == "geni_sfa"]
     abac = [w for w in wires if w.kind == "geni_abac"]
     caller, speaking_for = _effective_caller(tls_caller, abac, options, policy, when)
+    if bootstrap and not privilege:
+        raise Forbidden("a caller on a self-signed certificate must present a credential "
+                        "owned by its key")
     if not privilege:
         if allow_empty:
             return VerifiedCall(caller, caller.urn, tls_caller, (), None, frozenset(), speaking_for)
@@ -376,8 +392,12 @@ def authorize(
             f"this call needs a credential granting {operation or 'access'}; none was given"
             if not wires else "none of the credentials given is a privilege credential"
         )
+    if bootstrap:
+        _check_claims_own_key(privilege, peer)
     usable = _usable_credentials(privilege, caller, policy, when, operation, targets, target_match)
     _check_coverage(usable, targets, target_match)
+    if bootstrap:
+        caller = usable[0].owner_gid  # its chain verified; its key is the TLS caller's
     rights = frozenset().union(*(c.rights for c in usable))
     return VerifiedCall(
         caller=caller,
@@ -387,6 +407,23 @@ def authorize(
         expires=min(c.expires for c in usable),
         rights=rights,
         speaking_for=speaking_for,
+    )
+
+
+def _check_claims_own_key(wires: list[_Parsed], peer: GID) -> None:
+    """A self-signed caller is vouched for only by a credential whose owner has its key."""
+    for wire in wires:
+        try:
+            credential = wire.cached.credential if wire.cached else (
+                read_credential_chain(wire.root, wire.xml)[0] if wire.root is not None else None
+            )
+        except SfaError:
+            continue
+        if credential and public_keys_equal(credential.owner_gid.public_key, peer.public_key):
+            return
+    raise CredentialSignerUntrusted(
+        "a self-signed certificate is accepted only with a credential owned by its key; "
+        "none of the credentials given is"
     )
 
 

@@ -172,3 +172,48 @@ def test_decode_credential_forms() -> None:
         decode_credential({"geni_type": "geni_sfa", "geni_version": True, "geni_value": "<x/>"})
     with pytest.raises(CredentialInvalid, match="UTF-8"):
         decode_credential(b"\xff\xfe<")
+
+
+def _self_signed(principal, name: str = "alice"):
+    """What sfi makes before it has a GID: a lone self-signed certificate for its key."""
+    return create_gid(urn=f"urn:publicid:IDN+plc:princeton+user+{name}",
+                      public_key=principal.key.public_key(), issuer_key=principal.key)
+
+
+def test_self_signed_caller_refused_by_default(princeton, alice, door) -> None:
+    cred = issue(princeton, alice.gid, alice.gid)
+    with pytest.raises(CredentialSignerUntrusted):
+        authorize([cred.xml], _self_signed(alice), door, operation="resolve", target_match="any")
+
+
+def test_self_signed_caller_when_allowed_becomes_the_owner(princeton, alice, door) -> None:
+    cred = issue(princeton, alice.gid, alice.gid)
+    bootstrap = _self_signed(alice)
+    call = authorize([cred.xml], bootstrap, door, operation="resolve", target_match="any",
+                     allow_self_signed_caller=True)
+    assert call.caller == alice.gid
+    assert call.caller_urn == alice.gid.urn
+    assert call.tls_caller == bootstrap
+
+
+def test_self_signed_caller_needs_a_credential_owned_by_its_key(princeton, alice, bob,
+                                                                door) -> None:
+    bobs = issue(princeton, bob.gid, bob.gid)
+    with pytest.raises(CredentialSignerUntrusted, match="owned by its key"):
+        authorize([bobs.xml], _self_signed(alice), door, operation="resolve",
+                  target_match="any", allow_self_signed_caller=True)
+    with pytest.raises(Forbidden):
+        authorize([], _self_signed(alice), door, operation="resolve", target_match="any",
+                  allow_empty=True, allow_self_signed_caller=True)
+
+
+def test_self_signed_caller_gets_only_what_the_credential_grants(princeton, alice,
+                                                                  exp1_slice, door) -> None:
+    cred = issue(princeton, alice.gid, alice.gid)
+    with pytest.raises(Forbidden):
+        authorize([cred.xml], _self_signed(alice), door, operation="createsliver",
+                  target_match="any", allow_self_signed_caller=True)
+    with pytest.raises(CredentialExpired):
+        authorize([cred.xml], _self_signed(alice), door, operation="resolve",
+                  target_match="any", allow_self_signed_caller=True,
+                  at=utcnow() + timedelta(days=3650))
