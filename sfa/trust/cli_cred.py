@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -54,6 +55,17 @@ def _privileges(text: str | None) -> list[str] | str | None:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
+def _write_credential(make: Callable[[], Credential], out: str) -> None:
+    """Make a credential, write it to `out` and describe it; exit 1 with the GENI code else."""
+    try:
+        credential = make()
+    except SfaError as exc:
+        _fail(exc)
+        return
+    Path(out).write_text(credential.xml)
+    click.echo(_describe(credential))
+
+
 def _describe(credential: Credential) -> str:
     privileges = ", ".join(
         f"{p.name}{' (delegatable)' if p.can_delegate else ''}" for p in credential.privileges
@@ -92,10 +104,10 @@ def issue(  # noqa: PLR0917
     out: str,
 ) -> None:
     """Sign a credential as the authority in AUTHORITY_DIR."""
-    try:
+    def make() -> Credential:
         authority = Authority.load(authority_dir)
         target = _gid(target_path)
-        credential = create_credential(
+        return create_credential(
             owner=_gid(owner_path),
             target=target,
             privileges=_privileges(privileges) or "*",
@@ -104,11 +116,8 @@ def issue(  # noqa: PLR0917
             signer=authority.gid,
             delegatable=delegatable,
         )
-    except SfaError as exc:
-        _fail(exc)
-        return
-    Path(out).write_text(credential.xml)
-    click.echo(_describe(credential))
+
+    _write_credential(make, out)
 
 
 @cred.command("delegate")
@@ -131,8 +140,8 @@ def delegate(  # noqa: PLR0917
     out: str,
 ) -> None:
     """Delegate CRED, which you own, to the holder of --to."""
-    try:
-        credential = delegate_credential(
+    _write_credential(
+        lambda: delegate_credential(
             parse_credential(Path(cred_path).read_text()),
             to=_gid(to_path),
             signer_key=load_private_key(Path(key_path).read_bytes()),
@@ -140,12 +149,9 @@ def delegate(  # noqa: PLR0917
             privileges=_privileges(privileges),
             expires=parse_rfc3339(expires) if expires else None,
             delegatable=delegatable,
-        )
-    except SfaError as exc:
-        _fail(exc)
-        return
-    Path(out).write_text(credential.xml)
-    click.echo(_describe(credential))
+        ),
+        out,
+    )
 
 
 @cred.command("verify")

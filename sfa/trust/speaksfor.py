@@ -23,7 +23,7 @@ from sfa.trust.xmldsig import (
     XML_ID,
     check_unique_ids,
     read_signatures,
-    sign_element,
+    sign_document,
     verify_signed_element,
 )
 
@@ -61,15 +61,7 @@ def create_speaksfor(
     _principal(head, user_gid)
     etree.SubElement(head, "role").text = ROLE_PREFIX + user_gid.ski
     _principal(etree.SubElement(rt0, "tail"), tool_gid)
-    signatures = etree.SubElement(root, "signatures")
-    sign_element(
-        credential,
-        signatures,
-        key=user_key,
-        certificates=(user_gid.certificate, *user_gid.chain),
-        algorithm=algorithm,
-    )
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode()
+    return sign_document(root, credential, key=user_key, signer=user_gid, algorithm=algorithm)
 
 
 def _principal(parent: etree._Element, gid: GID) -> None:

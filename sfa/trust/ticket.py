@@ -35,7 +35,7 @@ from sfa.trust.xmldsig import (
     SignatureInfo,
     check_unique_ids,
     read_signatures,
-    sign_element,
+    sign_document,
     signer_gid,
     verify_signed_element,
     verify_with_gid,
@@ -141,7 +141,7 @@ def create_ticket(
             _add(user_node, "key", key)
     _add(element, "slice_keypair_public", slice_keypair_public)
     _add(element, "initscript", initscript)
-    return _sign_document(root, element, signer_key, signer, algorithm)
+    return sign_document(root, element, key=signer_key, signer=signer, algorithm=algorithm)
 
 
 def parse_ticket(xml: str | bytes) -> Ticket:
@@ -253,7 +253,7 @@ def create_lease(
     _add(element, "node_urn", signer.urn)
     _add(element, "issued", format_rfc3339(issued or utcnow()))
     _add(element, "expires", format_rfc3339(expires))
-    return _sign_document(root, element, signer_key, signer, algorithm)
+    return sign_document(root, element, key=signer_key, signer=signer, algorithm=algorithm)
 
 
 def parse_lease(xml: str | bytes) -> Lease:
@@ -317,24 +317,6 @@ def _new_document(root_tag: str, element_tag: str) -> tuple[etree._Element, etre
 
 def _add(parent: etree._Element, tag: str, value: str) -> None:
     etree.SubElement(parent, tag).text = value
-
-
-def _sign_document(
-    root: etree._Element,
-    element: etree._Element,
-    key: rsa.RSAPrivateKey,
-    signer: GID,
-    algorithm: str,
-) -> str:
-    signatures = etree.SubElement(root, "signatures")
-    sign_element(
-        element,
-        signatures,
-        key=key,
-        certificates=(signer.certificate, *signer.chain),
-        algorithm=algorithm,
-    )
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode()
 
 
 def _read_document(

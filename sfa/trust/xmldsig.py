@@ -139,6 +139,22 @@ def sign_element(
     return signature
 
 
+def sign_document(
+    root: etree._Element,
+    element: etree._Element,
+    *,
+    key: rsa.RSAPrivateKey,
+    signer: GID,
+    algorithm: str = "rsa-sha256",
+) -> str:
+    """Sign `element` into a new `<signatures>` under `root` with `signer`'s chain in
+    X509Data; return the whole document as UTF-8 XML text."""
+    signatures = etree.SubElement(root, "signatures")
+    sign_element(element, signatures, key=key, certificates=(signer.certificate, *signer.chain),
+                 algorithm=algorithm)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode()
+
+
 def _append_key_info(signature: etree._Element, certificates: Sequence[x509.Certificate]) -> None:
     key_info = etree.SubElement(signature, f"{_DS}KeyInfo")
     x509_data = etree.SubElement(key_info, f"{_DS}X509Data")
