@@ -4,6 +4,7 @@ config and registry commands, and `sfi rspec`. AM and slice-wide commands: cli_a
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from sfa.client.config import (
 from sfa.client.output import Output
 from sfa.client.session import Session, session_paths
 from sfa.client.transport import CallSettings
-from sfa.errors import BadArgs, SfaError
+from sfa.errors import BadArgs, GeneralError, SfaError
 from sfa.trust.gid import GID
 from sfa.trust.keys import generate_private_key, public_key_to_openssh, save_private_key
 from sfa.trust.roots import TrustedRoots
@@ -73,6 +74,11 @@ def sfi_command(group: click.Group, name: str | None = None) -> Callable[..., An
                 out.error(exc)
             except OSError as exc:
                 out.error(BadArgs(f"{exc.filename or ''}: {exc.strerror or exc}"))
+            except Exception as exc:  # a bug in sfi: say so in one line (SFI_DEBUG=1 raises)
+                if os.environ.get("SFI_DEBUG"):
+                    raise
+                out.error(GeneralError(f"internal error in sfi ({type(exc).__name__}: {exc}); "
+                                       "rerun with SFI_DEBUG=1 for details"))
             ctx.exit(out.finish())
 
         return group.command(name or fn.__name__.replace("_", "-"))(json_option(run))

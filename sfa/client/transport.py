@@ -141,7 +141,7 @@ def transport_error(url: str, exc: BaseException) -> SfaError:
     if isinstance(exc, ConnectionRefusedError):
         return Unavailable(f"{url} refused the connection; is the service running?")
     if isinstance(exc, ssl.SSLError):
-        return RpcError(f"{url}: TLS failed: {exc.reason or exc}")
+        return RpcError(f"{url}: TLS failed: {getattr(exc, 'reason', None) or exc}")
     if isinstance(exc, xmlrpc.client.ProtocolError):
         return RpcError(f"{url}: HTTP {exc.errcode} {exc.errmsg}")
     if isinstance(exc, ExpatError | xmlrpc.client.ResponseError):
