@@ -199,6 +199,11 @@ def main() -> None:
             cred = bootstrap.GetSelfCredential(cert.read_text(), "plc.alice", "user")
             print(f"registry worker processes: {args.workers or 'none (a thread pool)'}")
             report(Target(url, root, cert, key, cred), counts, args.seconds)
+        except Exception:
+            log.flush()
+            print("server log (tail):", *(base / "serve.log").read_text().splitlines()[-30:],
+                  sep="\n", file=sys.stderr)
+            raise
         finally:
             server.terminate()
             server.wait(30)
