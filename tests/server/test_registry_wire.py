@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import xmlrpc.client
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from twisted.internet.threads import blockingCallFromThread
 from sfa.errors import GeniCode
 from sfa.server.app import start_deployment
 from sfa.server.cli_admin import open_admin
+from sfa.server.config import PeerConfig, render_config
 from sfa.server.deployment import Deployment, init_deployment
 from sfa.server.service import RunningService
 from sfa.storage.registry_schema import open_registry_database
@@ -29,6 +30,7 @@ from sfa.trust.keys import public_key_to_openssh
 from tests.server.conftest import Identity, proxy, write_identity
 
 ALICE = "urn:publicid:IDN+plc+user+alice"
+PLE_URL = "https://registry.ple.example:12345/"
 
 
 @dataclass
@@ -73,7 +75,10 @@ def _start(reactor: Any, deployment: Deployment) -> RunningService:
 def site(reactor: Any, keys: list, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """plc with sub-authority plc.princeton (PI pi), users alice and bob, slices exp1, exp2."""
     base = tmp_path_factory.mktemp("registry")
-    deployment = init_deployment(base / "plc", authority="plc", registry_port=0, am_port=0)
+    made = init_deployment(base / "plc", authority="plc", registry_port=0, am_port=0)
+    peers = {"ple": PeerConfig(registry=PLE_URL)}
+    (made.directory / "sfa.toml").write_text(render_config(replace(made.config, peers=peers)))
+    deployment = Deployment.load(made.directory)
     pi_key, alice_key, bob_key, _ = keys
     admin = open_admin(deployment)
     try:
@@ -147,6 +152,16 @@ def test_get_version(site: Site):
     version = site.client().GetVersion()
     assert version["interface"] == "registry" and version["sfa"] == 3
     assert version["urn"] == "urn:publicid:IDN+plc+authority+sa"
+    assert version["peers"] == {"ple": PLE_URL}
+
+
+def test_peer_names_get_a_referral(site: Site):
+    (stub,) = site.client("alice").Resolve("ple.inria.bob", [site.creds["alice"]], {})
+    assert stub == {"hrn": "ple", "type": "authority",
+                    "reg-urn": "urn:publicid:IDN+ple+authority+sa", "url": PLE_URL}
+    text = refused(site, lambda: site.client("alice").GetCredential(
+        [site.creds["alice"]], "ple.inria.exp", "slice"), GeniCode.SEARCHFAILED)
+    assert PLE_URL in text
 
 
 def test_resolve_shows_email_to_self_not_to_others(site: Site):
