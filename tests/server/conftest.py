@@ -20,9 +20,13 @@ from sfa.trust.keys import generate_private_key, private_key_to_pem
 
 @pytest.fixture(scope="session")
 def reactor() -> Iterator[Any]:
-    """The global reactor, running in a daemon thread for the whole session."""
+    """The global reactor, running in a daemon thread for the whole session (reused when
+    another suite's fixture already runs it)."""
     from twisted.internet import reactor as the_reactor  # noqa: PLC0415 - installs it
 
+    if the_reactor.running:
+        yield the_reactor
+        return
     thread = threading.Thread(
         target=the_reactor.run, kwargs={"installSignalHandlers": False}, daemon=True
     )
