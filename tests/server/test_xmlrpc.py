@@ -231,3 +231,23 @@ def test_half_open_connections_do_not_block_and_time_out(tiny: RunningService, t
     finally:
         for raw in stalled:
             raw.close()
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_tls_12_and_13_clients_with_certificates(tiny: RunningService, test_pki, version):
+    context = client_context(test_pki["root"].cert_file, test_pki["user"])
+    context.minimum_version = context.maximum_version = version
+    client = xmlrpc.client.ServerProxy(tiny.url, context=context)
+    assert client.Echo()["caller"] == "urn:publicid:IDN+srvtest:site+user+alice"
+
+
+def test_tls_below_12_is_refused(tiny: RunningService, test_pki: dict):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(str(test_pki["root"].cert_file))
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    with pytest.warns(DeprecationWarning):
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    with pytest.raises(ssl.SSLError) as caught:
+        xmlrpc.client.ServerProxy(tiny.url, context=context).GetVersion()
+    assert "PROTOCOL_VERSION" in str(caught.value)  # the server's alert, not a local refusal
