@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import xmlrpc.client
@@ -117,3 +118,18 @@ def test_serve_without_deployment_fails_clearly(tmp_path: Path):
     result = sfa("serve", str(tmp_path))
     assert result.returncode == 1
     assert "sfa.toml" in result.stderr
+
+
+def test_serve_on_a_taken_port_fails_clearly(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        directory = tmp_path / "busy"
+        made = sfa("init", str(directory), "--authority", "plc", "--registry-port", str(port),
+                   "--am-port", "0")
+        assert made.returncode == 0, made.stderr
+        result = sfa("serve", str(directory))
+    assert result.returncode == 1
+    assert "UNAVAILABLE" in result.stderr and str(port) in result.stderr
+    assert "ready" not in result.stdout
