@@ -5,6 +5,7 @@ through its click entry point."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,10 +28,27 @@ from sfa.server.config import PeerConfig, render_config
 from sfa.server.deployment import Deployment, init_deployment
 from sfa.server.service import RunningService
 from sfa.trust.keys import private_key_to_pem, public_key_to_openssh
-from tests.server.conftest import keys, reactor  # noqa: F401 - fixtures reused
+from tests.server.conftest import keys  # noqa: F401 - fixture reused
 from tests.server.test_am_api import _start_aggregate, _start_registry
 
 REPO_DIR = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def reactor() -> Iterator[Any]:
+    """The global reactor in a daemon thread; reused when another suite already runs it."""
+    from twisted.internet import reactor as the_reactor  # noqa: PLC0415 - installs it
+
+    if the_reactor.running:
+        yield the_reactor
+        return
+    thread = threading.Thread(target=the_reactor.run,
+                              kwargs={"installSignalHandlers": False}, daemon=True)
+    thread.start()
+    blockingCallFromThread(the_reactor, lambda: None)
+    yield the_reactor
+    the_reactor.callFromThread(the_reactor.stop)
+    thread.join(10)
 
 
 @dataclass
@@ -101,7 +119,7 @@ def _peer(deployment: Deployment, other: Deployment, registry_url: str) -> Deplo
     return Deployment.load(deployment.directory)
 
 
-def _start(reactor: Any, deployment: Deployment) -> Site:  # noqa: F811
+def _start(reactor: Any, deployment: Deployment) -> Site:
     driver = StagedDriver()
     return Site(deployment, _start_registry(reactor, deployment),
                 _start_aggregate(reactor, deployment, driver), driver)
