@@ -179,7 +179,7 @@ def silent_server() -> Iterator[str]:
 def test_timeout_per_call_reports_timedout(alice_dir: Path, silent_server: str) -> None:
     sfi(alice_dir, "config", "--aggregate", f"dead={silent_server}")
     sfi_json(alice_dir, "gid")  # bootstrap outside the timed call
-    result = sfi_json(alice_dir, "-t", "0.5", "version", "-a", "dead", "-a", "plc", ok=False)
+    result = sfi_json(alice_dir, "-t", "2", "version", "-a", "dead", "-a", "plc", ok=False)
     by_target = {r["target"]: r for r in result["results"]}
     assert by_target["dead"]["code"] == "TIMEDOUT"
     assert result["aggregates"]["plc"]["geni_api"] == 3
