@@ -20,16 +20,20 @@ from sfa.server.dispatch import Dispatcher
 from sfa.server.envelope import FaultReplies
 from sfa.server.xmlrpc import CallContext, Handler
 from sfa.trust.gid import GID
+from sfa.trust.verified_cache import VerifiedCredentials
 from sfa.trust.verify import TrustPolicy
 
 
 def trust_policy(deployment: Deployment) -> TrustPolicy:
-    """The deployment's trust policy: its trusted_roots/ directory and [trust] settings."""
+    """The deployment's trust policy: its trusted_roots/ directory and [trust] settings, with
+    a cache of verified credentials (callers present the same ones call after call; expiry
+    is re-checked on every hit and a change of trusted roots invalidates it)."""
     trust = deployment.config.trust
     return TrustPolicy(
         roots=deployment.trusted_roots(),
         strict_crypto=trust.strict_crypto,
         max_delegation_depth=trust.max_delegation_depth,
+        verified_cache=VerifiedCredentials(),
     )
 
 
