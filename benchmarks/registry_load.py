@@ -177,7 +177,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--threads", type=int, default=None,
                         help="the server's call pool size ([limits] max_concurrent_calls)")
-    parser.add_argument("--workers", type=int, default=0,
+    parser.add_argument("--workers", type=int, default=2,
                         help="registry worker processes ([registry] worker_processes)")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]

@@ -38,8 +38,9 @@ class RegistryConfig:
     slice_lifetime_days: int = 30
     max_slice_lifetime_days: int = 180
     credential_lifetime_days: int = 30
-    # 0: calls run in threads of the server process; N: in N worker processes (all cores)
-    worker_processes: int = 0
+    # N: calls run in N worker processes (every core, no GIL shared with the reactor);
+    # 0: in threads of the server process
+    worker_processes: int = 2
 
 
 @dataclass(frozen=True)

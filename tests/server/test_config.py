@@ -29,6 +29,7 @@ def test_minimal_config_takes_the_documented_defaults(tmp_path: Path):
     assert config.nodes.base_port == 12400
     assert config.registry.slice_lifetime_days == 30
     assert config.registry.max_slice_lifetime_days == 180
+    assert config.registry.worker_processes == 2
     assert config.trust.max_delegation_depth == 8 and not config.trust.strict_crypto
     assert config.limits.max_request_bytes == 10_000_000
     assert config.data_path == tmp_path.resolve()
