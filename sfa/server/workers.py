@@ -11,6 +11,7 @@ import importlib
 import signal
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any
 
@@ -18,11 +19,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThread
-from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python.failure import Failure
 
 from sfa.errors import Busy, ServerError
 from sfa.server.dispatch import CallOutcome, Dispatcher
+
+log = Logger(namespace="sfa.server")
 
 _QUEUE_FACTOR = 64
 _WARM_TIMEOUT = 120.0
@@ -61,13 +64,25 @@ class ProcessCallPool:
         self.workers = workers
         self.max_pending = workers * _QUEUE_FACTOR
         self.pending = 0
-        self._executor: ProcessPoolExecutor | None = ProcessPoolExecutor(
-            max_workers=workers,
+        self._factory = (factory, args)
+        self._executor: ProcessPoolExecutor | None = self._new_executor()
+        self._trigger = reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
             mp_context=get_context("spawn"),
             initializer=_init_worker,
-            initargs=(factory, args),
+            initargs=self._factory,
         )
-        self._trigger = reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+
+    def _replace_broken(self, broken: ProcessPoolExecutor) -> None:
+        """A worker died (killed, out of memory): start a fresh set for the next calls."""
+        if self._executor is not broken:
+            return
+        log.error("a registry worker process died; starting new workers")
+        self._executor = self._new_executor()
+        broken.shutdown(wait=False)
 
     def warm(self) -> None:
         """Block until the workers have built their dispatchers (call before listening);
@@ -91,17 +106,29 @@ class ProcessCallPool:
         if self.pending >= self.max_pending:
             raise Busy(f"the server is handling {self.pending} calls; retry in a moment")
         ders = tuple(cert.public_bytes(Encoding.DER) for cert in certificates)
-        future = self._executor.submit(_handle, data, ders, address)
+        executor = self._executor
+        try:
+            future = executor.submit(_handle, data, ders, address)
+        except BrokenProcessPool:
+            self._replace_broken(executor)
+            raise ServerError("the server's workers restarted; retry the call") from None
         self.pending += 1
         deferred: Deferred[CallOutcome] = Deferred()
         future.add_done_callback(
-            lambda done: self.reactor.callFromThread(self._fire, deferred, done)
+            lambda done: self.reactor.callFromThread(self._fire, deferred, done, executor)
         )
         return deferred
 
-    def _fire(self, deferred: Deferred[CallOutcome], future: Future[CallOutcome]) -> None:
+    def _fire(
+        self,
+        deferred: Deferred[CallOutcome],
+        future: Future[CallOutcome],
+        executor: ProcessPoolExecutor,
+    ) -> None:
         self.pending -= 1
         error = future.exception()
+        if isinstance(error, BrokenProcessPool):
+            self._replace_broken(executor)
         if error is not None:
             deferred.errback(Failure(error))
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import xmlrpc.client
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +35,24 @@ def _with_workers(deployment: Deployment, workers: int) -> Deployment:
     return Deployment.load(deployment.directory)
 
 
+def _kill_worker(pool: Any) -> None:
+    (process,) = pool._executor._processes.values()  # the one worker of this pool
+    os.kill(process.pid, signal.SIGKILL)
+    process.join(10)
+
+
+def _calls_until_served(call: Any) -> int:
+    """How many calls it takes to be answered again: a call caught by the dead worker fails
+    with SERVERERROR (never a hang), and the next ones reach fresh workers."""
+    for attempt in range(1, 4):
+        try:
+            call()
+            return attempt
+        except xmlrpc.client.Fault as fault:
+            assert fault.faultCode == GeniCode.SERVERERROR
+    return 4
+
+
 def test_registry_in_worker_processes(reactor: Any, keys: list, tmp_path: Path):
     deployment = _with_workers(
         init_deployment(tmp_path / "plc", authority="plc", registry_port=0), 1
@@ -59,6 +79,8 @@ def test_registry_in_worker_processes(reactor: Any, keys: list, tmp_path: Path):
         with pytest.raises(xmlrpc.client.Fault) as caught:
             proxy(registry.url, root).Resolve("plc.alice", [cred], {})
         assert caught.value.faultCode == GeniCode.FORBIDDEN
+        _kill_worker(registry.pool)
+        assert _calls_until_served(lambda: client.Resolve("plc.alice", [cred], {})) <= 2
     finally:
         blockingCallFromThread(reactor, registry.stop)
     with pytest.raises(OSError):
