@@ -20,6 +20,14 @@ from sfa.registry.admin import RegistryAdmin
 from sfa.registry.records import Record
 from sfa.server.cli_trust_admin import trust_admin
 from sfa.server.deployment import Deployment
+from sfa.server.peers import (
+    Peer,
+    add_peer,
+    deployment_peers,
+    peers_path,
+    read_peers_file,
+    remove_peer,
+)
 from sfa.server.registry_api import registry_logic_config
 from sfa.timeutil import parse_rfc3339
 from sfa.trust.keys import save_private_key
@@ -185,6 +193,70 @@ def remove(deployment: Deployment, hrn: str, type_: str | None, force: bool) -> 
     with _registry(deployment) as registry:
         record = registry.admin_remove(hrn, type_, force=force)
         click.echo(f"removed {record.type} {record.hrn}")
+
+
+@admin.group("peer")
+def peer() -> None:
+    """Federation peers: whose registry refers and whose aggregate the slice manager uses."""
+
+
+@peer.command("add")
+@click.argument("hrn")
+@click.option("--registry", "registry_url", default="", help="the peer registry's https URL")
+@click.option("--aggregate", "aggregate_url", default="", help="the peer aggregate's https URL")
+@click.pass_obj
+def peer_add(deployment: Deployment, hrn: str, registry_url: str, aggregate_url: str) -> None:
+    """Peer with authority HRN (running services see it on their next call)."""
+    try:
+        added = add_peer(peers_path(deployment), Peer(hrn, registry_url, aggregate_url),
+                         own_hrn=deployment.authority_hrn)
+    except SfaError as error:
+        click.echo(f"{error.code.name}: {error.message}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"peer {added.hrn}: registry {added.registry or '-'}, "
+               f"aggregate {added.aggregate or '-'}")
+    if not any(root.hrn == hrn for root in deployment.trusted_roots().roots):
+        click.echo(f"note: {hrn}'s root is not trusted yet; run `sfa admin "
+                   f"{deployment.directory} trust add {hrn.upper()}_ROOT.gid`", err=True)
+
+
+@peer.command("remove")
+@click.argument("hrn")
+@click.pass_obj
+def peer_remove(deployment: Deployment, hrn: str) -> None:
+    """Stop peering with HRN (its root stays trusted until `trust remove`)."""
+    try:
+        remove_peer(peers_path(deployment), hrn, deployment.config.peers)
+    except SfaError as error:
+        click.echo(f"{error.code.name}: {error.message}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"no longer a peer: {hrn}")
+
+
+@peer.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def peer_list(deployment: Deployment, as_json: bool) -> None:
+    """The peers (sfa.toml [peers] and peers.toml)."""
+    try:
+        peers = deployment_peers(deployment)
+        found = peers.all()
+    except SfaError as error:
+        click.echo(f"{error.code.name}: {error.message}", err=True)
+        raise SystemExit(1) from None
+    rows = [{"hrn": p.hrn, "registry": p.registry, "aggregate": p.aggregate,
+             "source": "sfa.toml" if peers.is_configured(p.hrn) and p.hrn not in
+             _file_peers(deployment) else "peers.toml"} for p in found.values()]
+    rows.sort(key=lambda row: row["hrn"])
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(tabulate([tuple(r.values()) for r in rows],
+                        headers=["hrn", "registry", "aggregate", "source"]))
+
+
+def _file_peers(deployment: Deployment) -> set[str]:
+    return set(read_peers_file(peers_path(deployment)))
 
 
 def _wire(record: Record) -> dict[str, Any]:
