@@ -298,10 +298,13 @@ def rspec() -> None:
 @click.option("--component-id", "component_ids", multiple=True,
               help="A node to ask for (URN or name); repeatable.")
 @click.option("-a", "--aggregate", "nicks", multiple=True, help="Aggregate nick(s).")
+@click.option("--init-script", "init_script",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A script each sliver runs when it starts.")
 @click.option("-o", "--out", "outfile", type=click.Path(dir_okay=False, path_type=Path))
 def rspec_request(state: CliState, out: Output, *, count: int | None,
                   component_ids: tuple[str, ...], nicks: tuple[str, ...],
-                  outfile: Path | None) -> None:
+                  init_script: Path | None, outfile: Path | None) -> None:
     """Write a request RSpec for N available nodes (or the named ones) from the ads."""
     from sfa.client.aggregate import on_each, select  # noqa: PLC0415
     from sfa.client.rspec_tools import request_from_ads  # noqa: PLC0415
@@ -310,8 +313,9 @@ def rspec_request(state: CliState, out: Output, *, count: int | None,
     done = on_each(session, out, select(session, nicks), lambda c: c.list_resources(True))
     if out.failed:
         return
+    script = init_script.read_text(encoding="utf-8") if init_script else None
     text = request_from_ads({c.nick: ad for c, ad in done}, count=count,
-                            component_ids=component_ids)
+                            component_ids=component_ids, init_script=script)
     registry.write_or_print(out, text, outfile, "rspec")
 
 

@@ -11,9 +11,10 @@ from sfa.rspecs.reader import read_rspec
 
 
 def request_from_ads(ads: Mapping[str, str], *, count: int | None,
-                     component_ids: Sequence[str] = ()) -> str:
+                     component_ids: Sequence[str] = (), init_script: str | None = None) -> str:
     """A bound request for the nodes named by `component_ids` (URN or component name), or for
-    the first `count` available nodes, taken round-robin over the aggregates."""
+    the first `count` available nodes, taken round-robin over the aggregates; `init_script`
+    is the slice's init script (our RSpec extension)."""
     offered = {nick: [n for n in read_rspec(text).nodes if n.component_id]
                for nick, text in ads.items()}
     if component_ids:
@@ -26,6 +27,8 @@ def request_from_ads(ads: Mapping[str, str], *, count: int | None,
     for index, node in enumerate(chosen, start=1):
         request.node(f"node{index}", component_id=node.component_id,
                      component_manager_id=node.component_manager_id)
+    if init_script:
+        request.init_script(init_script)
     return request.to_xml()
 
 

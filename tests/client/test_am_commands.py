@@ -59,6 +59,14 @@ def test_rspec_request_and_show(alice_dir: Path, tmp_path: Path) -> None:
     assert too_many["errors"][0]["code"] == "INSUFFICIENT_NODES"
 
 
+def test_rspec_request_carries_the_init_script(alice_dir: Path, tmp_path: Path) -> None:
+    script = tmp_path / "init.sh"
+    script.write_text("#!/bin/sh\necho 'hello from' \"$SFA_NODE_URN\" > hello.txt\n")
+    made = sfi_json(alice_dir, "rspec", "request", "--nodes", "2", "-a", "plc",
+                    "--init-script", str(script))
+    assert read_rspec(made["rspec"]).init_script == script.read_text()
+
+
 def test_v3_lifecycle_node_by_node(world: World, alice_dir: Path, tmp_path: Path) -> None:
     request = _request(tmp_path, "urn:publicid:IDN+plc+node+node1",
                        "urn:publicid:IDN+plc+node+node2")
