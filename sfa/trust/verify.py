@@ -8,7 +8,6 @@ CREDENTIAL_SIGNER_UNTRUSTED 23, FORBIDDEN 3.
 
 from __future__ import annotations
 
-import xmlrpc.client
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,12 +37,11 @@ from sfa.trust.rights import allows
 from sfa.trust.roots import TrustedRoots
 from sfa.trust.speaksfor import verify_speaksfor
 from sfa.trust.verified_cache import VerifiedCredentials, VerifiedEntry
+from sfa.trust.wire import WireCredential, decode_credential, decode_credential_list
 from sfa.trust.xmldsig import check_unique_ids, read_signatures, verify_signed_element
 from sfa.xrn import is_authority_for, urn_to_hrn
 
 TargetMatch = Literal["exact", "subtree", "any"]
-SFA_VERSIONS = frozenset({"2", "3"})
-ABAC_VERSIONS = frozenset({"1"})
 
 
 @dataclass(frozen=True)
@@ -76,66 +74,11 @@ class VerifiedCall:
 
 
 @dataclass(frozen=True)
-class WireCredential:
-    """One credential off the wire: its kind (`geni_sfa` / `geni_abac`) and XML text."""
-
-    kind: str
-    xml: str
-
-
-@dataclass(frozen=True)
 class _Parsed:
     kind: str
     xml: str
     root: etree._Element | None  # None when `cached` holds it, verified before
     cached: VerifiedEntry | None = None
-
-
-# --- the wire forms ---------------------------------------------------------------------------
-
-
-def decode_credential(value: Any) -> WireCredential:
-    """Accept a bare XML string, bytes / xmlrpc Binary, or the v3 struct
-    `{geni_type, geni_version, geni_value}`; CredentialInvalid for anything else."""
-    if isinstance(value, Mapping):
-        return _decode_struct(value)
-    return WireCredential("geni_sfa", _xml_text(value, "credential"))
-
-
-def _decode_struct(value: Mapping[str, Any]) -> WireCredential:
-    kind = value.get("geni_type")
-    if not isinstance(kind, str) or kind.lower() not in ("geni_sfa", "geni_abac"):
-        raise CredentialInvalid(
-            f"unknown credential geni_type {kind!r}: expected 'geni_sfa' or 'geni_abac'"
-        )
-    kind = kind.lower()
-    version = value.get("geni_version")
-    if isinstance(version, bool) or not isinstance(version, str | int):
-        raise CredentialInvalid(f"credential geni_version {version!r} is not a string or int")
-    allowed = SFA_VERSIONS if kind == "geni_sfa" else ABAC_VERSIONS
-    if str(version).strip() not in allowed:
-        raise CredentialInvalid(
-            f"{kind} credential version {version!r} is not supported (use {sorted(allowed)})"
-        )
-    return WireCredential(kind, _xml_text(value.get("geni_value"), f"{kind} geni_value"))
-
-
-def _xml_text(value: Any, what: str) -> str:
-    if isinstance(value, xmlrpc.client.Binary):
-        value = value.data
-    if isinstance(value, bytes | bytearray):
-        try:
-            value = bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            raise CredentialInvalid(f"{what} is not UTF-8 text") from None
-    if not isinstance(value, str):
-        raise CredentialInvalid(
-            f"{what} must be XML text or a {{geni_type, geni_version, geni_value}} struct, "
-            f"not {type(value).__name__}"
-        )
-    if not value.strip():
-        raise CredentialInvalid(f"{what} is empty")
-    return value
 
 
 # --- one credential ---------------------------------------------------------------------------
@@ -378,7 +321,7 @@ def authorize(
     when = as_utc(at) if at else utcnow()
     bootstrap = _verify_peer(peer, policy, when, allow_self_signed_caller)
     tls_caller = peer
-    wires = _classify(_decode_list(credentials), policy)
+    wires = _classify(decode_credential_list(credentials), policy)
     privilege = [w for w in wires if w.kind == "geni_sfa"]
     abac = [w for w in wires if w.kind == "geni_abac"]
     caller, speaking_for = _effective_caller(tls_caller, abac, options, policy, when)
@@ -425,16 +368,6 @@ def _check_claims_own_key(wires: list[_Parsed], peer: GID) -> None:
         "a self-signed certificate is accepted only with a credential owned by its key; "
         "none of the credentials given is"
     )
-
-
-def _decode_list(credentials: Sequence[Any]) -> list[WireCredential]:
-    if isinstance(credentials, str | bytes | Mapping) or not isinstance(
-        credentials, Sequence
-    ):
-        raise CredentialInvalid(
-            f"credentials must be a list, not {type(credentials).__name__}"
-        )
-    return [decode_credential(item) for item in credentials]
 
 
 def _classify(wires: list[WireCredential], policy: TrustPolicy) -> list[_Parsed]:

@@ -19,12 +19,8 @@ from sfa.timeutil import utcnow
 from sfa.trust.credential import delegate_credential
 from sfa.trust.gid import create_gid
 from sfa.trust.keys import generate_private_key
-from sfa.trust.verify import (
-    authorize,
-    decode_credential,
-    verify_caller,
-    verify_credential,
-)
+from sfa.trust.verify import authorize, verify_caller, verify_credential
+from sfa.trust.wire import decode_credential
 from tests.trust._credkit import future, issue, policy
 
 
