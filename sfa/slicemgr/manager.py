@@ -69,7 +69,8 @@ class SliceManager:
 
     def list_resources(self, peer: GID | None, credentials: object, options: object
                        ) -> SmReply:
-        """Every aggregate's advertisement merged into one (nodes keep component_manager_id)."""
+        """Every aggregate's advertisement merged into one (nodes keep component_manager_id);
+        read-only, so it succeeds when any aggregate answered (the others are reported)."""
         opts = _options(options)
         verify_lister(_credentials(credentials), _caller(peer), self.policy, opts)
         asked = {**opts, "geni_compressed": False}
@@ -77,7 +78,7 @@ class SliceManager:
                                    for a in self.aggregates()])
         texts = [_rspec_text(r.value) for r in reports if r.ok]
         value = merge_rspecs(texts, "advertisement") if texts else ""
-        return _reply(_maybe_compressed(value, opts), reports, opts)
+        return _reply(_maybe_compressed(value, opts), reports, {"geni_best_effort": True})
 
     def allocate(self, peer: GID | None, slice_urn: object, credentials: object, rspec: object,
                  options: object) -> SmReply:

@@ -54,7 +54,7 @@ def reactor() -> Iterator[Any]:
     thread.join(10)
 
 
-def sfa(*args: str) -> Any:
+def sfa(*args: str | Path) -> Any:
     """Run `sfa ARGS...` through its click entry point; returns the click Result."""
     return CliRunner().invoke(sfa_main, [str(a) for a in args], catch_exceptions=False)
 
