@@ -14,6 +14,7 @@ from sfa.rspecs.extension import SFA_EXT_NS
 from sfa.rspecs.writer import write_rspec
 from sfa.trust.gid import GID
 from sfa.trust.rights import OPERATION_FOR_METHOD
+from sfa.trust.verify import VerifiedCall
 from sfa.xrn import hrn_to_urn
 
 from .driver import SliverResult
@@ -101,11 +102,16 @@ class AggregateManagerV3:
         require_rspec_version(opts)
         target, _ = self._enter("Describe", peer, urns, credentials, opts)
         text = self._manifest(target.slivers)
-        return {
+        value: dict[str, Any] = {
             "geni_rspec": compress(text) if option_flag(opts, "geni_compressed") else text,
             "geni_urn": target.slice_urn,
             "geni_slivers": statuses(target.slivers),
         }
+        if option_flag(opts, "sfa_tickets"):
+            # the slice credential holder may redeem the tickets at the nodes themselves
+            issuer = getattr(self.ctx.driver, "tickets_for", None)
+            value["sfa_tickets"] = issuer(target.slivers) if issuer is not None else []
+        return value
 
     def allocate(self, peer: GID | None, slice_urn: object, credentials: object, rspec: object,
                  options: object) -> dict[str, Any]:
@@ -114,6 +120,7 @@ class AggregateManagerV3:
         call = self.ctx.authorize(credentials_of(credentials), peer,
                                   OPERATION_FOR_METHOD["Allocate"], [slice_urn], opts)
         self.ctx.refuse_if_shut_down(slice_urn)
+        _remember_slice_gid(self.ctx, call, slice_urn)
         self.ctx.reap()
         request = parse_request(rspec)
         now = self.ctx.clock()
@@ -123,7 +130,8 @@ class AggregateManagerV3:
             expires = min(expires, self.ctx.settings.lifetimes.lease_end(
                 now, end_time, call.expires))
         placements = self._place(request.nodes, slice_urn)
-        slivers = [self._new_sliver(slice_urn, p, expires, now) for p in placements]
+        slivers = [self._new_sliver(slice_urn, p, expires, now, request.init_script or "")
+                   for p in placements]
         self.ctx.store.claim(slivers)
         results = self.ctx.run(self.ctx.driver.allocate(slivers))
         failed = [r for r in results if not r.ok]
@@ -292,7 +300,7 @@ class AggregateManagerV3:
                                      self.ctx.clock())
 
     def _new_sliver(self, slice_urn: str, placement: Placement, expires: datetime,
-                    now: datetime) -> Sliver:
+                    now: datetime, initscript: str) -> Sliver:
         authority = self.ctx.settings.authority_hrn
         return Sliver(
             urn=hrn_to_urn(f"{authority}.{uuid.uuid4().hex}", "sliver"),
@@ -300,6 +308,7 @@ class AggregateManagerV3:
             client_id=placement.request.client_id, sliver_type=placement.sliver_type,
             exclusive=placement.exclusive, expires=expires, created=now,
             bound=placement.request.bound, login_port=placement.node.login_port,
+            initscript=initscript,
         )
 
     def _manifest(self, slivers: Sequence[Sliver]) -> str:
@@ -315,6 +324,16 @@ def _refuse_unless_best_effort(errors: Mapping[str, str], best_effort: bool, wha
         detail = "; ".join(f"{urn}: {why}" for urn, why in list(errors.items())[:5])
         raise Unsupported(f"{what} refused, nothing changed: {detail} "
                           "(pass geni_best_effort to act on the others)")
+
+
+def _remember_slice_gid(ctx: AggregateContext, call: VerifiedCall, slice_urn: str) -> None:
+    """Keep the slice GID of the credential that targets the slice (tickets carry it)."""
+    for credential in call.credentials:
+        if credential.target_urn == slice_urn:
+            pem = credential.target_gid.to_pem(include_chain=True)
+            if ctx.store.slice_gid(slice_urn) != pem:
+                ctx.store.set_slice_gid(slice_urn, pem)
+            return
 
 
 def _provisioned(sliver: Sliver, result: SliverResult) -> Sliver:

@@ -82,6 +82,7 @@ class Sliver:
     bound: bool = False
     login_port: int = 22
     login_user: str = ""
+    initscript: str = ""
 
     def with_changes(self, **changes: object) -> Sliver:
         """A copy with some fields changed (slivers are immutable values)."""

@@ -59,7 +59,30 @@ def _create_v1(handle: sqlite_utils.Database) -> None:
         handle.execute(statement)
 
 
-MIGRATIONS = (Migration(1, "nodes, slices, slivers and slot claims", _create_v1),)
+_V2 = [
+    "ALTER TABLE slices ADD COLUMN gid TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE slivers ADD COLUMN initscript TEXT NOT NULL DEFAULT ''",
+    """CREATE TABLE node_managers (
+        node_urn TEXT PRIMARY KEY REFERENCES nodes (urn), url TEXT NOT NULL, gid TEXT NOT NULL
+    )""",
+    "CREATE TABLE slice_keys (slice_urn TEXT PRIMARY KEY, key_pem TEXT NOT NULL)",
+    """CREATE TABLE tickets (
+        sliver_urn TEXT PRIMARY KEY REFERENCES slivers (urn) ON DELETE CASCADE,
+        node_urn TEXT NOT NULL, serial TEXT NOT NULL UNIQUE, ticket TEXT NOT NULL,
+        slice_key TEXT NOT NULL, terms TEXT NOT NULL, sent INTEGER NOT NULL DEFAULT 0
+    )""",
+]
+
+
+def _create_v2(handle: sqlite_utils.Database) -> None:
+    for statement in _V2:
+        handle.execute(statement)
+
+
+MIGRATIONS = (
+    Migration(1, "nodes, slices, slivers and slot claims", _create_v1),
+    Migration(2, "init scripts, node managers, slice keys and tickets", _create_v2),
+)
 
 
 @dataclass(frozen=True)
@@ -129,6 +152,18 @@ class AggregateStore:
                 raise SearchFailed(f"no node {urn} in this aggregate's inventory")
         self._changed(nodes=True)
 
+    def set_liveness_many(self, observations: Iterable[tuple[str, bool, float]],
+                          last_seen: datetime) -> int:
+        """Record (urn, up, load) of many nodes in one transaction; how many changed state."""
+        rows = [(int(up), float(load), format_rfc3339(last_seen), urn)
+                for urn, up, load in observations]
+        with self.database.transaction() as handle:
+            before = {r["urn"]: r["up"] for r in handle.query("SELECT urn, up FROM nodes")}
+            handle.conn.executemany(
+                "UPDATE nodes SET up = ?, load = ?, last_seen = ? WHERE urn = ?", rows)
+        self._changed(nodes=True)
+        return sum(1 for up, _, _, urn in rows if before.get(urn) != up)
+
     def usage(self) -> dict[str, NodeUsage]:
         """Claimed slots per node (nodes with no claim are absent)."""
         query = (
@@ -156,6 +191,19 @@ class AggregateStore:
                 [slice_urn, int(shutdown)],
             )
         self._changed()
+
+    def set_slice_gid(self, slice_urn: str, gid_pem: str) -> None:
+        """Remember the slice's GID chain (tickets carry it to the nodes)."""
+        with self.database.transaction() as handle:
+            handle.execute(
+                "INSERT INTO slices (urn, gid) VALUES (?, ?) "
+                "ON CONFLICT (urn) DO UPDATE SET gid = excluded.gid", [slice_urn, gid_pem])
+
+    def slice_gid(self, slice_urn: str) -> str:
+        """The slice's GID chain as PEM ('' when never seen)."""
+        with self.database.snapshot() as handle:
+            rows = list(handle.query("SELECT gid FROM slices WHERE urn = ?", [slice_urn]))
+        return str(rows[0]["gid"]) if rows else ""
 
     # slivers
     def claim(self, slivers: Sequence[Sliver]) -> None:
@@ -188,6 +236,7 @@ class AggregateStore:
         with self.database.transaction() as handle:
             for urn in urns:
                 handle.execute("DELETE FROM claims WHERE sliver_urn = ?", [urn])
+                handle.execute("DELETE FROM tickets WHERE sliver_urn = ?", [urn])
                 handle.execute("DELETE FROM slivers WHERE urn = ?", [urn])
         self._changed()
 
@@ -288,7 +337,7 @@ def _sliver_row(sliver: Sliver) -> dict[str, Any]:
         "operational": sliver.operational.value, "error": sliver.error,
         "users": json.dumps([[u.urn, list(u.keys), u.login] for u in sliver.users]),
         "bound": int(sliver.bound), "login_port": sliver.login_port,
-        "login_user": sliver.login_user,
+        "login_user": sliver.login_user, "initscript": sliver.initscript,
     }
 
 
@@ -301,4 +350,5 @@ def _sliver(row: dict[str, Any]) -> Sliver:
         operational=OperationalState(row["operational"]), error=row["error"],
         users=tuple(UserKeys(u, tuple(k), login) for u, k, login in json.loads(row["users"])),
         bound=bool(row["bound"]), login_port=row["login_port"], login_user=row["login_user"],
+        initscript=row["initscript"],
     )

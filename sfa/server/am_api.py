@@ -14,6 +14,7 @@ from typing import Any
 from xmlrpc.client import Binary
 
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import LoopingCall
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 from twisted.logger import Logger
 from twisted.web import pages, resource, server
@@ -23,13 +24,16 @@ from sfa.aggregate.api_v3 import AggregateManagerV3
 from sfa.aggregate.driver import Driver
 from sfa.aggregate.lifetimes import LifetimePolicy
 from sfa.aggregate.memory_driver import MemoryDriver
+from sfa.aggregate.nm_book import NodeManagerBook
+from sfa.aggregate.nm_driver import HealthReport, NodeManagerDriver
 from sfa.aggregate.reaper import Reaper
 from sfa.aggregate.service import AggregateContext, AggregateSettings
 from sfa.aggregate.store import AggregateStore
 from sfa.errors import BadArgs, MissingArgs
-from sfa.server.config import LimitsConfig
+from sfa.server.config import AggregateConfig, LimitsConfig
 from sfa.server.deployment import Deployment
 from sfa.server.envelope import Envelope, EnvelopeReplies
+from sfa.server.nm_transport import TwistedNodeClient
 from sfa.server.registry_api import trust_policy
 from sfa.server.service import RunningService, service_url
 from sfa.server.tls import ServerTLSContext
@@ -224,12 +228,48 @@ class ReapTimer:
             self._call.cancel()
 
 
+class HealthTimer:
+    """Asks every node manager GetVersion every `interval` seconds (node-manager driver)."""
+
+    def __init__(self, reactor: Any, driver: NodeManagerDriver, interval: float,
+                 on_change: Callable[[], None] | None = None) -> None:
+        self.driver = driver
+        self.interval = interval
+        self.on_change = on_change
+        self.loop = LoopingCall(self.check)
+        self.loop.clock = reactor
+        self.last: HealthReport | None = None
+
+    def start(self) -> None:
+        self.loop.start(self.interval, now=True)
+
+    def check(self) -> Deferred[Any]:
+        deferred = Deferred.fromCoroutine(self.driver.check_health())
+        deferred.addCallback(self._checked)
+        deferred.addErrback(lambda f: log.failure("node health check failed", f))
+        return deferred
+
+    def _checked(self, report: HealthReport) -> None:
+        self.last = report
+        if report.changed and self.on_change is not None:
+            self.on_change()
+        if report.changed:
+            log.info("node health: {up} up, {down} down", up=len(report.up),
+                     down=len(report.down))
+
+    def stop(self) -> None:
+        if self.loop.running:
+            self.loop.stop()
+
+
 @dataclass
 class AggregateService:
-    """The listening aggregate and its reap timer."""
+    """The listening aggregate, its reap timer and (with node managers) its health timer."""
 
     running: RunningService
     timer: ReapTimer
+    health: HealthTimer | None = None
+    client: TwistedNodeClient | None = None
 
     @property
     def url(self) -> str:
@@ -237,7 +277,13 @@ class AggregateService:
 
     def stop(self) -> Deferred[Any]:
         self.timer.stop()
-        return maybeDeferred(self.running.stop)
+        if self.health is not None:
+            self.health.stop()
+        stopping = maybeDeferred(self.running.stop)
+        if self.client is not None:
+            client = self.client
+            stopping.addBoth(lambda result: client.close().addBoth(lambda _: result))
+        return stopping
 
 
 def start_aggregate_service(
@@ -250,11 +296,12 @@ def start_aggregate_service(
     """
     pool = CallPool(reactor, limits.max_concurrent_calls, name=f"sfa-{name}")
     replies = EnvelopeReplies()
+    constant = frozenset({"GetVersion"})
     v3_resource = XmlRpcResource(service=name, handlers=v3_handlers(v3), replies=replies,
-                                 pool=pool)
+                                 pool=pool, constant_methods=constant)
     v2_resource = XmlRpcResource(service=f"{name}-v2",
                                  handlers=v2_handlers(AggregateManagerV2(v3)),
-                                 replies=replies, pool=pool)
+                                 replies=replies, pool=pool, constant_methods=constant)
     routes: dict[bytes, resource.Resource] = {p: v3_resource for p in V3_PATHS}
     routes[V2_PATH] = v2_resource
     site = XmlRpcSite(VersionRouter(routes), max_request_bytes=limits.max_request_bytes,
@@ -274,26 +321,61 @@ def api_urls(base_url: str) -> dict[str, str]:
     return {"2": f"{base}/am/2", "3": f"{base}/am/3"}
 
 
+def lifetimes_of(config: AggregateConfig) -> LifetimePolicy:
+    """The [aggregate] lifetimes as a LifetimePolicy."""
+    return LifetimePolicy(allocated=timedelta(minutes=config.allocated_minutes),
+                          default_lease=timedelta(days=config.default_lease_days),
+                          max_lease=timedelta(days=config.max_lease_days))
+
+
 def open_aggregate(deployment: Deployment, reactor: Any, *, driver: Driver | None = None,
                    lifetimes: LifetimePolicy | None = None) -> AggregateManagerV3:
-    """The deployment's aggregate: DIR/db/aggregate.sqlite, the in-memory driver (until node
-    managers back it), the aggregate's service GID as its identity."""
+    """The deployment's aggregate: DIR/db/aggregate.sqlite, its service GID as identity, and
+    the node-manager driver when the inventory has node managers (in-memory otherwise)."""
     identity = deployment.service_identity("aggregate")
     store = AggregateStore(deployment.db_dir / AGGREGATE_DB)
+    config = deployment.config.aggregate
     settings = AggregateSettings(
         authority_hrn=deployment.authority_hrn, am_urn=identity.gid.urn,
-        hrn=deployment.authority_hrn, lifetimes=lifetimes or LifetimePolicy(),
+        hrn=deployment.authority_hrn, lifetimes=lifetimes or lifetimes_of(config),
     )
-    context = AggregateContext(store, driver or MemoryDriver(), settings,
-                               trust_policy(deployment), run=reactor_runner(reactor))
+    if driver is None:
+        driver = node_manager_driver(deployment, reactor, store) or MemoryDriver()
+    context = AggregateContext(store, driver, settings, trust_policy(deployment),
+                               run=reactor_runner(reactor))
     return AggregateManagerV3(context)
 
 
-def start_deployment_aggregate(reactor: Any, deployment: Deployment) -> AggregateService:
-    """Open and start the deployment's aggregate on [aggregate] port."""
+def node_manager_driver(deployment: Deployment, reactor: Any, store: AggregateStore
+                        ) -> NodeManagerDriver | None:
+    """The driver over the deployment's node managers, or None when it has none."""
+    book = NodeManagerBook(store.database)
+    if not book.managers():
+        return None
     identity = deployment.service_identity("aggregate")
-    return start_aggregate_service(
-        reactor, open_aggregate(deployment, reactor), gid=identity.gid, key=identity.key,
-        host=deployment.config.server.host, port=deployment.config.aggregate.port,
+    config = deployment.config.aggregate
+    client = TwistedNodeClient(
+        reactor, gid=identity.gid, key=identity.key, roots=deployment.trusted_roots().roots,
+        node_gids=book.node_gid, parallelism=config.parallelism,
+        timeout=float(config.node_timeout_seconds))
+    return NodeManagerDriver(store, book, client, identity.gid, identity.key)
+
+
+def start_deployment_aggregate(reactor: Any, deployment: Deployment) -> AggregateService:
+    """Open and start the deployment's aggregate on [aggregate] port (and its health timer)."""
+    identity = deployment.service_identity("aggregate")
+    config = deployment.config.aggregate
+    am = open_aggregate(deployment, reactor)
+    service = start_aggregate_service(
+        reactor, am, gid=identity.gid, key=identity.key,
+        host=deployment.config.server.host, port=config.port,
         limits=deployment.config.limits,
+        reap_ceiling=timedelta(seconds=config.reap_interval_seconds),
     )
+    driver = am.ctx.driver
+    if isinstance(driver, NodeManagerDriver):
+        service.health = HealthTimer(reactor, driver, config.health_interval_seconds)
+        service.health.start()
+        assert isinstance(driver.client, TwistedNodeClient)
+        service.client = driver.client
+    return service

@@ -11,14 +11,18 @@ from typing import Any, Protocol, TextIO
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 
+from sfa.aggregate.nm_book import NodeManagerBook, NodeManagerEntry
+from sfa.aggregate.store import AggregateStore
 from sfa.errors import Unavailable
-from sfa.server.am_api import start_deployment_aggregate
-from sfa.server.deployment import Deployment, ServiceIdentity
+from sfa.nodemanager.config import load_node_config, open_node
+from sfa.server.am_api import AGGREGATE_DB, start_deployment_aggregate
+from sfa.server.deployment import Deployment, ServiceIdentity, node_dirs
 from sfa.server.envelope import FaultReplies, ReplyStyle
+from sfa.server.nm_api import start_node_manager
 from sfa.server.registry_api import registry_handlers
 from sfa.server.service import start_service
 from sfa.server.workers import ProcessCallPool
-from sfa.server.xmlrpc import Handler
+from sfa.server.xmlrpc import CallPool, Handler
 
 log = Logger(namespace="sfa.server")
 
@@ -96,10 +100,41 @@ def start_deployment(
             plan.on_listening(service.url)
         running[plan.name] = service
         announce(f"ready {plan.name} {service.url}")
+    running.update(start_node_managers(reactor, deployment, announce))
     if deployment.config.aggregate.enabled:
         aggregate = start_deployment_aggregate(reactor, deployment)
         running["aggregate"] = aggregate
         announce(f"ready aggregate {aggregate.url}")
+    return running
+
+
+def start_node_managers(
+    reactor: Any, deployment: Deployment, announce: Callable[[str], None]
+) -> dict[str, Served]:
+    """Every node manager of DIR/nodes in this process, each on its own port, sharing one call
+    pool; the aggregate's inventory learns their real URLs (port 0 = any free port)."""
+    directories = node_dirs(deployment)
+    if not directories:
+        return {}
+    limits = deployment.config.limits
+    pool = CallPool(reactor, limits.max_concurrent_calls * 2, name="sfa-nodemanagers")
+    running: dict[str, Served] = {}
+    urls: list[NodeManagerEntry] = []
+    for nodedir in directories:
+        config = load_node_config(nodedir)
+        nm = open_node(nodedir, config=config)
+        nm.recover()
+        service = start_node_manager(
+            reactor, nm, host=deployment.config.server.host, port=config.port,
+            local_port=config.local_port or None, limits=limits, pool=pool)
+        running[f"nodemanager {nm.urn}"] = service
+        urls.append(NodeManagerEntry(nm.urn, service.url, nm.node.gid.to_pem()))
+        announce(f"ready nodemanager {nm.urn} {service.url}")
+    store = AggregateStore(deployment.db_dir / AGGREGATE_DB)
+    try:
+        NodeManagerBook(store.database).set_managers(urls)
+    finally:
+        store.close()
     return running
 
 

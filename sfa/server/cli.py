@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "init": ("sfa.server.cli_deploy", "init"),
     "serve": ("sfa.server.cli_deploy", "serve"),
     "admin": ("sfa.server.cli_admin", "admin"),
+    "nodemanager": ("sfa.nodemanager.cli", "nodemanager"),
 }
 
 

@@ -32,7 +32,7 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
-class RegistryConfig:
+class RegistrySection:
     enabled: bool = True
     port: int = 12345
     slice_lifetime_days: int = 30
@@ -47,6 +47,18 @@ class RegistryConfig:
 class AggregateConfig:
     enabled: bool = True
     port: int = 12346
+    # sliver lifetimes: allocated ones lapse after allocated_minutes; leases default to
+    # default_lease_days and never exceed max_lease_days (nor the slice credential)
+    allocated_minutes: int = 10
+    default_lease_days: int = 1
+    max_lease_days: int = 30
+    # node managers: calls in flight at once, seconds before a node counts as down
+    parallelism: int = 32
+    node_timeout_seconds: int = 15
+    # GetVersion at every node manager (liveness and load for the advertisement)
+    health_interval_seconds: int = 30
+    # expired slivers are reaped at their expiry, and at least this often
+    reap_interval_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,7 @@ class SfaConfig:
     base_dir: Path
     authority: AuthorityConfig
     server: ServerConfig = field(default_factory=ServerConfig)
-    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    registry: RegistrySection = field(default_factory=RegistrySection)
     aggregate: AggregateConfig = field(default_factory=AggregateConfig)
     slicemgr: SliceMgrConfig = field(default_factory=SliceMgrConfig)
     nodes: NodesConfig = field(default_factory=NodesConfig)
@@ -104,7 +116,7 @@ class SfaConfig:
 _SECTIONS: dict[str, type] = {
     "authority": AuthorityConfig,
     "server": ServerConfig,
-    "registry": RegistryConfig,
+    "registry": RegistrySection,
     "aggregate": AggregateConfig,
     "slicemgr": SliceMgrConfig,
     "nodes": NodesConfig,
@@ -121,6 +133,13 @@ _POSITIVE_KEYS = (
     "max_request_bytes",
     "max_concurrent_calls",
     "idle_timeout_seconds",
+    "allocated_minutes",
+    "default_lease_days",
+    "max_lease_days",
+    "parallelism",
+    "node_timeout_seconds",
+    "health_interval_seconds",
+    "reap_interval_seconds",
 )
 
 

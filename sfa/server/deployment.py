@@ -6,7 +6,9 @@
     DIR/services/<name>.gid     service GIDs (+authority+sa|am|sm), CN=<hrn>.<service>,
     DIR/services/<name>.pkey    with DNS:/IP: names for the host
     DIR/db/registry.sqlite      created and migrated
-    DIR/nodes/                  node managers (a later issue)
+    DIR/db/aggregate.sqlite     the aggregate: inventory (with each node manager's URL and GID)
+    DIR/nodes/<name>/           one node manager each (sfa.nodemanager.config); its slivers in
+                                DIR/nodes/<name>/slivers/<login>/
 
 (All but sfa.toml live under [server] data_dir, which is DIR itself by default.)
 """
@@ -14,24 +16,31 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from sfa.aggregate.inventory import generate_nodes
+from sfa.aggregate.nm_book import NodeManagerBook, NodeManagerEntry
+from sfa.aggregate.store import AggregateStore
 from sfa.errors import AlreadyExists, BadArgs
+from sfa.nodemanager.config import create_node_dir
 from sfa.server.config import (
     AggregateConfig,
     AuthorityConfig,
     NodesConfig,
-    RegistryConfig,
+    RegistrySection,
     ServerConfig,
     SfaConfig,
     SliceMgrConfig,
     load_config,
     render_config,
 )
+from sfa.server.service import service_url
 from sfa.storage.registry_schema import open_registry_database
 from sfa.trust.gid import GID, create_gid
 from sfa.trust.hierarchy import Authority, AuthorityStore
@@ -145,22 +154,74 @@ def init_deployment(
         base_dir=path,
         authority=AuthorityConfig(hrn=authority),
         server=ServerConfig(host=host, data_dir="."),
-        registry=RegistryConfig(port=registry_port),
+        registry=RegistrySection(port=registry_port),
         aggregate=AggregateConfig(port=am_port),
         slicemgr=SliceMgrConfig(port=sm_port),
         nodes=NodesConfig(count=nodes, base_port=nm_base_port),
     )
     path.mkdir(parents=True, exist_ok=True)
     deployment = Deployment(path, config)
-    for sub in ("trusted_roots", "services", "db", "nodes"):
+    for sub in ("trusted_roots", "services", "db"):
         (deployment.data_dir / sub).mkdir(mode=0o700, exist_ok=True)
+    # slivers running under their own uids must be able to reach their homes below
+    (deployment.data_dir / "nodes").mkdir(mode=0o711, exist_ok=True)
     root = deployment.authority_store().create_root(authority)
     deployment.trusted_roots().write(root.gid, f"{authority}.gid")
     for service, kind in SERVICE_TYPES.items():
         _write_service(deployment, service, kind, root, host)
     open_registry_database(deployment.registry_db).close()
+    if nodes:
+        create_nodes(deployment, nodes)
     (path / "sfa.toml").write_text(render_config(config), encoding="utf-8")
     return deployment
+
+
+def node_port(base_port: int, index: int) -> int:
+    """The port of node `index` (1-based): base_port + index - 1, or 0 (any) when base is 0."""
+    return base_port + index - 1 if base_port else 0
+
+
+def create_nodes(deployment: Deployment, count: int) -> None:
+    """Node directories DIR/nodes/node1..N (keys made in parallel processes) and their
+    inventory entries, with node manager URLs, in the aggregate's database."""
+    config = deployment.config
+    host = config.server.host
+    args = [(str(deployment.authorities_dir), deployment.authority_hrn, str(deployment.nodes_dir),
+             str(deployment.trusted_roots_dir), host, node_port(config.nodes.base_port, i), i)
+            for i in range(1, count + 1)]
+    if count >= 8:
+        workers = min(os.cpu_count() or 1, 8)
+        with ProcessPoolExecutor(workers) as pool:
+            made = list(pool.map(_create_node, args, chunksize=max(1, count // (workers * 4))))
+    else:
+        made = [_create_node(a) for a in args]
+    nodes = [replace(node, hostname=host)
+             for node in generate_nodes(deployment.authority_hrn, count)]
+    store = AggregateStore(deployment.db_dir / "aggregate.sqlite")
+    try:
+        store.upsert_nodes(nodes)
+        NodeManagerBook(store.database).set_managers(
+            NodeManagerEntry(urn, service_url(host, port), gid) for urn, port, gid in made)
+    finally:
+        store.close()
+
+
+def _create_node(args: tuple[str, str, str, str, str, int, int]) -> tuple[str, int, str]:
+    """One node directory (runs in a worker process): (URN, port, GID PEM)."""
+    authorities, authority_hrn, nodes_dir, roots, host, port, index = args
+    authority = AuthorityStore(Path(authorities)).get(authority_hrn)
+    nodedir = Path(nodes_dir) / f"node{index}"
+    node = create_node_dir(nodedir, authority=authority, hrn=f"{authority_hrn}.node{index}",
+                           hostname=host, port=port, trusted_roots=Path(roots))
+    return node.urn, port, (nodedir / "node.gid").read_text()
+
+
+def node_dirs(deployment: Deployment) -> list[Path]:
+    """The deployment's node directories, in node order (node1, node2, ...)."""
+    if not deployment.nodes_dir.is_dir():
+        return []
+    found = [d for d in deployment.nodes_dir.iterdir() if (d / "node.toml").is_file()]
+    return sorted(found, key=lambda d: (len(d.name), d.name))
 
 
 def _refuse_non_empty(path: Path) -> None:

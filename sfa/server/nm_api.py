@@ -22,7 +22,14 @@ from sfa.nodemanager.terms import users_from_wire
 from sfa.server.config import LimitsConfig
 from sfa.server.envelope import Envelope, EnvelopeReplies, FaultReplies
 from sfa.server.service import RunningService, service_url, start_service
-from sfa.server.xmlrpc import CallContext, CallPool, Handler, XmlRpcResource, XmlRpcSite
+from sfa.server.xmlrpc import (
+    CallContext,
+    CallPool,
+    Handler,
+    Pool,
+    XmlRpcResource,
+    XmlRpcSite,
+)
 from sfa.timeutil import utcnow
 
 log = Logger(namespace="sfa.nodemanager")
@@ -181,6 +188,20 @@ class LeaseReaper:
             self._call.cancel()
 
 
+class _Borrowed:
+    """A pool shared by several node managers: stopping one of them leaves it running (it
+    stops with the reactor)."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    def dispatch(self, dispatcher: Any, data: bytes, certificates: Any, address: str) -> Any:
+        return self.pool.dispatch(dispatcher, data, certificates, address)
+
+    def stop(self) -> None:
+        return None
+
+
 @dataclass
 class NodeManagerService:
     """A listening node manager: remote API, optional local API, reaper."""
@@ -215,15 +236,17 @@ def start_node_manager(
     limits: LimitsConfig,
     local_port: int | None = None,
     reap_ceiling: timedelta = REAP_CEILING,
+    pool: Pool | None = None,
 ) -> NodeManagerService:
     """Listen for the remote API on host:port (TLS, the node's GID) and, when `local_port` is
     not None, for the local API on 127.0.0.1:local_port (0 = any free port); start reaping.
-    Call `nm.recover()` first."""
+    Calls run in `pool` (node managers of one process may share one). Call `nm.recover()`
+    first."""
     reaper = LeaseReaper(reactor, nm, reap_ceiling)
     remote = start_service(
         reactor, name="nodemanager", handlers=remote_handlers(nm, reaper.poke),
         replies=EnvelopeReplies(), gid=nm.node.gid, key=nm.node.key, host=host, port=port,
-        limits=limits,
+        limits=limits, pool=_Borrowed(pool) if pool is not None else None,
     )
     local = None
     if local_port is not None:

@@ -37,6 +37,7 @@ __all__ = [
     "CallPool",
     "Handler",
     "LimitedRequest",
+    "Pool",
     "XmlRpcResource",
     "XmlRpcSite",
 ]
@@ -46,6 +47,8 @@ log = Logger(namespace="sfa.server")
 # A request that keeps streaming this many times the limit is cut off instead of drained.
 _DRAIN_FACTOR = 4
 _QUEUE_FACTOR = 16
+# distinct request bodies whose constant reply is kept (GetVersion with and without options)
+_CONSTANT_BODIES = 16
 
 
 class Pool(Protocol):
@@ -75,11 +78,16 @@ class CallPool:
         self._trigger = reactor.addSystemEventTrigger("during", "shutdown", self.stop)
 
     def stop(self) -> None:
-        """Stop the threads once the calls in progress end (idempotent)."""
-        if self._trigger is not None:
-            self.reactor.removeSystemEventTrigger(self._trigger)
-            self._trigger = None
-            self._pool.stop()
+        """Stop the threads once the calls in progress end (idempotent; also when it runs as
+        its own shutdown trigger, which the reactor has already taken off its list)."""
+        trigger, self._trigger = self._trigger, None
+        if trigger is None:
+            return
+        try:
+            self.reactor.removeSystemEventTrigger(trigger)
+        except ValueError:
+            pass  # fired: the reactor is shutting down and called this very trigger
+        self._pool.stop()
 
     def run(self, function: Callable[..., Any], *args: Any) -> Deferred[Any]:
         """Run function(*args) in the pool; Busy when too many calls are already waiting."""
@@ -162,10 +170,14 @@ class XmlRpcResource(resource.Resource):
         replies: ReplyStyle,
         pool: Pool,
         anonymous_methods: frozenset[str] = ANONYMOUS_METHODS,
+        constant_methods: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__()
         self.service = service
         self.pool = pool
+        # replies of methods whose answer never changes, by the exact request body
+        self.constant_methods = constant_methods
+        self._constant: dict[bytes, CallOutcome] = {}
         self.dispatcher = Dispatcher(
             service=service, handlers=handlers, replies=replies,
             anonymous_methods=anonymous_methods,
@@ -182,6 +194,10 @@ class XmlRpcResource(resource.Resource):
         started = time.perf_counter()
         try:
             data = _body(request)
+            known = self._constant.get(data)
+            if known is not None:
+                self._log(known, started)
+                return _with_headers(request, known.body)
             certificates = peer_certificates(request.transport)
             address = _client_address(request)
             deferred = self.pool.dispatch(self.dispatcher, data, certificates, address)
@@ -199,6 +215,9 @@ class XmlRpcResource(resource.Resource):
 
     def _send(self, outcome: CallOutcome, request: server.Request, started: float) -> None:
         self._log(outcome, started)
+        if (outcome.method in self.constant_methods and outcome.code == 0
+                and len(self._constant) < _CONSTANT_BODIES):
+            self._constant[_body(request)] = outcome
         if not request._disconnected:
             request.write(_with_headers(request, outcome.body))
             request.finish()

@@ -1,0 +1,297 @@
+"""The node-manager Driver: tickets signed at Allocate, redeemed at the nodes at Provision.
+
+Every operation fans out to the slivers' node managers through a `NodeClient` (bounded
+parallelism, per-node timeout) and answers per sliver. A node that does not answer is marked
+down in the inventory (so the advertisement and the mapper stop offering it) and its sliver
+gets the error; the health check (`check_health`) marks it up again when it answers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sfa.nodemanager.slicekey import seal_slice_key
+from sfa.timeutil import format_rfc3339, utcnow
+from sfa.trust.gid import GID
+from sfa.trust.keys import (
+    generate_private_key,
+    load_private_key,
+    private_key_to_pem,
+    public_key_to_openssh,
+)
+from sfa.trust.ticket import TicketResources, TicketUser, create_ticket
+
+from .driver import SliverResult
+from .nm_book import NodeManagerBook, StoredTicket
+from .nm_client import NodeCall, NodeClient, NodeReply
+from .slivers import Action, OperationalState, Sliver, UserKeys
+from .store import AggregateStore
+
+# PlanetLab 3.0 per-sliver defaults
+DEFAULT_RESOURCES = TicketResources(cpu_share=32, memory_mb=128, disk_mb=5120, tasks=256,
+                                    bandwidth_kbps=1)
+NODE_STATES = {
+    "creating": OperationalState.CONFIGURING,
+    "ready": OperationalState.NOTREADY,
+    "stopped": OperationalState.NOTREADY,
+    "started": OperationalState.READY,
+    "failed": OperationalState.FAILED,
+}
+Calls = dict[str, tuple[str, tuple[Any, ...]]]  # sliver URN -> method, params
+ACTION_METHODS = {Action.START: "StartSliver", Action.STOP: "StopSliver",
+                  Action.RESTART: "RestartSliver"}
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """One health check: which nodes answered, and how many changed between up and down."""
+
+    up: tuple[str, ...]
+    down: tuple[str, ...]
+    changed: int
+
+
+@dataclass
+class NodeManagerDriver:
+    """A Driver over node managers; `signer`/`key` are the aggregate's GID and key."""
+
+    store: AggregateStore
+    book: NodeManagerBook
+    client: NodeClient
+    signer: GID
+    key: rsa.RSAPrivateKey = field(repr=False)
+    resources: TicketResources = DEFAULT_RESOURCES
+    clock: Callable[[], datetime] = utcnow
+
+    # --- the Driver protocol ------------------------------------------------------------------
+
+    async def allocate(self, slivers: Sequence[Sliver]) -> list[SliverResult]:
+        """Sign and store one ticket per sliver (nothing is sent yet)."""
+        errors = await self.client.in_thread(self._issue, list(slivers), False)
+        return [SliverResult(s.urn, OperationalState.PENDING_ALLOCATION, errors.get(s.urn, ""))
+                for s in slivers]
+
+    async def provision(
+        self, slivers: Sequence[Sliver], users: Sequence[UserKeys]
+    ) -> list[SliverResult]:
+        """Redeem each sliver's ticket at its node (a sent ticket is retried, never replaced)."""
+        chosen = [s.with_changes(users=tuple(users)) for s in slivers]
+        errors = await self.client.in_thread(self._issue, chosen, True)
+        tickets = await self.client.in_thread(self.book.tickets, [s.urn for s in chosen])
+        calls: Calls = {s.urn: ("RedeemTicket", (tickets[s.urn].ticket,
+                                          {"slice_key": tickets[s.urn].slice_key}))
+                 for s in chosen if s.urn not in errors}
+        replies = await self._fan_out(chosen, calls)
+        results = []
+        for sliver in chosen:
+            reply = replies.get(sliver.urn)
+            if reply is None:
+                results.append(SliverResult(sliver.urn, None, errors.get(sliver.urn, "")))
+            elif reply.ok:
+                login = reply.value.get("login", "") if isinstance(reply.value, dict) else ""
+                results.append(SliverResult(sliver.urn, OperationalState.NOTREADY,
+                                            login_user=login))
+            else:
+                results.append(SliverResult(sliver.urn, None, reply.error))
+        return results
+
+    async def perform_action(
+        self, slivers: Sequence[Sliver], action: Action, users: Sequence[UserKeys]
+    ) -> list[SliverResult]:
+        if action is Action.UPDATE_USERS:
+            return await self.update_users(slivers, users)
+        method = ACTION_METHODS[action]
+        calls: Calls = {s.urn: (method, (s.urn, [])) for s in slivers}
+        return _state_results(slivers, await self._fan_out(slivers, calls))
+
+    async def status(self, slivers: Sequence[Sliver]) -> list[SliverResult]:
+        calls: Calls = {s.urn: ("SliverStatus", (s.urn, [])) for s in slivers}
+        return _state_results(slivers, await self._fan_out(slivers, calls))
+
+    async def renew(self, slivers: Sequence[Sliver], expires: datetime) -> list[SliverResult]:
+        """Send each node a renewal: a new ticket for the same sliver with the later expiry."""
+        renewals = await self.client.in_thread(self._renewals, list(slivers), expires)
+        calls: Calls = {urn: ("RenewLease", (urn, ticket)) for urn, ticket in renewals.items()}
+        replies = await self._fan_out(slivers, calls)
+        return [SliverResult(s.urn, None, _error(replies.get(s.urn), "no ticket to renew"))
+                for s in slivers]
+
+    async def delete(self, slivers: Sequence[Sliver]) -> list[SliverResult]:
+        """Delete at the nodes the slivers whose ticket went out; the others need no call."""
+        tickets = await self.client.in_thread(self.book.tickets, [s.urn for s in slivers])
+        calls: Calls = {s.urn: ("DeleteSliver", (s.urn, [])) for s in slivers
+                 if s.urn in tickets and tickets[s.urn].sent}
+        replies = await self._fan_out(slivers, calls)
+        return [SliverResult(s.urn, None, _error(replies.get(s.urn), "")) for s in slivers]
+
+    async def update_users(
+        self, slivers: Sequence[Sliver], users: Sequence[UserKeys]
+    ) -> list[SliverResult]:
+        wire = [{"urn": u.urn, "keys": list(u.keys)} for u in users]
+        calls: Calls = {s.urn: ("UpdateKeys", (s.urn, wire, [])) for s in slivers}
+        return _state_results(slivers, await self._fan_out(slivers, calls))
+
+    # --- beyond the protocol ------------------------------------------------------------------
+
+    async def check_health(self) -> HealthReport:
+        """GetVersion at every node manager; record liveness and load (used capacity share)."""
+        managers = self.book.managers()
+        calls = [NodeCall(urn, entry.url, "GetVersion", ()) for urn, entry in managers.items()]
+        replies = await self.client.call_many(calls) if calls else []
+        observed = [(call.node_urn, reply.ok, _load(reply.value) if reply.ok else 1.0)
+                    for call, reply in zip(calls, replies, strict=True)]
+        changed = await self.client.in_thread(self.store.set_liveness_many, observed,
+                                              self.clock())
+        return HealthReport(tuple(u for u, ok, _ in observed if ok),
+                            tuple(u for u, ok, _ in observed if not ok), changed)
+
+    def tickets_for(self, slivers: Sequence[Sliver]) -> list[dict[str, str]]:
+        """Describe's `sfa_tickets`: what a user needs to redeem each sliver themselves."""
+        managers = self.book.managers()
+        tickets = self.book.tickets([s.urn for s in slivers])
+        return [
+            {"node_urn": t.node_urn, "sliver_urn": t.sliver_urn,
+             "url": managers[t.node_urn].url if t.node_urn in managers else "",
+             "ticket": t.ticket, "slice_key": t.slice_key}
+            for t in (tickets[s.urn] for s in slivers if s.urn in tickets)
+        ]
+
+    # --- internals ----------------------------------------------------------------------------
+
+    async def _fan_out(self, slivers: Sequence[Sliver],
+                       calls: Calls) -> dict[str, NodeReply]:
+        """Send `calls` (sliver URN -> method, params) to the slivers' nodes; mark the nodes
+        that did not answer down."""
+        managers = self.book.managers()
+        batch: list[tuple[str, NodeCall]] = []
+        missing: dict[str, NodeReply] = {}
+        for sliver in slivers:
+            if sliver.urn not in calls:
+                continue
+            entry = managers.get(sliver.node_urn)
+            if entry is None:
+                missing[sliver.urn] = NodeReply(code=12, message=f"no node manager is known "
+                                                f"for {sliver.node_urn}")
+                continue
+            method, params = calls[sliver.urn]
+            batch.append((sliver.urn, NodeCall(sliver.node_urn, entry.url, method, params)))
+        replies = await self.client.call_many([c for _, c in batch]) if batch else []
+        down = {call.node_urn for (_, call), reply in zip(batch, replies, strict=True)
+                if not reply.reachable}
+        if down:
+            await self.client.in_thread(self._mark_down, down)
+        answered = {urn: reply for (urn, _), reply in zip(batch, replies, strict=True)}
+        return {**missing, **answered}
+
+    def _mark_down(self, node_urns: set[str]) -> None:
+        loads = {n.urn: n.load for n in self.store.nodes() if n.urn in node_urns}
+        self.store.set_liveness_many([(u, False, loads.get(u, 0.0)) for u in node_urns],
+                                     self.clock())
+
+    def _issue(self, slivers: list[Sliver], for_provision: bool) -> dict[str, str]:
+        """Sign and store tickets where needed; sliver URN -> error for those that cannot be.
+
+        At Allocate every sliver gets a fresh ticket. At Provision a ticket that was sent is
+        kept (a retry redeems it again); an unsent one is re-signed when its terms changed.
+        All Provision tickets are marked sent before any goes out.
+        """
+        errors: dict[str, str] = {}
+        stored = self.book.tickets([s.urn for s in slivers]) if for_provision else {}
+        fresh: list[StoredTicket] = []
+        slice_keys: dict[str, rsa.RSAPrivateKey] = {}
+        for sliver in slivers:
+            terms = _terms(sliver)
+            old = stored.get(sliver.urn)
+            if old is not None and (old.sent or old.terms == terms):
+                continue
+            node_gid = self.book.node_gid(sliver.node_urn)
+            slice_gid = self.store.slice_gid(sliver.slice_urn)
+            if node_gid is None or not slice_gid:
+                errors[sliver.urn] = (f"no node manager is known for {sliver.node_urn}"
+                                      if node_gid is None else
+                                      f"the aggregate lacks the GID of {sliver.slice_urn}")
+                continue
+            if sliver.slice_urn not in slice_keys:
+                slice_keys[sliver.slice_urn] = self._slice_key(sliver.slice_urn)
+            fresh.append(self._sign(sliver, terms, slice_gid=GID.from_pem(slice_gid),
+                                    node_gid=node_gid, slice_key=slice_keys[sliver.slice_urn]))
+        if fresh:
+            self.book.put_tickets(fresh)
+        if for_provision:
+            self.book.mark_sent([s.urn for s in slivers if s.urn not in errors])
+        return errors
+
+    def _slice_key(self, slice_urn: str) -> rsa.RSAPrivateKey:
+        pem = self.book.slice_key(slice_urn)
+        if pem is None:
+            pem = self.book.add_slice_key(
+                slice_urn, private_key_to_pem(generate_private_key()).decode())
+        return load_private_key(pem)
+
+    def _sign(self, sliver: Sliver, terms: dict[str, Any], *, slice_gid: GID, node_gid: GID,
+              slice_key: rsa.RSAPrivateKey) -> StoredTicket:
+        serial = str(uuid.uuid4())
+        ticket = create_ticket(
+            slice_gid=slice_gid, node_urn=sliver.node_urn, sliver_urn=sliver.urn,
+            expires=sliver.expires, signer_key=self.key, signer=self.signer,
+            resources=self.resources,
+            users=[TicketUser(u.urn, tuple(u.keys)) for u in sliver.users],
+            slice_keypair_public=public_key_to_openssh(slice_key.public_key()),
+            initscript=sliver.initscript, serial=serial,
+        )
+        sealed = seal_slice_key(slice_key, node_gid.public_key, sliver.urn)
+        return StoredTicket(sliver.urn, sliver.node_urn, serial, ticket, sealed, terms)
+
+    def _renewals(self, slivers: list[Sliver], expires: datetime) -> dict[str, str]:
+        renewals: dict[str, str] = {}
+        for sliver in slivers:
+            node_gid = self.book.node_gid(sliver.node_urn)
+            slice_gid = self.store.slice_gid(sliver.slice_urn)
+            if node_gid is None or not slice_gid:
+                continue
+            renewed = sliver.with_changes(expires=expires)
+            signed = self._sign(renewed, _terms(renewed), slice_gid=GID.from_pem(slice_gid),
+                                node_gid=node_gid, slice_key=self._slice_key(sliver.slice_urn))
+            renewals[sliver.urn] = signed.ticket
+        return renewals
+
+
+def _terms(sliver: Sliver) -> dict[str, Any]:
+    return {"expires": format_rfc3339(sliver.expires), "initscript": sliver.initscript,
+            "users": [[u.urn, list(u.keys)] for u in sliver.users]}
+
+
+def _error(reply: NodeReply | None, absent: str) -> str:
+    return absent if reply is None else reply.error
+
+
+def _state_results(slivers: Sequence[Sliver], replies: dict[str, NodeReply]
+                   ) -> list[SliverResult]:
+    results = []
+    for sliver in slivers:
+        reply = replies.get(sliver.urn)
+        if reply is None or not reply.ok:
+            results.append(SliverResult(sliver.urn, None, _error(reply, "not sent")))
+            continue
+        state = reply.value.get("state", "") if isinstance(reply.value, dict) else ""
+        results.append(SliverResult(sliver.urn, NODE_STATES.get(state)))
+    return results
+
+
+def _load(version: Any) -> float:
+    """The share of a node's declared capacity in use (0 idle .. 1 full), from GetVersion."""
+    if not isinstance(version, dict):
+        return 1.0
+    capacity, free = version.get("capacity") or {}, version.get("free") or {}
+    shares = [1.0 - float(free.get(k, 0)) / float(v)
+              for k, v in capacity.items() if isinstance(v, int | float) and v > 0]
+    return round(max(shares, default=0.0), 3)
+
+
+__all__ = ["HealthReport", "NodeManagerDriver", "format_rfc3339"]
