@@ -120,7 +120,6 @@ class AggregateManagerV3:
         call = self.ctx.authorize(credentials_of(credentials), peer,
                                   OPERATION_FOR_METHOD["Allocate"], [slice_urn], opts)
         self.ctx.refuse_if_shut_down(slice_urn)
-        _remember_slice_gid(self.ctx, call, slice_urn)
         self.ctx.reap()
         request = parse_request(rspec)
         now = self.ctx.clock()
@@ -133,6 +132,7 @@ class AggregateManagerV3:
         slivers = [self._new_sliver(slice_urn, p, expires, now, request.init_script or "")
                    for p in placements]
         self.ctx.store.claim(slivers)
+        _remember_slice_gid(self.ctx, call, slice_urn)
         results = self.ctx.run(self.ctx.driver.allocate(slivers))
         failed = [r for r in results if not r.ok]
         if failed:

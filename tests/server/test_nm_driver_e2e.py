@@ -20,12 +20,12 @@ from tests.server.nm_site import (
     GENI3,
     NmSite,
     build_deployment,
+    node_proxy,
     ok,
     request,
     start_site,
     stop_site,
 )
-from tests.server.conftest import proxy
 
 SLICES = ["exp1", "exp2", "exp3", "exp4"]
 LIMITS = "cat /proc/$$/limits > limits.tmp; mv limits.tmp limits.txt"
@@ -106,3 +106,138 @@ def _limits(text: str) -> dict[str, str]:
         name, soft = line[:26].strip(), line[26:].split()[0]
         rows[name] = soft
     return rows
+
+
+def provisioned_slice(site: NmSite, name: str, count: int, **options: Any) -> dict[str, str]:
+    """Allocate + Provision `count` nodes for slice `name`; sliver URN -> node URN."""
+    am, creds, urn = site.am(), site.cred(name), slice_urn(name)
+    ok(am.Allocate(urn, creds, request(count), {}))
+    users = [{"urn": site.ids["alice"].gid.urn, "keys": ["ssh-rsa AAAAB3Nza first@lab"]}]
+    ok(am.Provision([urn], creds, {"geni_rspec_version": GENI3, "geni_users": users,
+                                   **options}))
+    store = site.store()
+    try:
+        return {s.urn: s.node_urn for s in store.slivers_of(urn)}
+    finally:
+        store.close()
+
+
+def test_keys_update_and_delete(site: NmSite) -> None:
+    placed = provisioned_slice(site, "exp2", 2)
+    am, creds, urn = site.am(), site.cred("exp2"), slice_urn("exp2")
+    node = next(iter(placed.values()))
+    local = LocalApi(NodeStore(node_dir(site, node) / "db" / "node.sqlite"))
+    assert any("first@lab" in key for key in _all_keys(local.get_keys("princeton_exp2")))
+    ok(am.PerformOperationalAction([urn], creds, "geni_start", {}))
+    users = [{"urn": site.ids["alice"].gid.urn, "keys": ["ssh-rsa AAAAB3Nza second@lab"]}]
+    ok(am.PerformOperationalAction([urn], creds, "geni_update_users", {"geni_users": users}))
+    keys = _all_keys(local.get_keys("princeton_exp2"))
+    assert any("second@lab" in k for k in keys) and not any("first@lab" in k for k in keys)
+    ok(am.Delete([urn], creds, {}))
+    for sliver, node in placed.items():
+        assert sliver not in slivers_on(site, node)
+        assert not (node_dir(site, node) / "slivers" / "princeton_exp2").exists()
+
+
+def _all_keys(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [k for v in value.values() for k in _all_keys(v)]
+    if isinstance(value, list):
+        return [k for v in value for k in _all_keys(v)]
+    return []
+
+
+def test_describe_gives_tickets_and_replay_is_refused(site: NmSite) -> None:
+    placed = provisioned_slice(site, "exp3", 2)
+    am, creds, urn = site.am(), site.cred("exp3"), slice_urn("exp3")
+    described = ok(am.Describe([urn], creds, {"geni_rspec_version": GENI3,
+                                               "sfa_tickets": True}))
+    tickets = {t["sliver_urn"]: t for t in described["sfa_tickets"]}
+    assert set(tickets) == set(placed)
+    first, second = sorted(tickets.values(), key=lambda t: t["node_urn"])
+    other = site.nodes[second["node_urn"]]
+    node = node_proxy(other.url, site.root_file, site.ids["alice"])
+    before = slivers_on(site, second["node_urn"])
+    # replay at another node: refused, nothing created there
+    reply = node.RedeemTicket(first["ticket"], {"slice_key": first["slice_key"]})
+    assert reply["code"]["geni_code"] in (GeniCode.CREDENTIAL_MISMATCH, GeniCode.FORBIDDEN)
+    assert slivers_on(site, second["node_urn"]) == before
+    # the same ticket again at its own node: the same lease, no second sliver
+    again = node.RedeemTicket(second["ticket"], {"slice_key": second["slice_key"]})
+    assert again["code"]["geni_code"] == 0 and again["value"]["sliver_urn"] == second[
+        "sliver_urn"]
+    assert slivers_on(site, second["node_urn"]) == before
+    ok(am.Delete([urn], creds, {}))
+    # once deleted, the old ticket does not bring the sliver back
+    replayed = node.RedeemTicket(second["ticket"], {"slice_key": second["slice_key"]})
+    assert replayed["code"]["geni_code"] == GeniCode.REFUSED
+    assert second["sliver_urn"] not in slivers_on(site, second["node_urn"])
+
+
+def test_node_manager_stopped_during_provision(reactor: Any, site: NmSite) -> None:
+    am, creds, urn = site.am(), site.cred("exp4"), slice_urn("exp4")
+    allocated = ok(am.Allocate(urn, creds, request(4), {}))
+    assert len(allocated["geni_slivers"]) == 4
+    store = site.store()
+    placed = {s.urn: s.node_urn for s in store.slivers_of(urn)}
+    store.close()
+    victim = sorted(placed.values())[0]
+    blockingCallFromThread(reactor, site.nodes[victim].stop)
+    assert site.aggregate.client is not None  # a dead node's connections die with it
+    blockingCallFromThread(reactor, site.aggregate.client.close)
+    try:
+        refused = am.Provision([urn], creds, {"geni_rspec_version": GENI3})
+        assert refused["code"]["geni_code"] == GeniCode.ERROR
+        for sliver, node in placed.items():  # without best effort: nothing half-done
+            assert sliver not in slivers_on(site, node)
+        best = ok(am.Provision([urn], creds, {"geni_rspec_version": GENI3,
+                                              "geni_best_effort": True}))
+        states = {s["geni_sliver_urn"]: s for s in best["geni_slivers"]}
+        for sliver, node in placed.items():
+            if node == victim:
+                assert states[sliver]["geni_allocation_status"] == "geni_allocated"
+                assert "did not answer" in states[sliver]["geni_error"]
+            else:
+                assert states[sliver]["geni_allocation_status"] == "geni_provisioned"
+                assert sliver in slivers_on(site, node)
+        store = site.store()
+        assert not next(n for n in store.nodes() if n.urn == victim).up  # marked down
+        store.close()
+    finally:
+        _restart_node(reactor, site, victim)
+    assert site.driver is not None
+    report = blockingCallFromThread(reactor, lambda: _health(site))
+    assert victim in report.up
+    store = site.store()
+    assert next(n for n in store.nodes() if n.urn == victim).up  # back in service
+    store.close()
+    retried = ok(am.Provision([urn], creds, {"geni_rspec_version": GENI3}))
+    assert {s["geni_allocation_status"] for s in retried["geni_slivers"]} == {
+        "geni_provisioned"}
+    ok(am.Delete([urn], creds, {}))
+
+
+def _health(site: NmSite) -> Any:
+    from twisted.internet.defer import Deferred  # noqa: PLC0415
+
+    assert site.driver is not None
+    return Deferred.fromCoroutine(site.driver.check_health())
+
+
+def _restart_node(reactor: Any, site: NmSite, node_urn: str) -> None:
+    from sfa.nodemanager.config import open_node  # noqa: PLC0415
+    from sfa.server.nm_api import start_node_manager  # noqa: PLC0415
+
+    old = site.nodes[node_urn]
+    port = int(old.url.rstrip("/").rsplit(":", 1)[1])
+    old.nm.store.database.close()
+
+    def start() -> Any:
+        nm = open_node(node_dir(site, node_urn))
+        nm.recover()
+        return start_node_manager(reactor, nm, host="127.0.0.1", port=port,
+                                  limits=site.deployment.config.limits)
+
+    site.nodes[node_urn] = blockingCallFromThread(reactor, start)
