@@ -219,7 +219,7 @@ class TwistedNodeClient:
         asking.addTimeout(self.timeout, self.reactor)
         response = await asking
         done: defer.Deferred[bytes] = defer.Deferred()
-        response.deliverBody(_Collect(done))  # type: ignore[call-arg]
+        response.deliverBody(_Collect(done))  # type: ignore[call-arg,misc]
         done.addTimeout(self.timeout, self.reactor)
         data: bytes = await done
         if response.code != 200:

@@ -4,6 +4,7 @@ driver, and node managers in DIR/nodes (each on its own port), with alice's slic
 from __future__ import annotations
 
 import ssl
+import tempfile
 import xmlrpc.client
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,7 +59,7 @@ def build_deployment(base: Path, nodes: int, keys: list[Any], slices: list[str]
                      ) -> tuple[Deployment, dict[str, Identity], dict[str, GID]]:
     """plc with nodes, users pi/alice/bob, plc.princeton and alice's slices; fast timers."""
     for parent in (base, *base.parents):  # slivers run as their own uids when we are root
-        if parent == Path("/tmp"):
+        if parent == Path(tempfile.gettempdir()):
             break
         parent.chmod(parent.stat().st_mode | 0o011)
     deployment = init_deployment(base / "plc", authority="plc", registry_port=0, am_port=0,
@@ -102,10 +103,11 @@ def start_site(reactor: Any, deployment: Deployment, ids: dict[str, Identity],
     site.driver = _driver_of(aggregate)
     reg = {who: proxy(registry.url, site.root_file, ids[who]) for who in ids}
     for who, ident in ids.items():
-        site.creds[who] = reg[who].GetSelfCredential(ident.gid.to_pem(), f"plc.{who}", "user")
+        site.creds[who] = str(reg[who].GetSelfCredential(ident.gid.to_pem(), f"plc.{who}",
+                                                         "user"))
     for name in slices:
-        site.creds[name] = reg["alice"].GetCredential(
-            [site.creds["alice"]], f"plc.princeton.{name}", "slice")
+        site.creds[name] = str(reg["alice"].GetCredential(
+            [site.creds["alice"]], f"plc.princeton.{name}", "slice"))
     return site
 
 
