@@ -148,7 +148,7 @@ def step(name: str, call: Callable[[], Any]) -> Any:
 
 
 def to_ready(endpoint: AmEndpoint, slice_urn: str, creds: list[Any], rspec: str,
-             users: list[dict[str, Any]], label: str = "") -> int:
+             users: list[dict[str, Any]], *, label: str = "") -> int:
     """Allocate, Provision, start, Status until ready; the number of slivers."""
     step(f"{label} Allocate", lambda: endpoint.call("Allocate", slice_urn, creds, rspec, {}))
     step(f"{label} Provision", lambda: endpoint.call(
@@ -168,14 +168,10 @@ def timed(action: Callable[[], int]) -> tuple[float, int]:
     return time.perf_counter() - started, count
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=100, help="nodes per authority")
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="sfa-federation-"))
-    user_key = generate_private_key()
-    deployments = {hrn: deploy(base, hrn, args.nodes, user_key) for hrn in AUTHORITIES}
+def start_federation(base: Path, nodes: int, user_key: Any
+                     ) -> tuple[dict[str, Deployment], list[Any], dict[str, dict[str, str]]]:
+    """Deploy, serve (one process each) and peer the three authorities."""
+    deployments = {hrn: deploy(base, hrn, nodes, user_key) for hrn in AUTHORITIES}
     spawn = multiprocessing.get_context("spawn")
     children, urls = [], {}
     for hrn, deployment in deployments.items():
@@ -191,6 +187,17 @@ def main() -> None:
                 add_root(deployment, other_dep.trusted_roots_dir / f"{other}.gid")
                 add_peer(peers_path(deployment), Peer(other, urls[other]["registry"],
                                                       urls[other]["aggregate"]), own_hrn=hrn)
+    return deployments, children, urls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=100, help="nodes per authority")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="sfa-federation-"))
+    user_key = generate_private_key()
+    deployments, children, urls = start_federation(base, args.nodes, user_key)
     roots = "".join((d.trusted_roots_dir / f"{h}.gid").read_text()
                     for h, d in deployments.items())
     alice = Alice(base, deployments["plc"], user_key, roots)
@@ -228,12 +235,13 @@ def main() -> None:
     def via_sm() -> int:
         slice_urn, cred = next_slice()
         delegated = delegate_credential(cred, to=sm_gid, signer_key=user_key, signer=alice.gid)
-        return to_ready(sm, slice_urn, [wrap(delegated.xml)], whole.to_xml(), users, "sm")
+        return to_ready(sm, slice_urn, [wrap(delegated.xml)], whole.to_xml(), users, label="sm")
 
     def one_by_one() -> int:
         slice_urn, cred = next_slice()
         return sum(to_ready(alice.am(_am_url(urls, cm)), slice_urn, [wrap(cred.xml)],
-                            part.to_xml(), users, "one aggregate") for cm, part in parts.items())
+                            part.to_xml(), users, label="one aggregate")
+                   for cm, part in parts.items())
 
     def client_threads() -> int:
         slice_urn, cred = next_slice()
@@ -261,13 +269,21 @@ def main() -> None:
           f"{medians['aggregate by aggregate'] / medians['slice manager']:.2f}x")
     print(f"  ratio client threads / slice manager:         "
           f"{medians['client threads'] / medians['slice manager']:.2f}x")
+    print_steps()
+    stop(children)
+
+
+def stop(children: list[Any]) -> None:
+    for process, conn in children:
+        conn.send("stop")
+        process.join(10)
+
+
+def print_steps() -> None:
     print("  per step (median ms; 'one aggregate' is one of the three sequential calls):")
     for name, samples in STEPS.items():
         if not name.startswith(" "):
             print(f"    {name:26s} {statistics.median(samples) * 1000:8.1f}")
-    for process, conn in children:
-        conn.send("stop")
-        process.join(10)
 
 
 def _am_url(urls: dict[str, dict[str, str]], component_manager: str) -> str:
