@@ -178,8 +178,10 @@ def peer_with(site: Site, other: Site) -> None:
     assert result.exit_code == 0, result.output
 
 
-def _user(base: Path, site: Site, hrn: str, key: RSAPrivateKey, roots: list[Path]) -> User:
-    admin = open_admin(site.deployment)
+def make_user(base: Path, deployment: Deployment, hrn: str, key: RSAPrivateKey,
+              roots: list[Path]) -> User:
+    """A registered user of `deployment` with their GID and key written under `base`."""
+    admin = open_admin(deployment)
     try:
         gid = GID.from_pem(admin.admin_show(hrn, "user")[0].gid or "")
     finally:
@@ -210,8 +212,8 @@ def federation(reactor: Any, user_keys: list[RSAPrivateKey],
     peer_with(plc, ple)  # while everything runs: no restart
     peer_with(ple, plc)
     roots = [plc.root_file, ple.root_file]
-    world = Federation(plc, ple, sm, _user(base, plc, "plc.alice", alice_key, roots),
-                       _user(base, ple, "ple.bob", bob_key, roots), base)
+    world = Federation(plc, ple, sm, make_user(base, plc_dep, "plc.alice", alice_key, roots),
+                       make_user(base, ple_dep, "ple.bob", bob_key, roots), base)
     yield world
     blockingCallFromThread(reactor, sm.stop)
     for site in (plc, ple):
