@@ -114,7 +114,11 @@ class SliceManager:
         opts = _options(options)
         reports = self._each("Describe", peer, urns, credentials, opts=opts,
                              params=lambda names, creds: ("Describe", names, creds, _plain(opts)))
-        value = _manifest_value([r for r in reports if r.ok], opts)
+        done = [r for r in reports if r.ok]
+        value = _manifest_value(done, opts)
+        tickets = [t for r in done for t in (r.value or {}).get("sfa_tickets", [])]
+        if tickets:  # the node-manager driver's tickets (sfi redeems them itself)
+            value["sfa_tickets"] = tickets
         return _reply({**value, "geni_urn": _first_slice(urns)}, reports, opts)
 
     def status(self, peer: GID | None, urns: object, credentials: object, options: object
