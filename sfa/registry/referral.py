@@ -35,7 +35,7 @@ class Referrals:
 
     def __init__(self, root_hrn: str, peers: Mapping[str, str]) -> None:
         self.root_hrn = root_hrn
-        self.peers = dict(peers)
+        self.peers = peers  # kept, not copied: a live mapping sees peers added later
 
     def is_ours(self, hrn: str) -> bool:
         return self.referral_for(hrn) is None and is_authority_for(self.root_hrn, hrn)

@@ -18,6 +18,7 @@ from sfa.registry.service import Registry
 from sfa.server.deployment import Deployment
 from sfa.server.dispatch import Dispatcher
 from sfa.server.envelope import FaultReplies
+from sfa.server.peers import RegistryPeerMap, deployment_peers
 from sfa.server.xmlrpc import CallContext, Handler
 from sfa.trust.gid import GID
 from sfa.trust.verified_cache import VerifiedCredentials
@@ -38,13 +39,14 @@ def trust_policy(deployment: Deployment) -> TrustPolicy:
 
 
 def registry_logic_config(deployment: Deployment) -> RegistryLogicConfig:
-    """The registry's lifetimes and peers, from sfa.toml."""
+    """The registry's lifetimes (sfa.toml) and its peers, read live (sfa.toml + peers.toml) so
+    that `sfa admin peer add` refers without a restart."""
     config = deployment.config
     return RegistryLogicConfig(
         slice_lifetime=timedelta(days=config.registry.slice_lifetime_days),
         max_slice_lifetime=timedelta(days=config.registry.max_slice_lifetime_days),
         credential_lifetime=timedelta(days=config.registry.credential_lifetime_days),
-        peers={hrn: peer.registry for hrn, peer in config.peers.items() if peer.registry},
+        peers=RegistryPeerMap(deployment_peers(deployment)),
     )
 
 
