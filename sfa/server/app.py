@@ -21,6 +21,7 @@ from sfa.server.envelope import FaultReplies, ReplyStyle
 from sfa.server.nm_api import start_node_manager
 from sfa.server.registry_api import registry_handlers
 from sfa.server.service import start_service
+from sfa.server.sm_api import start_deployment_slicemgr
 from sfa.server.workers import ProcessCallPool
 from sfa.server.xmlrpc import CallPool, Handler
 
@@ -105,6 +106,13 @@ def start_deployment(
         aggregate = start_deployment_aggregate(reactor, deployment)
         running["aggregate"] = aggregate
         announce(f"ready aggregate {aggregate.url}")
+    if deployment.config.slicemgr.enabled:
+        local = running.get("aggregate")
+        slicemgr = start_deployment_slicemgr(
+            reactor, deployment, aggregate_url=local.url if local is not None else None
+        )
+        running["slicemgr"] = slicemgr
+        announce(f"ready slicemgr {slicemgr.url}")
     return running
 
 

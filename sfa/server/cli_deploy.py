@@ -23,7 +23,8 @@ def fail(error: SfaError) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="host the services serve on")
 @click.option("--registry-port", default=12345, show_default=True, type=int)
 @click.option("--am-port", default=12346, show_default=True, type=int)
-@click.option("--sm-port", default=12347, show_default=True, type=int)
+@click.option("--sm-port", type=int, default=None,
+              help="enable the slice manager on this port (12347 is usual; off when absent)")
 @click.option("--nm-base-port", default=12400, show_default=True, type=int)
 @click.option("--nodes", default=0, show_default=True, type=int, help="node managers to run")
 def init(
@@ -33,7 +34,7 @@ def init(
     host: str,
     registry_port: int,
     am_port: int,
-    sm_port: int,
+    sm_port: int | None,
     nm_base_port: int,
     nodes: int,
 ) -> None:

@@ -136,17 +136,19 @@ def init_deployment(
     host: str = "127.0.0.1",
     registry_port: int = 12345,
     am_port: int = 12346,
-    sm_port: int = 12347,
+    sm_port: int | None = None,
     nm_base_port: int = 12400,
     nodes: int = 0,
 ) -> Deployment:
-    """Create a deployment in `directory` (absent or empty): config, root, services, database."""
+    """Create a deployment in `directory` (absent or empty): config, root, services, database.
+    A slice manager port enables the slice manager; without one it stays off (port 12347)."""
     path = Path(directory).resolve()
     _refuse_non_empty(path)
     validate_hrn(authority)
     if len(hrn_split(authority)) != 1:
         raise BadArgs(f"the deployment's authority must be a top-level HRN, not {authority!r}")
-    _check_ports(registry_port, am_port, sm_port, nm_base_port)
+    slicemgr = SliceMgrConfig() if sm_port is None else SliceMgrConfig(enabled=True, port=sm_port)
+    _check_ports(registry_port, am_port, slicemgr.port, nm_base_port)
     if nodes < 0:
         raise BadArgs(f"--nodes must be 0 or more, got {nodes}")
     service_names(host)  # refuse a bad host before anything is written
@@ -156,7 +158,7 @@ def init_deployment(
         server=ServerConfig(host=host, data_dir="."),
         registry=RegistrySection(port=registry_port),
         aggregate=AggregateConfig(port=am_port),
-        slicemgr=SliceMgrConfig(port=sm_port),
+        slicemgr=slicemgr,
         nodes=NodesConfig(count=nodes, base_port=nm_base_port),
     )
     path.mkdir(parents=True, exist_ok=True)

@@ -29,10 +29,10 @@ def sfa(*args: str) -> subprocess.CompletedProcess[str]:
 def served(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Path, str, subprocess.Popen]]:
-    """A deployment made by `sfa init` and served by `sfa serve` in a subprocess."""
+    """A deployment made by `sfa init` (with a slice manager) and served by `sfa serve`."""
     directory = tmp_path_factory.mktemp("e2e") / "plc"
     made = sfa("init", str(directory), "--authority", "plc", "--registry-port", "0",
-               "--am-port", "0")
+               "--am-port", "0", "--sm-port", "0")
     assert made.returncode == 0, made.stderr
     log = (directory.parent / "serve.log").open("w")  # a file: a full pipe would block it
     server = subprocess.Popen(
@@ -43,11 +43,29 @@ def served(
     assert line.startswith("ready registry https://127.0.0.1:"), (line, server.poll())
     aggregate = server.stdout.readline()
     assert aggregate.startswith("ready aggregate https://127.0.0.1:"), aggregate
+    slicemgr = server.stdout.readline()
+    assert slicemgr.startswith("ready slicemgr https://127.0.0.1:"), slicemgr
+    (directory / "slicemgr.url").write_text(slicemgr.split()[2])
     yield directory, line.split()[2], server
     if server.poll() is None:
         server.kill()
         server.wait(10)
     log.close()
+
+
+def test_init_with_sm_port_serves_the_slice_manager(served):
+    directory, _, _ = served
+    url = (directory / "slicemgr.url").read_text()
+    reply = proxy(url, directory / "trusted_roots" / "plc.gid").GetVersion({})
+    assert reply["code"]["geni_code"] == 0
+    assert reply["value"]["geni_api"] == 3
+
+
+def test_init_without_sm_port_leaves_the_slice_manager_off(tmp_path: Path):
+    made = sfa("init", str(tmp_path / "ple"), "--authority", "ple")
+    assert made.returncode == 0, made.stderr
+    config = (tmp_path / "ple" / "sfa.toml").read_text()
+    assert "[slicemgr]\nenabled = false" in config
 
 
 def test_admin_changes_reach_the_running_server(served, tmp_path: Path):
