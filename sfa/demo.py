@@ -151,7 +151,7 @@ def _wait_ready(demo: Demo, who: str, slice_hrn: str, count: int) -> None:
     states: list[str] = []
     while time.monotonic() < deadline:
         report = demo.sfi_json(who, "status", slice_hrn)
-        states = [s.get("geni_operational_status", "") for s in _slivers(report)]
+        states = [row["state"] for row in report.get("slivers", [])]
         if len(states) >= count and all(s == "geni_ready" for s in states):
             print(f"   all {len(states)} slivers geni_ready", flush=True)
             return
@@ -161,18 +161,10 @@ def _wait_ready(demo: Demo, who: str, slice_hrn: str, count: int) -> None:
     raise DemoFailed(f"slivers not ready after {STATUS_TIMEOUT:.0f} s: {states}")
 
 
-def _slivers(report: dict) -> list[dict]:
-    found: list[dict] = []
-    for result in report.get("results", []):
-        value = result.get("value") or {}
-        found.extend(value.get("geni_slivers", []) if isinstance(value, dict) else [])
-    return found
-
-
 def _show_sliver(sliver: Path) -> None:
     slice_gid = GID.from_pem((sliver / "etc" / "slice.gid").read_bytes())
     node_gid = GID.from_pem((sliver / "etc" / "node.gid").read_bytes())
-    print(f"   {sliver.relative_to(sliver.parents[3])}", flush=True)
+    print(f"   {sliver.relative_to(sliver.parents[4])}", flush=True)
     print(f"     etc/slice.gid: {slice_gid.urn} (issued by {slice_gid.issuer_cn})")
     print(f"     etc/node.gid:  {node_gid.urn} (issued by {node_gid.issuer_cn})")
     outputs = list(sliver.glob("home/*/init-output.txt"))
