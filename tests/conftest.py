@@ -1,11 +1,16 @@
-"""Shared test fixtures: where the shared specs, schemas and samples live."""
+"""Shared test fixtures: where the shared specs, schemas and samples live, and the one
+reactor every suite that serves over the network shares."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from twisted.internet.threads import blockingCallFromThread
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SFA_SHARED_DIR", REPO.parent / "shared")).resolve()
@@ -28,3 +33,22 @@ def schemas_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def samples_dir(shared_dir: Path) -> Path:
     return shared_dir / "samples"
+
+
+@pytest.fixture(scope="session")
+def reactor() -> Iterator[Any]:
+    """The global reactor in a daemon thread for the whole session; a reactor that is already
+    running (started by something else in this process) is reused and left running."""
+    from twisted.internet import reactor as the_reactor  # noqa: PLC0415 - installs it
+
+    if the_reactor.running:
+        yield the_reactor
+        return
+    thread = threading.Thread(
+        target=the_reactor.run, kwargs={"installSignalHandlers": False}, daemon=True
+    )
+    thread.start()
+    blockingCallFromThread(the_reactor, lambda: None)  # returns once the reactor runs
+    yield the_reactor
+    the_reactor.callFromThread(the_reactor.stop)
+    thread.join(10)

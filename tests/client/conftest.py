@@ -5,7 +5,6 @@ through its click entry point."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,23 +31,6 @@ from tests.server.conftest import keys  # noqa: F401 - fixture reused
 from tests.server.test_am_api import _start_aggregate, _start_registry
 
 REPO_DIR = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def reactor() -> Iterator[Any]:
-    """The global reactor in a daemon thread; reused when another suite already runs it."""
-    from twisted.internet import reactor as the_reactor  # noqa: PLC0415 - installs it
-
-    if the_reactor.running:
-        yield the_reactor
-        return
-    thread = threading.Thread(target=the_reactor.run,
-                              kwargs={"installSignalHandlers": False}, daemon=True)
-    thread.start()
-    blockingCallFromThread(the_reactor, lambda: None)
-    yield the_reactor
-    the_reactor.callFromThread(the_reactor.stop)
-    thread.join(10)
 
 
 @dataclass

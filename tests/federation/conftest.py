@@ -5,7 +5,6 @@ The aggregates use the in-memory driver (the node-manager driver has not landed 
 
 from __future__ import annotations
 
-import threading
 import xmlrpc.client
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -35,23 +34,6 @@ from sfa.xrn import hrn_to_urn
 from tests.server.test_am_api import _start_aggregate, _start_registry
 
 SM_TIMEOUT = 3.0
-
-
-@pytest.fixture(scope="session")
-def reactor() -> Iterator[Any]:
-    """The global reactor in a daemon thread; reused when another suite already runs it."""
-    from twisted.internet import reactor as the_reactor  # noqa: PLC0415 - installs it
-
-    if the_reactor.running:
-        yield the_reactor
-        return
-    thread = threading.Thread(target=the_reactor.run,
-                              kwargs={"installSignalHandlers": False}, daemon=True)
-    thread.start()
-    blockingCallFromThread(the_reactor, lambda: None)
-    yield the_reactor
-    the_reactor.callFromThread(the_reactor.stop)
-    thread.join(10)
 
 
 def sfa(*args: str | Path) -> Any:

@@ -24,24 +24,6 @@ from tests.nodemanager.nodes import TicketMaker, make_node_dir, reopen, slice_cr
 SLIVER = "urn:publicid:IDN+plc+sliver+s1"
 
 
-@pytest.fixture(scope="session")
-def reactor() -> Iterator[Any]:
-    """The global reactor in a daemon thread (reused when another suite already runs it)."""
-    from twisted.internet import reactor as the_reactor  # noqa: PLC0415 - installs it
-
-    if the_reactor.running:
-        yield the_reactor
-        return
-    thread = threading.Thread(
-        target=the_reactor.run, kwargs={"installSignalHandlers": False}, daemon=True
-    )
-    thread.start()
-    blockingCallFromThread(the_reactor, lambda: None)
-    yield the_reactor
-    the_reactor.callFromThread(the_reactor.stop)
-    thread.join(10)
-
-
 @pytest.fixture
 def service(reactor, open_dir, node1, plc) -> Iterator[NodeManagerService]:
     nm = reopen(make_node_dir(open_dir / "node1", node1, plc))

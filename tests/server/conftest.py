@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import ssl
-import threading
 import xmlrpc.client
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-from twisted.internet.threads import blockingCallFromThread
 
 from sfa.trust.gid import GID, create_gid
 from sfa.trust.keys import generate_private_key, private_key_to_pem
-
-
-@pytest.fixture(scope="session")
-def reactor() -> Iterator[Any]:
-    """The global reactor, running in a daemon thread for the whole session (reused when
-    another suite's fixture already runs it)."""
-    from twisted.internet import reactor as the_reactor  # noqa: PLC0415 - installs it
-
-    if the_reactor.running:
-        yield the_reactor
-        return
-    thread = threading.Thread(
-        target=the_reactor.run, kwargs={"installSignalHandlers": False}, daemon=True
-    )
-    thread.start()
-    blockingCallFromThread(the_reactor, lambda: None)  # returns once the reactor runs
-    yield the_reactor
-    the_reactor.callFromThread(the_reactor.stop)
-    thread.join(10)
 
 
 @dataclass(frozen=True)
