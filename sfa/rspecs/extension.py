@@ -45,26 +45,34 @@ def _int_or_none(text: str | None) -> int | None:
         return None
 
 
-def amounts_from_element(element: etree._Element) -> ResourceAmounts:
-    """Read the amount attributes of `capacity`, `free` or `request` (bad numbers -> None)."""
-    get = element.get
-    values = [get("cpu_share"), get("memory_mb"), get("disk_mb"), get("tasks"),
-              get("bandwidth_kbps")]
+def amounts_from_values(values: list[str | None]) -> ResourceAmounts:
+    """Amounts from attribute texts in AMOUNT_FIELDS order (missing or bad numbers -> None)."""
     try:
         return ResourceAmounts(*[None if v is None else int(v) for v in values])
     except ValueError:
         return ResourceAmounts(*[_int_or_none(v) for v in values])
 
 
+def load_from_text(text: str | None) -> float | None:
+    """The `load` attribute of `<sfa:resources>` (a bad number -> None)."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def amounts_from_element(element: etree._Element) -> ResourceAmounts:
+    """Read the amount attributes of `capacity`, `free` or `request`."""
+    get = element.get
+    return amounts_from_values([get("cpu_share"), get("memory_mb"), get("disk_mb"),
+                                get("tasks"), get("bandwidth_kbps")])
+
+
 def resources_from_element(element: etree._Element) -> NodeResources:
     """Read `<sfa:resources>`."""
-    result = NodeResources()
-    load = element.get("load")
-    if load is not None:
-        try:
-            result.load = float(load)
-        except ValueError:
-            result.load = None
+    result = NodeResources(load=load_from_text(element.get("load")))
     for child in element:
         if child.tag == CAPACITY_TAG:
             result.capacity = amounts_from_element(child)

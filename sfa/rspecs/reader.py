@@ -15,7 +15,7 @@ from datetime import datetime
 
 from lxml import etree
 
-from sfa.errors import BadArgs, BadVersion, TooBig
+from sfa.errors import BadArgs, BadVersion, SfaError, TooBig
 from sfa.rspecs import extension as ext
 from sfa.rspecs.model import (
     GENI_NS,
@@ -38,6 +38,7 @@ from sfa.rspecs.model import (
     RSpec,
     SliverType,
 )
+from sfa.rspecs.plain_nodes import MARKER_TAG, markers_in_place, split_plain_nodes
 from sfa.safexml import parse_xml
 from sfa.timeutil import parse_rfc3339
 
@@ -67,11 +68,34 @@ def read_rspec(
     max_nodes: int = DEFAULT_MAX_NODES,
 ) -> RSpec:
     """Parse an RSpec document (hardened) into the model; see the module docstring."""
-    root = parse_xml(text, what="RSpec", max_bytes=max_bytes)
-    namespace = _check_root(root)
-    rspec_type = _check_type(root, expected_type)
     with _gc_paused():
-        return _Reader(namespace, max_nodes).rspec(root, rspec_type)
+        root, runs = _parse(text, max_bytes, max_nodes)
+        namespace = _check_root(root)
+        rspec_type = _check_type(root, expected_type)
+        return _Reader(namespace, max_nodes).rspec(root, rspec_type, runs)
+
+
+def _parse(
+    text: str | bytes, max_bytes: int, max_nodes: int
+) -> tuple[etree._Element, list[list[Node]]]:
+    """The root (hardened parse) and the runs of plain nodes the fast path read, if any."""
+    if _byte_length(text) <= max_bytes:
+        split = split_plain_nodes(text, max_nodes)
+        if split is not None:
+            try:
+                root = parse_xml(split.remainder, what="RSpec", max_bytes=max_bytes)
+            except SfaError:
+                pass  # the general path below refuses the original with its own message
+            else:
+                if markers_in_place(root, split):
+                    return root, split.runs
+    return parse_xml(text, what="RSpec", max_bytes=max_bytes), []
+
+
+def _byte_length(text: str | bytes) -> int:
+    if isinstance(text, str):
+        return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return len(text)
 
 
 @contextmanager
@@ -176,13 +200,14 @@ class _Reader:
         self.tags = {name: q + name for name in (
             "node", "link", "disk_image", "ip", "login", "install", "execute")}
 
-    def rspec(self, root: etree._Element, rspec_type: str) -> RSpec:
+    def rspec(self, root: etree._Element, rspec_type: str,
+              runs: list[list[Node]] | None = None) -> RSpec:
+        """The model of `root`; `runs` are the fast path's nodes, spliced in at their markers."""
+        runs = runs or []
         node_tag, link_tag = self.tags["node"], self.tags["link"]
-        node_elements = root.findall(node_tag)
-        if len(node_elements) > self.max_nodes:
-            raise TooBig(
-                f"the RSpec names {len(node_elements)} nodes; the limit is {self.max_nodes}"
-            )
+        count = len(root.findall(node_tag)) + sum(len(run) for run in runs)
+        if count > self.max_nodes:
+            raise TooBig(f"the RSpec names {count} nodes; the limit is {self.max_nodes}")
         result = RSpec(
             type=rspec_type,
             generated=_time(root.get("generated")),
@@ -197,6 +222,8 @@ class _Reader:
                 result.nodes.append(self.node(child))
             elif tag == link_tag:
                 result.links.append(self.link(child))
+            elif tag == MARKER_TAG and runs:
+                result.nodes.extend(runs[int(child.get("i", ""))])
             elif tag == ext.INIT_SCRIPT_TAG:
                 result.init_script = child.text or ""
             elif isinstance(tag, str):
