@@ -170,4 +170,6 @@ def _node(groups: tuple[str | None, ...]) -> Node:
 def _amounts(values: list[str | None]) -> ResourceAmounts:
     if None in values:
         return ResourceAmounts(*[None if value is None else int(value) for value in values])
-    return ResourceAmounts(*map(int, values))  # type: ignore[arg-type]
+    cpu, memory, disk, tasks, bandwidth = values
+    return ResourceAmounts(int(cpu), int(memory), int(disk), int(tasks),  # type: ignore[arg-type]
+                           int(bandwidth))  # type: ignore[arg-type]

@@ -100,12 +100,21 @@ def _byte_length(text: str | bytes) -> int:
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Building a big model makes ~10 objects per node and no cycles: skip the GC passes."""
+    """Building a big model makes ~25 objects per node and no cycles: skip the GC passes.
+
+    Afterwards the new objects are moved straight to the oldest generation (freeze then
+    unfreeze: two list splices) instead of being scanned by a young collection as soon as the
+    collector is back on; that scan cost ~0.07 s for 10,000 nodes. Skipped when someone else
+    uses gc.freeze(), whose frozen objects must stay frozen.
+    """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
         if was_enabled:
             gc.enable()
 
