@@ -27,6 +27,7 @@ from sfa.aggregate.memory_driver import MemoryDriver
 from sfa.aggregate.nm_book import NodeManagerBook
 from sfa.aggregate.nm_driver import HealthReport, NodeManagerDriver
 from sfa.aggregate.reaper import Reaper
+from sfa.aggregate.reconcile import Reconciler
 from sfa.aggregate.service import AggregateContext, AggregateSettings
 from sfa.aggregate.store import AggregateStore
 from sfa.errors import BadArgs, MissingArgs
@@ -362,7 +363,8 @@ def node_manager_driver(deployment: Deployment, reactor: Any, store: AggregateSt
 
 
 def start_deployment_aggregate(reactor: Any, deployment: Deployment) -> AggregateService:
-    """Open and start the deployment's aggregate on [aggregate] port (and its health timer)."""
+    """Open and start the deployment's aggregate on [aggregate] port; with node managers, its
+    health timer, and a reconciliation with them (a crash may have left them out of step)."""
     identity = deployment.service_identity("aggregate")
     config = deployment.config.aggregate
     am = open_aggregate(deployment, reactor)
@@ -378,4 +380,9 @@ def start_deployment_aggregate(reactor: Any, deployment: Deployment) -> Aggregat
         service.health.start()
         assert isinstance(driver.client, TwistedNodeClient)
         service.client = driver.client
+        reconciling = Deferred.fromCoroutine(Reconciler.of(driver).run())
+        reconciling.addCallback(lambda report: log.info(
+            "reconciled with the node managers: {summary}", summary=report.summary()))
+        reconciling.addErrback(lambda f: log.failure("reconciling with the node managers failed",
+                                                     f))
     return service

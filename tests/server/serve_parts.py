@@ -1,0 +1,67 @@
+"""Run one part of a deployment in this process, for tests that kill and restart parts:
+
+    python -m tests.server.serve_parts nodes DIR       # every node manager of DIR/nodes
+    python -m tests.server.serve_parts aggregate DIR   # the registry and the aggregate
+
+Each prints `ready NAME URL` lines as `sfa serve` does, then `ready all`; logs go to stderr.
+SIGTERM stops it cleanly; SIGKILL is what the crash tests send.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.internet.defer import gatherResults
+from twisted.logger import globalLogBeginner, textFileLogObserver
+
+from sfa.server.am_api import start_deployment_aggregate
+from sfa.server.app import Served, start_node_managers
+from sfa.server.deployment import Deployment
+from sfa.server.envelope import FaultReplies
+from sfa.server.registry_api import registry_handlers
+from sfa.server.service import start_service
+
+
+def announce(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def start_part(reactor: Any, part: str, deployment: Deployment) -> dict[str, Served]:
+    """Start `part` ("nodes" or "aggregate") of `deployment` on `reactor`."""
+    if part == "nodes":
+        return start_node_managers(reactor, deployment, announce)
+    identity = deployment.service_identity("registry")
+    registry = start_service(
+        reactor, name="registry", handlers=registry_handlers(deployment),
+        replies=FaultReplies(), gid=identity.gid, key=identity.key,
+        host=deployment.config.server.host, port=deployment.config.registry.port,
+        limits=deployment.config.limits)
+    announce(f"ready registry {registry.url}")
+    aggregate = start_deployment_aggregate(reactor, deployment)
+    announce(f"ready aggregate {aggregate.url}")
+    return {"registry": registry, "aggregate": aggregate}
+
+
+def main(part: str, directory: str) -> None:
+    from twisted.internet import reactor as _reactor  # noqa: PLC0415 - installs the reactor
+
+    reactor: Any = _reactor
+    deployment = Deployment.load(directory)
+    observer: Any = textFileLogObserver(sys.stderr)
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    running: dict[str, Served] = {}
+
+    def start() -> None:
+        running.update(start_part(reactor, part, deployment))
+        announce("ready all")
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger(
+        "before", "shutdown", lambda: gatherResults([s.stop() for s in running.values()]))
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

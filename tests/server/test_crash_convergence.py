@@ -1,0 +1,236 @@
+"""spec/security.md item 22: the aggregate killed with SIGKILL while it provisions a slice on
+200 node managers, then restarted, converges: no sliver lost, duplicated or left at a node
+without a record. The aggregate (with the registry) and the node managers run in two separate
+processes (tests/server/serve_parts.py); only the aggregate's is killed."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import xmlrpc.client
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sfa.aggregate.slivers import AllocationState
+from sfa.aggregate.store import AggregateStore
+from sfa.nodemanager.config import load_node_config
+from sfa.nodemanager.store import NodeStore
+from sfa.server.am_api import AGGREGATE_DB
+from sfa.server.config import render_config
+from sfa.server.deployment import Deployment
+from tests.server.conftest import Identity, proxy
+from tests.server.nm_site import GENI3, build_deployment, ok, request
+
+REPO = Path(__file__).resolve().parents[2]
+NODES = 200
+SLICE = "crash"
+SLICE_URN = f"urn:publicid:IDN+plc:princeton+slice+{SLICE}"
+LOGIN = f"princeton_{SLICE}"
+STARTUP_SECONDS = 90.0
+RECONCILED = re.compile(r"reconciled with the node managers: (\d+) adopted, (\d+) redeemed "
+                        r"again, (\d+) failed, (\d+) orphans deleted")
+
+
+@dataclass
+class Part:
+    """One `python -m tests.server.serve_parts PART DIR` process and its output lines."""
+
+    process: subprocess.Popen[str]
+    lines: queue.Queue[tuple[str, str]] = field(default_factory=queue.Queue)
+    urls: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, part: str, directory: Path) -> Part:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.server.serve_parts", part, str(directory)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        running = cls(process)
+        for name, stream in (("out", process.stdout), ("err", process.stderr)):
+            threading.Thread(target=running._pump, args=(name, stream), daemon=True).start()
+        running.wait_for("out", lambda line: line == "ready all")
+        return running
+
+    def _pump(self, name: str, stream: Any) -> None:
+        for line in stream:
+            self.lines.put((name, line.rstrip("\n")))
+        self.lines.put((name, ""))  # end of stream
+
+    def wait_for(self, stream: str, wanted: Callable[[str], Any],
+                 timeout: float = STARTUP_SECONDS) -> str:
+        """The first line of `stream` for which `wanted` is true (ready lines are noted)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no awaited line on std{stream} within {timeout} s")
+            try:
+                name, line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if name == "out" and line.startswith("ready "):
+                parts = line.split()
+                self.urls[" ".join(parts[1:-1])] = parts[-1]
+            if name == stream and wanted(line):
+                return line
+            if line == "" and self.process.poll() is not None:
+                raise AssertionError(f"the process ended ({self.process.returncode}) "
+                                     "before the awaited line")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="module")
+def crash_site(keys: list, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[tuple[Deployment, dict[str, Identity], Part]]:
+    """A deployment of 200 nodes whose node managers run in their own process; the aggregate
+    provisions at most 8 nodes at once, so that a kill lands in the middle."""
+    deployment, ids, _ = build_deployment(tmp_path_factory.mktemp("crash"), NODES, keys, [SLICE])
+    config = deployment.config
+    config = replace(config, aggregate=replace(config.aggregate, parallelism=8))
+    (deployment.directory / "sfa.toml").write_text(render_config(config))
+    nodes = Part.start("nodes", deployment.directory)
+    try:
+        yield Deployment.load(deployment.directory), ids, nodes
+    finally:
+        nodes.stop()
+
+
+def slivers_at_nodes(deployment: Deployment) -> int:
+    """How many nodes hold the slice's sliver directory now."""
+    return sum(1 for _ in deployment.nodes_dir.glob(f"*/slivers/{LOGIN}"))
+
+
+def node_holdings(deployment: Deployment) -> dict[str, list[str]]:
+    """node URN -> the sliver URNs its node manager's database holds."""
+    held: dict[str, list[str]] = {}
+    for nodedir in sorted(deployment.nodes_dir.iterdir()):
+        node_urn = load_node_config(nodedir).urn
+        store = NodeStore(nodedir / "db" / "node.sqlite")
+        try:
+            for record in store.slivers():
+                held.setdefault(node_urn, []).append(record.sliver_urn)
+        finally:
+            store.database.close()
+    return held
+
+
+def credentials(registry_url: str, root_file: Path, alice: Identity) -> list[dict[str, Any]]:
+    registry = proxy(registry_url, root_file, alice)
+    user = str(registry.GetSelfCredential(alice.gid.to_pem(), "plc.alice", "user"))
+    slice_cred = str(registry.GetCredential([user], f"plc.princeton.{SLICE}", "slice"))
+    return [{"geni_type": "geni_sfa", "geni_version": 3,
+             "geni_value": xmlrpc.client.Binary(slice_cred.encode())}]
+
+
+def provision_in_thread(am: Any, creds: list[dict[str, Any]], alice: Identity
+                        ) -> tuple[threading.Thread, list[Any]]:
+    """Provision from a client thread; its outcome (reply or exception) lands in the list."""
+    outcome: list[Any] = []
+    users = [{"urn": alice.gid.urn, "keys": ["ssh-rsa AAAAB3Nza crash@lab"]}]
+
+    def call() -> None:
+        try:
+            outcome.append(am.Provision([SLICE_URN], creds, {
+                "geni_rspec_version": GENI3, "geni_users": users, "geni_best_effort": True}))
+        except Exception as exc:  # the aggregate dies under it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def kill_in_the_middle(deployment: Deployment, aggregate: Part) -> int:
+    """SIGKILL the aggregate once some but not all slivers exist at the nodes; how many did."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen = slivers_at_nodes(deployment)
+        if seen >= 10:
+            aggregate.kill()
+            assert seen < NODES, "Provision finished before the kill: nothing was interrupted"
+            return seen
+        time.sleep(0.005)
+    raise AssertionError("no sliver appeared at the nodes within 60 s of Provision")
+
+
+def test_killed_during_provision_converges(crash_site: tuple[Deployment, dict[str, Identity],
+                                                             Part]) -> None:
+    deployment, ids, _ = crash_site
+    root_file = deployment.trusted_roots_dir / "plc.gid"
+    aggregate = Part.start("aggregate", deployment.directory)
+    try:
+        creds = credentials(aggregate.urls["registry"], root_file, ids["alice"])
+        am = proxy(aggregate.urls["aggregate"] + "am/3", root_file, ids["alice"])
+        allocated = ok(am.Allocate(SLICE_URN, creds, request(NODES), {}))
+        assert len(allocated["geni_slivers"]) == NODES
+        thread, outcome = provision_in_thread(am, creds, ids["alice"])
+        seen = kill_in_the_middle(deployment, aggregate)
+        thread.join(30)
+        assert outcome and isinstance(outcome[0], Exception)  # the caller saw the crash
+    finally:
+        aggregate.stop()
+
+    restarted = Part.start("aggregate", deployment.directory)
+    try:
+        line = restarted.wait_for("err", RECONCILED.search)
+        adopted, redeemed, failed, orphans = map(int, RECONCILED.search(line).groups())  # type: ignore[union-attr]
+        assert adopted >= seen and adopted + redeemed == NODES
+        assert failed == 0 and orphans == 0
+        _assert_converged(deployment)
+        am = proxy(restarted.urls["aggregate"] + "am/3", root_file, ids["alice"])
+        creds = credentials(restarted.urls["registry"], root_file, ids["alice"])
+        status = ok(am.Status([SLICE_URN], creds, {}))
+        assert {s["geni_allocation_status"] for s in status["geni_slivers"]} == {
+            "geni_provisioned"}
+        assert len(status["geni_slivers"]) == NODES
+        assert not any(s.get("geni_error") for s in status["geni_slivers"])
+    finally:
+        restarted.stop()
+
+    again = Part.start("aggregate", deployment.directory)  # a second pass changes nothing
+    try:
+        line = again.wait_for("err", RECONCILED.search)
+        assert RECONCILED.search(line).groups() == ("0", "0", "0", "0")  # type: ignore[union-attr]
+        _assert_converged(deployment)
+    finally:
+        again.stop()
+
+
+def _assert_converged(deployment: Deployment) -> None:
+    """Every node holds exactly the slivers the aggregate records as provisioned there."""
+    store = AggregateStore(deployment.db_dir / AGGREGATE_DB)
+    try:
+        slivers = store.slivers_of(SLICE_URN)
+    finally:
+        store.close()
+    assert len(slivers) == NODES
+    assert {s.allocation for s in slivers} == {AllocationState.PROVISIONED}
+    expected: dict[str, list[str]] = {}
+    for sliver in slivers:
+        expected.setdefault(sliver.node_urn, []).append(sliver.urn)
+    held = node_holdings(deployment)
+    assert {node: sorted(urns) for node, urns in held.items()} == {
+        node: sorted(urns) for node, urns in expected.items()}
+    assert all(len(urns) == 1 for urns in held.values())  # one sliver of the slice per node
+    assert slivers_at_nodes(deployment) == NODES
