@@ -1,21 +1,28 @@
 """Slice scale: one slice on N node managers over real TLS, end to end.
 
-The node managers run in one child process (`sfa serve`'s start_node_managers: each node its
-own TLS port, slivers as real directories); the aggregate (node-manager driver, parallelism 32
-then 1) runs in this process. Timed: Allocate (tickets signed), Provision (tickets redeemed,
-slivers created) and geni_start, for 10, 100 and 1,000 nodes.
+The node managers run in `--node-processes` child processes (each node its own TLS port,
+slivers as real directories, SQLite per node); the aggregate (node-manager driver, parallelism
+32, then 1) runs in this process. Timed: Allocate, Provision (tickets signed and redeemed,
+slivers created) and geni_start, for 10, 100 and 1,000 nodes; with the CPU time of this
+process and of the node processes, and the load average.
 
-    .venv/bin/python benchmarks/slice_scale.py [--sizes 10 100 1000] [--sequential-up-to 100]
+    .venv/bin/python benchmarks/slice_scale.py [--sizes 10 100 1000] [--sequential-up-to N]
+        [--node-processes 2] [--profile DIR]
+
+`--profile DIR` writes cProfile statistics of every thread of every process to DIR.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,8 +32,10 @@ sys.path.insert(0, str(REPO))
 
 from twisted.internet.threads import blockingCallFromThread  # noqa: E402
 
+from sfa.aggregate.nm_book import NodeManagerBook, NodeManagerEntry  # noqa: E402
 from sfa.aggregate.nm_driver import NodeManagerDriver  # noqa: E402
-from sfa.server.am_api import open_aggregate  # noqa: E402
+from sfa.aggregate.store import AggregateStore  # noqa: E402
+from sfa.server.am_api import AGGREGATE_DB, open_aggregate  # noqa: E402
 from sfa.server.cli_admin import open_admin  # noqa: E402
 from sfa.server.deployment import Deployment, init_deployment  # noqa: E402
 from sfa.timeutil import utcnow  # noqa: E402
@@ -35,17 +44,65 @@ from sfa.trust.gid import GID  # noqa: E402
 from sfa.trust.keys import generate_private_key, public_key_to_openssh  # noqa: E402
 
 GENI3 = {"type": "GENI", "version": "3"}
+# One node-manager process: serves DIR/nodes[index::count] and prints "node URN URL" per node,
+# then "ready"; on stdin's end it prints its CPU seconds (and writes its profiles) and exits.
 NODES_CHILD = """
-import sys
+import os, resource, sys, threading
+sys.path.insert(0, {repo!r})
+from benchmarks.slice_scale import ThreadProfiles
+profiles = ThreadProfiles(os.environ.get("SLICE_SCALE_PROFILE", ""), "nodes" + sys.argv[2])
 from twisted.internet import reactor
-from sfa.server.app import start_node_managers
-from sfa.server.deployment import Deployment
+from sfa.nodemanager.config import load_node_config, open_node
+from sfa.server.deployment import Deployment, node_dirs
+from sfa.server.nm_api import start_node_manager
+from sfa.server.xmlrpc import CallPool
+deployment = Deployment.load(sys.argv[1])
+index, count = int(sys.argv[2]), int(sys.argv[3])
 def start():
-    start_node_managers(reactor, Deployment.load(sys.argv[1]), lambda line: None)
+    limits = deployment.config.limits
+    pool = CallPool(reactor, limits.max_concurrent_calls * 2, name="sfa-nodemanagers")
+    for nodedir in node_dirs(deployment)[index::count]:
+        config = load_node_config(nodedir)
+        nm = open_node(nodedir, config=config)
+        nm.recover()
+        service = start_node_manager(reactor, nm, host="127.0.0.1", port=0, limits=limits,
+                                     pool=pool)
+        print("node", nm.urn, service.url)
     print("ready", flush=True)
+def wait_for_end():
+    sys.stdin.read()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print("cpu", usage.ru_utime + usage.ru_stime, len(os.listdir("/proc/self/fd")), flush=True)
+    profiles.save()
+    reactor.callFromThread(reactor.stop)
+threading.Thread(target=wait_for_end, daemon=True).start()
 reactor.callWhenRunning(start)
 reactor.run()
 """
+
+
+class ThreadProfiles:
+    """cProfile of every thread started from now on (and of the caller), saved per thread."""
+
+    def __init__(self, directory: str, label: str) -> None:
+        self.directory, self.label = directory, label
+        self.profiles: list[Any] = []
+        if directory:
+            import cProfile  # noqa: PLC0415
+
+            def start(*_: Any) -> None:
+                sys.setprofile(None)
+                profile = cProfile.Profile()
+                self.profiles.append(profile)
+                profile.enable()
+
+            threading.setprofile(start)
+            start()
+
+    def save(self) -> None:
+        for number, profile in enumerate(self.profiles):
+            profile.disable()
+            profile.dump_stats(os.path.join(self.directory, f"{self.label}-{number}.prof"))
 
 
 def request(count: int) -> str:
@@ -73,7 +130,18 @@ def make_deployment(base: Path, count: int) -> tuple[Deployment, GID, str, str]:
     return deployment, user_gid, slice_gid.urn, cred.xml
 
 
-def timed(label: str, function: Any, *args: Any) -> tuple[float, Any]:
+def twisted_reactor() -> Any:
+    from twisted.internet import reactor  # noqa: PLC0415
+
+    return reactor
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(function: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     started = time.perf_counter()
     result = function(*args)
     return time.perf_counter() - started, result
@@ -83,67 +151,119 @@ def run_once(am: Any, user: GID, slice_urn: str, cred: str, count: int) -> dict[
     users = {"geni_users": [{"urn": user.urn, "keys": ["ssh-rsa AAAAB3Nza bench@lab"]}],
              "geni_rspec_version": GENI3}
     times: dict[str, float] = {}
-    times["allocate"], allocated = timed("allocate", am.allocate, user, slice_urn, [cred],
-                                         request(count), {})
+    cpu = cpu_seconds()
+    times["allocate"], allocated = timed(am.allocate, user, slice_urn, [cred], request(count),
+                                         {})
     assert len(allocated["geni_slivers"]) == count
-    times["provision"], provisioned = timed("provision", am.provision, user, [slice_urn],
-                                            [cred], users)
+    times["provision"], provisioned = timed(am.provision, user, [slice_urn], [cred], users)
     errors = [s["geni_error"] for s in provisioned["geni_slivers"] if s.get("geni_error")]
     assert not errors, errors[:3]
-    times["start"], started = timed("start", am.perform_operational_action, user, [slice_urn],
-                                    [cred], "geni_start", {})
-    assert {s["geni_operational_status"] for s in started} == {"geni_ready"}
+    times["start"], started = timed(am.perform_operational_action, user, [slice_urn], [cred],
+                                    "geni_start", {})
+    failed = [s for s in started if s["geni_operational_status"] != "geni_ready"]
+    assert not failed, failed[:3]
     times["total"] = times["allocate"] + times["provision"] + times["start"]
-    times["delete"], _ = timed("delete", am.delete, user, [slice_urn], [cred], {})
+    times["am cpu"] = cpu_seconds() - cpu
+    times["delete"], _ = timed(am.delete, user, [slice_urn], [cred], {})
     return times
 
 
-def measure(count: int, sequential: bool) -> None:
-    from twisted.internet import reactor  # noqa: PLC0415
+def start_nodes(deployment: Deployment, processes: int, profile: str
+                ) -> list[subprocess.Popen[str]]:
+    """The node-manager processes; their URLs go into the aggregate's inventory."""
+    code = NODES_CHILD.format(repo=str(REPO))
+    env = {**os.environ, "SLICE_SCALE_PROFILE": profile}
+    children = [subprocess.Popen([sys.executable, "-c", code, str(deployment.directory),
+                                  str(index), str(processes)], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
+                for index in range(processes)]
+    entries = []
+    for child in children:
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.strip() == "ready":
+                break
+            _, urn, url = line.split()
+            entries.append(NodeManagerEntry(urn, url, ""))
+    gids = {d.name: d for d in (deployment.directory / "nodes").iterdir()}
+    pems = {}
+    for nodedir in gids.values():
+        gid = GID.from_pem((nodedir / "node.gid").read_bytes())
+        pems[gid.urn] = gid.to_pem()
+    store = AggregateStore(deployment.db_dir / AGGREGATE_DB)
+    try:
+        NodeManagerBook(store.database).set_managers(
+            [NodeManagerEntry(e.node_urn, e.url, pems[e.node_urn]) for e in entries])
+    finally:
+        store.close()
+    return children
+
+
+def stop_nodes(children: list[subprocess.Popen[str]]) -> tuple[float, int]:
+    """End the node processes; their CPU seconds in all, the most descriptors one held."""
+    total, descriptors = 0.0, 0
+    for child in children:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.close()
+        for line in child.stdout:
+            if line.startswith("cpu "):
+                total += float(line.split()[1])
+                descriptors = max(descriptors, int(line.split()[2]))
+        child.wait(60)
+    return total, descriptors
+
+
+def measure(count: int, sequential: bool, processes: int, profile: str) -> None:
+    reactor = twisted_reactor()
 
     with tempfile.TemporaryDirectory(prefix="slice-scale-") as tmp:
         deployment, user, slice_urn, cred = make_deployment(Path(tmp), count)
-        child = subprocess.Popen([sys.executable, "-c", NODES_CHILD, str(deployment.directory)],
-                                 stdout=subprocess.PIPE, text=True, cwd=REPO)
+        started = time.perf_counter()
+        children = start_nodes(deployment, processes, profile)
+        print(f"  {count} node managers in {processes} processes listening after "
+              f"{time.perf_counter() - started:.1f} s", flush=True)
         try:
-            assert child.stdout is not None
-            started = time.perf_counter()
-            assert child.stdout.readline().strip() == "ready"
-            print(f"  {count} node managers listening after "
-                  f"{time.perf_counter() - started:.1f} s", flush=True)
             am = blockingCallFromThread(reactor, open_aggregate, deployment, reactor)
             driver = am.ctx.driver
             assert isinstance(driver, NodeManagerDriver)
+            client: Any = driver.client  # TwistedNodeClient
             modes = [("parallel 32", 32)] + ([("sequential", 1)] if sequential else [])
             results = {}
             for label, parallelism in modes:
-                driver.client.parallelism = parallelism
-                blockingCallFromThread(reactor, driver.client.close)  # cold connections
+                client.parallelism = parallelism
+                blockingCallFromThread(reactor, client.close)  # cold connections
                 results[label] = run_once(am, user, slice_urn, cred, count)
                 shown = ", ".join(f"{k} {v:.2f} s" for k, v in results[label].items())
-                print(f"  {count} nodes, {label}: {shown}", flush=True)
+                print(f"  {count} nodes, {label}: {shown}; load {os.getloadavg()[0]:.2f}",
+                      flush=True)
             if sequential:
                 ratio = results["sequential"]["total"] / results["parallel 32"]["total"]
                 print(f"  {count} nodes: parallel is {ratio:.1f}x sequential", flush=True)
         finally:
-            child.terminate()
-            child.wait(30)
+            node_cpu, descriptors = stop_nodes(children)
+            print(f"  node processes' CPU for all runs: {node_cpu:.1f} s; open descriptors "
+                  f"at the end: {descriptors} in the largest", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--sequential-up-to", type=int, default=1000)
+    parser.add_argument("--node-processes", type=int, default=2)
+    parser.add_argument("--profile", default="", help="write cProfile stats to this directory")
     args = parser.parse_args()
-    from twisted.internet import reactor  # noqa: PLC0415
+    profile = os.path.abspath(args.profile) if args.profile else ""
+    profiles = ThreadProfiles(profile, "aggregate")
+    reactor = twisted_reactor()
 
     thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False},
                               daemon=True)
     thread.start()
     for count in args.sizes:
         print(f"{count} nodes:", flush=True)
-        measure(count, count <= args.sequential_up_to)
+        measure(count, count <= args.sequential_up_to, args.node_processes, profile)
     reactor.callFromThread(reactor.stop)
+    profiles.save()
 
 
 if __name__ == "__main__":

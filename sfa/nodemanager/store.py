@@ -7,7 +7,8 @@ a sliver row lives from redemption to deletion; each redemption or renewal adds 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,11 +83,47 @@ class TicketRecord:
     redeemed_at: str
 
 
+class SharedConnectionDatabase(Database):
+    """A Database with one connection for every thread, used under a lock.
+
+    One process may serve a thousand nodes from one thread pool: a connection per thread per
+    node (three descriptors each in WAL mode) would exhaust the process's file descriptors
+    and pay a connect for every new pairing. A node's statements are short, so serializing
+    them costs nothing that matters.
+    """
+
+    def __init__(self, path: Path | str, migrations: Sequence[Migration] = ()) -> None:
+        self._guard = threading.RLock()
+        self._shared: sqlite_utils.Database | None = None
+        super().__init__(path, migrations)
+
+    def db(self) -> sqlite_utils.Database:
+        with self._guard:
+            if self._shared is None:
+                self._shared = sqlite_utils.Database(self._connect(), execute_plugins=False)
+            return self._shared
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        with self._guard, super().transaction() as handle:
+            yield handle
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite_utils.Database]:
+        with self._guard, super().snapshot() as handle:
+            yield handle
+
+    def close(self) -> None:
+        with self._guard:
+            super().close()
+            self._shared = None
+
+
 class NodeStore:
     """Typed queries over the node's SQLite file; every change is one transaction."""
 
     def __init__(self, path: Path | str) -> None:
-        self.database = Database(path, MIGRATIONS)
+        self.database = SharedConnectionDatabase(path, MIGRATIONS)
 
     def close(self) -> None:
         self.database.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
@@ -67,9 +67,9 @@ def _options(value: Any) -> Mapping[str, Any]:
 def remote_handlers(nm: NodeManager, on_change: Any = None) -> dict[str, Handler]:
     """Method name -> handler for the node manager's remote API (spec/nodemanager.md)."""
 
-    def changed() -> None:
+    def changed(expires: datetime) -> None:
         if on_change is not None:
-            on_change()
+            on_change(expires)
 
     def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
         _args(call, params, 0, 1)
@@ -78,9 +78,9 @@ def remote_handlers(nm: NodeManager, on_change: Any = None) -> dict[str, Handler
     def redeem(call: CallContext, params: tuple[Any, ...]) -> Any:
         ticket, options = _args(call, params, 1, 2)
         slice_key = _options(options).get("slice_key")
-        result = nm.redeem(ticket, slice_key=slice_key).to_wire()
-        changed()
-        return result
+        redemption = nm.redeem(ticket, slice_key=slice_key)
+        changed(redemption.expires)
+        return redemption.to_wire()
 
     def action(name: str) -> Handler:
         def handler(call: CallContext, params: tuple[Any, ...]) -> Any:
@@ -92,9 +92,9 @@ def remote_handlers(nm: NodeManager, on_change: Any = None) -> dict[str, Handler
 
     def renew(call: CallContext, params: tuple[Any, ...]) -> Any:
         urn, renewal = _args(call, params, 2, 2)
-        result = nm.renew(urn, renewal).to_wire()
-        changed()
-        return result
+        redemption = nm.renew(urn, renewal)
+        changed(redemption.expires)
+        return redemption.to_wire()
 
     def delete(call: CallContext, params: tuple[Any, ...]) -> Any:
         urn, credentials = _args(call, params, 1, 2)
@@ -151,13 +151,21 @@ class LeaseReaper:
     def start(self) -> None:
         self._schedule(0.0)
 
-    def poke(self) -> None:
-        """Re-plan (from any thread) after a change that may bring the next expiry closer."""
-        self.reactor.callFromThread(self._replan)
+    def poke(self, expires: datetime | None = None) -> None:
+        """Re-plan (from any thread) after a change: a lease now ends at `expires` (None:
+        unknown, reap and re-plan at once)."""
+        self.reactor.callFromThread(self._replan, expires)
 
-    def _replan(self) -> None:
-        if not self._stopped:
+    def _replan(self, expires: datetime | None) -> None:
+        if self._stopped:
+            return
+        if expires is None:
             self._schedule(0.0)
+            return
+        delay = max(0.0, (expires - utcnow()).total_seconds()) + 0.05
+        due = self.reactor.seconds() + delay
+        if self._call is None or not self._call.active() or self._call.getTime() > due:
+            self._schedule(delay)
 
     def _schedule(self, delay: float) -> None:
         if self._call is not None and self._call.active():
@@ -168,7 +176,15 @@ class LeaseReaper:
         self._call = None
         deferred = deferToThread(self._reap_and_plan)
         deferred.addErrback(self._failed)
-        deferred.addCallback(lambda delay: None if self._stopped else self._schedule(delay))
+        deferred.addCallback(self._plan)
+
+    def _plan(self, delay: float) -> None:
+        """Fire in `delay` seconds, unless a poke meanwhile asked for an earlier time."""
+        if self._stopped:
+            return
+        if self._call is None or not self._call.active() or (
+                self._call.getTime() > self.reactor.seconds() + delay):
+            self._schedule(delay)
 
     def _failed(self, failure: Any) -> float:
         log.failure("reaping expired leases failed", failure)
