@@ -9,7 +9,7 @@ gets the error; the health check (`check_health`) marks it up again when it answ
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,6 +44,7 @@ NODE_STATES = {
     "failed": OperationalState.FAILED,
 }
 Calls = dict[str, tuple[str, tuple[Any, ...]]]  # sliver URN -> method, params
+SIGNING_CHUNK = 64  # tickets signed before a batch goes out
 ACTION_METHODS = {Action.START: "StartSliver", Action.STOP: "StopSliver",
                   Action.RESTART: "RestartSliver"}
 
@@ -72,22 +73,41 @@ class NodeManagerDriver:
     # --- the Driver protocol ------------------------------------------------------------------
 
     async def allocate(self, slivers: Sequence[Sliver]) -> list[SliverResult]:
-        """Sign and store one ticket per sliver (nothing is sent yet)."""
-        errors = await self.client.in_thread(self._issue, list(slivers), False)
+        """Check that every sliver can get a ticket and make the slice's key pair.
+
+        Nothing is signed yet: Provision fixes the users and the lease end, which a ticket
+        carries, so a ticket signed now would be signed again there.
+        """
+        errors = await self.client.in_thread(self._prepare, list(slivers))
         return [SliverResult(s.urn, OperationalState.PENDING_ALLOCATION, errors.get(s.urn, ""))
                 for s in slivers]
 
     async def provision(
         self, slivers: Sequence[Sliver], users: Sequence[UserKeys]
     ) -> list[SliverResult]:
-        """Redeem each sliver's ticket at its node (a sent ticket is retried, never replaced)."""
+        """Redeem each sliver's ticket at its node (a sent ticket is retried, never replaced).
+
+        Tickets are signed in chunks; a chunk goes out while the next one is signed, so the
+        nodes work while the aggregate signs.
+        """
         chosen = [s.with_changes(users=tuple(users)) for s in slivers]
-        errors = await self.client.in_thread(self._issue, chosen, True)
-        tickets = await self.client.in_thread(self.book.tickets, [s.urn for s in chosen])
-        calls: Calls = {s.urn: ("RedeemTicket", (tickets[s.urn].ticket,
-                                          {"slice_key": tickets[s.urn].slice_key}))
-                 for s in chosen if s.urn not in errors}
-        replies = await self._fan_out(chosen, calls)
+        errors: dict[str, str] = {}
+        sending: list[tuple[list[tuple[str, NodeCall]], Awaitable[list[NodeReply]]]] = []
+        missing: dict[str, NodeReply] = {}
+        for start in range(0, len(chosen), SIGNING_CHUNK):
+            chunk = chosen[start:start + SIGNING_CHUNK]
+            chunk_errors, tickets = await self.client.in_thread(self._issue_and_read, chunk)
+            errors.update(chunk_errors)
+            calls: Calls = {s.urn: ("RedeemTicket", (tickets[s.urn].ticket,
+                                                     {"slice_key": tickets[s.urn].slice_key}))
+                            for s in chunk if s.urn not in chunk_errors}
+            batch, absent = self._batch(chunk, calls)
+            missing.update(absent)
+            if batch:
+                sending.append((batch, self.client.call_many([c for _, c in batch])))
+        replies = dict(missing)
+        for batch, pending in sending:
+            replies.update(await self._collect(batch, await pending))
         results = []
         for sliver in chosen:
             reply = replies.get(sliver.urn)
@@ -168,6 +188,13 @@ class NodeManagerDriver:
                        calls: Calls) -> dict[str, NodeReply]:
         """Send `calls` (sliver URN -> method, params) to the slivers' nodes; mark the nodes
         that did not answer down."""
+        batch, missing = self._batch(slivers, calls)
+        replies = await self.client.call_many([c for _, c in batch]) if batch else []
+        return {**missing, **await self._collect(batch, replies)}
+
+    def _batch(self, slivers: Sequence[Sliver], calls: Calls
+               ) -> tuple[list[tuple[str, NodeCall]], dict[str, NodeReply]]:
+        """The NodeCalls of `calls` by sliver URN, and replies for nodes with no manager."""
         managers = self.book.managers()
         batch: list[tuple[str, NodeCall]] = []
         missing: dict[str, NodeReply] = {}
@@ -181,46 +208,76 @@ class NodeManagerDriver:
                 continue
             method, params = calls[sliver.urn]
             batch.append((sliver.urn, NodeCall(sliver.node_urn, entry.url, method, params)))
-        replies = await self.client.call_many([c for _, c in batch]) if batch else []
+        return batch, missing
+
+    async def _collect(self, batch: list[tuple[str, NodeCall]], replies: Sequence[NodeReply]
+                       ) -> dict[str, NodeReply]:
+        """Replies by sliver URN; the nodes that did not answer are marked down."""
         down = {call.node_urn for (_, call), reply in zip(batch, replies, strict=True)
                 if not reply.reachable}
         if down:
             await self.client.in_thread(self._mark_down, down)
-        answered = {urn: reply for (urn, _), reply in zip(batch, replies, strict=True)}
-        return {**missing, **answered}
+        return {urn: reply for (urn, _), reply in zip(batch, replies, strict=True)}
 
     def _mark_down(self, node_urns: set[str]) -> None:
         loads = {n.urn: n.load for n in self.store.nodes() if n.urn in node_urns}
         self.store.set_liveness_many([(u, False, loads.get(u, 0.0)) for u in node_urns],
                                      self.clock())
 
+    def _prepare(self, slivers: list[Sliver]) -> dict[str, str]:
+        """Allocate's checks: sliver URN -> why it cannot get a ticket; the slices' keys made.
+
+        A sliver allocated again (Provision's rollback) loses its old ticket: that one was
+        redeemed and deleted, so a node would refuse it; Provision signs a new one.
+        """
+        self.book.forget_tickets([s.urn for s in slivers])
+        errors: dict[str, str] = {}
+        slice_gids: dict[str, str | None] = {}
+        for sliver in slivers:
+            if sliver.slice_urn not in slice_gids:
+                slice_gids[sliver.slice_urn] = self.store.slice_gid(sliver.slice_urn)
+                if slice_gids[sliver.slice_urn]:
+                    self._slice_key(sliver.slice_urn)
+            error = _unticketable(sliver, self.book.node_gid(sliver.node_urn),
+                                  slice_gids[sliver.slice_urn])
+            if error:
+                errors[sliver.urn] = error
+        return errors
+
+    def _issue_and_read(self, slivers: list[Sliver]
+                        ) -> tuple[dict[str, str], dict[str, StoredTicket]]:
+        errors = self._issue(slivers, True)
+        return errors, self.book.tickets([s.urn for s in slivers if s.urn not in errors])
+
     def _issue(self, slivers: list[Sliver], for_provision: bool) -> dict[str, str]:
         """Sign and store tickets where needed; sliver URN -> error for those that cannot be.
 
-        At Allocate every sliver gets a fresh ticket. At Provision a ticket that was sent is
-        kept (a retry redeems it again); an unsent one is re-signed when its terms changed.
-        All Provision tickets are marked sent before any goes out.
+        A ticket that was sent is kept (a retry redeems it again); an unsent one is signed
+        again only when its terms changed. With `for_provision` the tickets are marked sent
+        (before any goes out).
         """
         errors: dict[str, str] = {}
-        stored = self.book.tickets([s.urn for s in slivers]) if for_provision else {}
+        stored = self.book.tickets([s.urn for s in slivers])
         fresh: list[StoredTicket] = []
         slice_keys: dict[str, rsa.RSAPrivateKey] = {}
+        slice_gids: dict[str, GID | None] = {}
         for sliver in slivers:
             terms = _terms(sliver)
             old = stored.get(sliver.urn)
             if old is not None and (old.sent or old.terms == terms):
                 continue
             node_gid = self.book.node_gid(sliver.node_urn)
-            slice_gid = self.store.slice_gid(sliver.slice_urn)
-            if node_gid is None or not slice_gid:
-                errors[sliver.urn] = (f"no node manager is known for {sliver.node_urn}"
-                                      if node_gid is None else
-                                      f"the aggregate lacks the GID of {sliver.slice_urn}")
+            if sliver.slice_urn not in slice_gids:
+                pem = self.store.slice_gid(sliver.slice_urn)
+                slice_gids[sliver.slice_urn] = GID.from_pem(pem) if pem else None
+            slice_gid = slice_gids[sliver.slice_urn]
+            if node_gid is None or slice_gid is None:
+                errors[sliver.urn] = _unticketable(sliver, node_gid, None)
                 continue
             if sliver.slice_urn not in slice_keys:
                 slice_keys[sliver.slice_urn] = self._slice_key(sliver.slice_urn)
-            fresh.append(self._sign(sliver, terms, slice_gid=GID.from_pem(slice_gid),
-                                    node_gid=node_gid, slice_key=slice_keys[sliver.slice_urn]))
+            fresh.append(self._sign(sliver, terms, slice_gid=slice_gid, node_gid=node_gid,
+                                    slice_key=slice_keys[sliver.slice_urn]))
         if fresh:
             self.book.put_tickets(fresh)
         if for_provision:
@@ -260,6 +317,15 @@ class NodeManagerDriver:
                                 node_gid=node_gid, slice_key=self._slice_key(sliver.slice_urn))
             renewals[sliver.urn] = signed.ticket
         return renewals
+
+
+def _unticketable(sliver: Sliver, node_gid: GID | None, slice_gid: str | None) -> str:
+    """Why `sliver` cannot get a ticket ('' when it can)."""
+    if node_gid is None:
+        return f"no node manager is known for {sliver.node_urn}"
+    if not slice_gid:
+        return f"the aggregate lacks the GID of {sliver.slice_urn}"
+    return ""
 
 
 def _terms(sliver: Sliver) -> dict[str, Any]:

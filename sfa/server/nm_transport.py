@@ -175,15 +175,24 @@ class TwistedNodeClient:
         self.node_gids = node_gids
         self._context = client_context(gid, key, roots)
         self._idle: dict[tuple[str, int], HTTP11ClientProtocol] = {}
+        self._semaphore: defer.DeferredSemaphore | None = None
 
     def in_thread(self, function: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         return deferToThread(function, *args)
 
     def call_many(self, calls: Sequence[NodeCall]) -> defer.Deferred[list[NodeReply]]:
         """Every call, at most `parallelism` at a time; one NodeReply each, in order."""
-        limit = defer.DeferredSemaphore(max(1, self.parallelism))
+        limit = self._limit()
         each = [limit.run(self._deferred_call, call) for call in calls]
         return defer.gatherResults(each)
+
+    def _limit(self) -> defer.DeferredSemaphore:
+        """One semaphore for all calls in flight (several call_many may overlap), remade when
+        `parallelism` changes."""
+        wanted = max(1, self.parallelism)
+        if self._semaphore is None or self._semaphore.limit != wanted:
+            self._semaphore = defer.DeferredSemaphore(wanted)
+        return self._semaphore
 
     def _deferred_call(self, call: NodeCall) -> defer.Deferred[NodeReply]:
         return defer.Deferred.fromCoroutine(self.call(call))
