@@ -31,7 +31,7 @@ from sfa.rspecs.writer import write_rspec
 
 AM = "urn:publicid:IDN+bench+authority+am"
 SIZES = (1_000, 10_000, 50_000)
-REPEATS = 3
+REPEATS = 5
 
 
 def make_nodes(count: int) -> list[Node]:
