@@ -78,9 +78,18 @@ def parse_xml(
     root = tree.getroot()
     if root is None:
         raise BadArgs(f"{what} has no root element")
-    _refuse_entities_and_xinclude(root, what)
-    _max_depth(root, max_depth)
+    # Shortcuts on the bytes, valid where ASCII characters are single bytes: without '&' or
+    # "XInclude" neither can be in the tree; each level of elements takes at least one '<'.
+    # UTF-16/32 (even when a BOM, not a declaration, says so) put NULs beside ASCII.
+    plain = (tree.docinfo.encoding or "").upper() in _ASCII_BASED and b"\x00" not in data
+    if not plain or b"&" in data or b"XInclude" in data:
+        _refuse_entities_and_xinclude(root, what)
+    if not plain or data.count(b"<") > max_depth:
+        _max_depth(root, max_depth)
     return root
+
+
+_ASCII_BASED = frozenset(("UTF-8", "US-ASCII", "ASCII", "ISO-8859-1", "LATIN1"))
 
 
 _XINCLUDE_TAGS = (

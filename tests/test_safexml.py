@@ -54,3 +54,40 @@ def test_plain_document_parses() -> None:
     root = parse_xml('<rspec type="request"><node client_id="n1"/></rspec>')
     assert root.get("type") == "request"
     assert root[0].get("client_id") == "n1"
+
+
+XINCLUDE_UTF16 = ('<r xmlns:xi="http://www.w3.org/2001/XInclude">'
+                  '<xi:include href="file:///etc/passwd"/></r>')
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        XINCLUDE_UTF16.encode("utf-16"),  # BOM, no declaration: the byte shortcut must not apply
+        XINCLUDE_UTF16.encode("utf-32"),
+        XINCLUDE_UTF16.replace("XInclude", "X&#73;nclude"),  # the name written with a char ref
+        XINCLUDE_UTF16.replace("XInclude", "X&#x49;nclude").encode("latin-1"),
+    ],
+)
+def test_xinclude_is_refused_however_it_is_written(document: str | bytes) -> None:
+    with pytest.raises(BadArgs, match="XInclude"):
+        parse_xml(document)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-32"])
+def test_nesting_is_bounded_in_every_encoding(encoding: str) -> None:
+    deep = "<a>" + "<b>" * 10 + "</b>" * 10 + "</a>"
+    with pytest.raises(TooBig, match="deeper than 10"):
+        parse_xml(deep.encode(encoding), max_depth=10)
+    shallow = "<a>" + "<b>" * 9 + "</b>" * 9 + "</a>"
+    assert parse_xml(shallow.encode(encoding), max_depth=10).tag == "a"
+
+
+def test_depth_at_the_limit_with_few_tags() -> None:
+    # No more '<' than the limit: the byte count alone lets it through, correctly.
+    document = "<a>" + "<b>" * 4 + "</b>" * 4 + "</a>"
+    assert document.count("<") == 10
+    assert parse_xml(document, max_depth=10).tag == "a"
+    assert parse_xml(document, max_depth=5).tag == "a"
+    with pytest.raises(TooBig, match="deeper than 4"):
+        parse_xml(document, max_depth=4)
