@@ -437,16 +437,32 @@ _FLAGS = {"true": True, "1": True, "false": False, "0": False}
 def _read_privileges(container: etree._Element) -> tuple[Privilege, ...]:
     result = []
     for node in container.iterchildren("privilege"):
-        parts = _children(node, _PRIVILEGE_CHILDREN)
-        name = _text_of(parts, "name", "privilege")
-        flag = _FLAGS.get(_text_of(parts, "can_delegate", "privilege").lower())
+        # One pass over <name> and <can_delegate> (a repeated one is refused).
+        texts: dict[str, str] = {}
+        for child in node:
+            tag = child.tag
+            if tag in _PRIVILEGE_CHILDREN:
+                if tag in texts:
+                    raise CredentialInvalid(f"<privilege> has more than one <{tag}>; one allowed")
+                texts[tag] = (child.text or "").strip()
+        name = texts.get("name")
+        if name is None:
+            raise CredentialInvalid("<privilege> has no <name>")
+        raw_flag = texts.get("can_delegate")
+        if raw_flag is None:
+            raise CredentialInvalid("<privilege> has no <can_delegate>")
+        flag = _FLAGS.get(raw_flag.lower())
         if not name or flag is None:
             raise CredentialInvalid(
-                f"malformed <privilege>: name {name!r}, can_delegate "
-                f"{_text_of(parts, 'can_delegate', 'privilege')!r}"
+                f"malformed <privilege>: name {name!r}, can_delegate {raw_flag!r}"
             )
-        result.append(Privilege(name, flag))
+        result.append(_privilege(name, flag))
     return tuple(result)
+
+
+@functools.lru_cache(maxsize=512)
+def _privilege(name: str, can_delegate: bool) -> Privilege:
+    return Privilege(name, can_delegate)
 
 
 def _as_text(xml: str | bytes) -> str:

@@ -163,7 +163,9 @@ def _verify_sfa(root: etree._Element, xml: str, policy: TrustPolicy, at: datetim
     _check_root_issuer(credential.chain[-1], signers[-1], policy, at)
     for (child, parent), child_signer in zip(pairwise(credential.chain), signers, strict=False):
         _check_delegation(child, parent, child_signer)
-    _check_times(credential, signers, policy, at)
+    # Signer chains and the target's were verified as of `at` above; the owners' remain.
+    _check_times(credential, signers, policy, at,
+                 checked=(*signers, credential.chain[-1].target_gid))
     if policy.verified_cache is not None:
         entry = VerifiedEntry(credential, tuple(signers))
         policy.verified_cache.put(_cache_key(xml, policy), entry)
@@ -171,12 +173,20 @@ def _verify_sfa(root: etree._Element, xml: str, policy: TrustPolicy, at: datetim
 
 
 def _check_times(
-    credential: Credential, signers: Sequence[GID], policy: TrustPolicy, at: datetime
+    credential: Credential,
+    signers: Sequence[GID],
+    policy: TrustPolicy,
+    at: datetime,
+    checked: Sequence[GID] = (),
 ) -> None:
-    """Everything that depends on `at`: each certificate chain's window, each link's expiry."""
+    """Everything that depends on `at`: each certificate chain's window (once per distinct
+    chain; those in `checked` were verified as of `at` already), each link's expiry."""
     target = credential.chain[-1].target_gid
+    done = {gid.chain_fingerprints for gid in checked}
     for gid in (*signers, target, *(link.owner_gid for link in credential.chain)):
-        verify_gid_chain(gid, policy.roots, at=at, strict_crypto=policy.strict_crypto)
+        if gid.chain_fingerprints not in done:
+            done.add(gid.chain_fingerprints)
+            verify_gid_chain(gid, policy.roots, at=at, strict_crypto=policy.strict_crypto)
     for link in credential.chain:
         if at > link.expires:
             raise CredentialExpired(

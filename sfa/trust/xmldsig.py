@@ -91,7 +91,7 @@ class SignatureInfo:
     reference_id: str
     signature_method: str
     digest_method: str
-    certificates: tuple[str, ...]  # base64 DER of each X509Certificate, in document order
+    certificates: tuple[str, ...]  # each X509Certificate's base64 text, in document order
 
     @property
     def weak(self) -> bool:
@@ -269,15 +269,19 @@ def _only(
     return found[0]
 
 
+_X509_CERTIFICATES = f"{_DS}KeyInfo/{_DS}X509Data/{_DS}X509Certificate"
+
+
 def _certificates(signature: etree._Element) -> tuple[str, ...]:
-    texts = []
-    for node in signature.iterfind(f"{_DS}KeyInfo/{_DS}X509Data/{_DS}X509Certificate"):
-        text = "".join((node.text or "").split())
-        if text:
-            texts.append(text)
+    # Kept as written (line breaks and all): the GID cache is keyed by these texts, and
+    # whitespace is dropped only when a certificate is decoded, on a cache miss.
+    texts = tuple(
+        text for node in signature.iterfind(_X509_CERTIFICATES)
+        if (text := node.text) and not text.isspace()
+    )
     if not texts:
         raise CredentialSignerUntrusted("the signature carries no X509Certificate of its signer")
-    return tuple(texts)
+    return texts
 
 
 # --- verifying --------------------------------------------------------------------------------
@@ -293,7 +297,8 @@ def _build_gid(texts: tuple[str, ...]) -> GID:
     certs = []
     for text in texts:
         try:
-            certs.append(x509.load_der_x509_certificate(base64.b64decode(text, validate=True)))
+            der = base64.b64decode("".join(text.split()), validate=True)
+            certs.append(x509.load_der_x509_certificate(der))
         except (ValueError, binascii.Error) as exc:
             raise CredentialInvalid(
                 f"an X509Certificate in the signature is unreadable: {exc}"

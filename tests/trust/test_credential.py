@@ -148,6 +148,10 @@ def test_expires_accepts_rfc3339_forms(princeton, alice, exp1_slice, text, expec
          "differs"),
         (r"<can_delegate>false</can_delegate>", "<can_delegate>maybe</can_delegate>",
          "malformed <privilege>"),
+        (r"<can_delegate>false</can_delegate>", "", "<privilege> has no <can_delegate>"),
+        (r"<name>[^<]*</name>", "", "<privilege> has no <name>"),
+        (r"<name>", "<name>x</name><name>", "<privilege> has more than one <name>"),
+        (r"<name>[^<]*</name>", "<name> </name>", "malformed <privilege>"),
         (r"<signatures>", "<extra/><signatures>", "must hold"),
     ],
 )
