@@ -38,12 +38,12 @@ Listing = dict[str, dict[str, dict[str, Any]]]  # node URN -> sliver URN -> List
 class ReconcileReport:
     """What one reconciliation did, by sliver URN (node URNs for `skipped_nodes`)."""
 
-    adopted: tuple[str, ...] = ()
-    redeemed: tuple[str, ...] = ()
-    failed: tuple[str, ...] = ()
-    orphans_deleted: tuple[str, ...] = ()
-    synced: tuple[str, ...] = ()
-    skipped_nodes: tuple[str, ...] = ()
+    adopted: tuple[str, ...] = ()  # held by their node, recorded as provisioned now
+    redeemed: tuple[str, ...] = ()  # redeemed again from their stored ticket
+    failed: tuple[str, ...] = ()  # lost at their node for good: geni_failed + geni_error
+    orphans_deleted: tuple[str, ...] = ()  # held by a node without a record here
+    synced: tuple[str, ...] = ()  # operational state taken from the node
+    skipped_nodes: tuple[str, ...] = ()  # did not answer ListSlivers
 
     @property
     def changed(self) -> bool:
@@ -86,20 +86,20 @@ class Reconciler:
         listing, skipped = await self._list_nodes()
         slivers, tickets = await self.client.in_thread(self._records)
         plan = _plan(slivers, tickets, listing, self.clock())
-        redeemed, adopted_late, failed_late = await self._redeem(plan.redeem)
+        redeemed, failed_late = await self._redeem(plan.redeem)
         plan.fail.update(failed_late)
         deleted = await self._delete_orphans(plan.orphans)
         adopted = [_adopted(s, entry, t) for s, entry, t in plan.adopt]
         failed = [_failed(s, reason) for s, reason in plan.fail.values()]
         read = {s.urn: s for s in slivers}
         applied = await self.client.in_thread(
-            self._apply, read, [*adopted, *adopted_late, *redeemed, *failed, *plan.sync])
+            self._apply, read, [*adopted, *redeemed, *failed, *plan.sync])
 
         def done(changed: Sequence[Sliver]) -> tuple[str, ...]:
             return tuple(s.urn for s in changed if s.urn in applied)
 
         return ReconcileReport(
-            adopted=done([*adopted, *adopted_late]), redeemed=done(redeemed),
+            adopted=done(adopted), redeemed=done(redeemed),
             failed=done(failed), orphans_deleted=tuple(deleted), synced=done(plan.sync),
             skipped_nodes=tuple(sorted(skipped)),
         )
@@ -132,24 +132,21 @@ class Reconciler:
         return listing, skipped
 
     async def _redeem(self, wanted: Sequence[tuple[Sliver, StoredTicket]]
-                      ) -> tuple[list[Sliver], list[Sliver], dict[str, tuple[Sliver, str]]]:
-        """Redeem stored tickets again: (provisioned slivers back, allocated slivers now
-        provisioned, provisioned slivers that could not come back -> reason)."""
+                      ) -> tuple[list[Sliver], dict[str, tuple[Sliver, str]]]:
+        """Redeem stored tickets again: (the slivers now provisioned, and the provisioned
+        ones that could not come back -> reason; an allocated one refused stays allocated)."""
         managers = self.book.managers()
         calls = [NodeCall(s.node_urn, managers[s.node_urn].url, "RedeemTicket",
                           (t.ticket, {"slice_key": t.slice_key})) for s, t in wanted]
         replies = await self.client.call_many(calls) if calls else []
-        back: list[Sliver] = []
-        finished: list[Sliver] = []
+        redeemed: list[Sliver] = []
         failed: dict[str, tuple[Sliver, str]] = {}
         for (sliver, ticket), reply in zip(wanted, replies, strict=True):
             if reply.ok:
-                entry = _redeemed_entry(reply)
-                target = back if sliver.allocation is AllocationState.PROVISIONED else finished
-                target.append(_adopted(sliver, entry, ticket))
+                redeemed.append(_adopted(sliver, _redeemed_entry(reply), ticket))
             elif reply.reachable and sliver.allocation is AllocationState.PROVISIONED:
                 failed[sliver.urn] = (sliver, _lost(reply.error))
-        return back, finished, failed
+        return redeemed, failed
 
     async def _delete_orphans(self, orphans: Sequence[tuple[str, str]]) -> list[str]:
         managers = self.book.managers()

@@ -100,15 +100,19 @@ class Part:
                 self.kill()
 
 
+def set_parallelism(deployment: Deployment, parallelism: int) -> None:
+    """Write [aggregate] parallelism into DIR/sfa.toml (read when the aggregate starts)."""
+    config = deployment.config
+    config = replace(config, aggregate=replace(config.aggregate, parallelism=parallelism))
+    (deployment.directory / "sfa.toml").write_text(render_config(config))
+
+
 @pytest.fixture(scope="module")
 def crash_site(keys: list, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[tuple[Deployment, dict[str, Identity], Part]]:
-    """A deployment of 200 nodes whose node managers run in their own process; the aggregate
-    provisions at most 8 nodes at once, so that a kill lands in the middle."""
+    """A deployment of 200 nodes whose node managers run in their own process."""
     deployment, ids, _ = build_deployment(tmp_path_factory.mktemp("crash"), NODES, keys, [SLICE])
-    config = deployment.config
-    config = replace(config, aggregate=replace(config.aggregate, parallelism=8))
-    (deployment.directory / "sfa.toml").write_text(render_config(config))
+    set_parallelism(deployment, 32)  # also writes the fast timers of build_deployment
     nodes = Part.start("nodes", deployment.directory)
     try:
         yield Deployment.load(deployment.directory), ids, nodes
@@ -166,7 +170,7 @@ def kill_in_the_middle(deployment: Deployment, aggregate: Part) -> int:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         seen = slivers_at_nodes(deployment)
-        if seen >= 10:
+        if seen >= 5:
             aggregate.kill()
             assert seen < NODES, "Provision finished before the kill: nothing was interrupted"
             return seen
@@ -178,10 +182,11 @@ def test_killed_during_provision_converges(crash_site: tuple[Deployment, dict[st
                                                              Part]) -> None:
     deployment, ids, _ = crash_site
     root_file = deployment.trusted_roots_dir / "plc.gid"
+    set_parallelism(deployment, 4)  # a few nodes at a time, so that the kill lands mid-way
     aggregate = Part.start("aggregate", deployment.directory)
     try:
         creds = credentials(aggregate.urls["registry"], root_file, ids["alice"])
-        am = proxy(aggregate.urls["aggregate"] + "am/3", root_file, ids["alice"])
+        am: Any = proxy(aggregate.urls["aggregate"] + "am/3", root_file, ids["alice"])
         allocated = ok(am.Allocate(SLICE_URN, creds, request(NODES), {}))
         assert len(allocated["geni_slivers"]) == NODES
         thread, outcome = provision_in_thread(am, creds, ids["alice"])
@@ -191,11 +196,13 @@ def test_killed_during_provision_converges(crash_site: tuple[Deployment, dict[st
     finally:
         aggregate.stop()
 
+    set_parallelism(deployment, 32)
     restarted = Part.start("aggregate", deployment.directory)
     try:
         line = restarted.wait_for("err", RECONCILED.search)
         adopted, redeemed, failed, orphans = map(int, RECONCILED.search(line).groups())  # type: ignore[union-attr]
-        assert adopted >= seen and adopted + redeemed == NODES
+        # held at the nodes: adopted; sent but not redeemed yet: redeemed now (Provision ends)
+        assert adopted >= seen and redeemed > 0 and adopted + redeemed == NODES
         assert failed == 0 and orphans == 0
         _assert_converged(deployment)
         am = proxy(restarted.urls["aggregate"] + "am/3", root_file, ids["alice"])
@@ -207,14 +214,6 @@ def test_killed_during_provision_converges(crash_site: tuple[Deployment, dict[st
         assert not any(s.get("geni_error") for s in status["geni_slivers"])
     finally:
         restarted.stop()
-
-    again = Part.start("aggregate", deployment.directory)  # a second pass changes nothing
-    try:
-        line = again.wait_for("err", RECONCILED.search)
-        assert RECONCILED.search(line).groups() == ("0", "0", "0", "0")  # type: ignore[union-attr]
-        _assert_converged(deployment)
-    finally:
-        again.stop()
 
 
 def _assert_converged(deployment: Deployment) -> None:
