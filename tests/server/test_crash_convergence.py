@@ -1,7 +1,10 @@
 """spec/security.md item 22: the aggregate killed with SIGKILL while it provisions a slice on
 200 node managers, then restarted, converges: no sliver lost, duplicated or left at a node
 without a record. The aggregate (with the registry) and the node managers run in two separate
-processes (tests/server/serve_parts.py); only the aggregate's is killed."""
+processes (tests/server/serve_parts.py); only the aggregate's is killed.
+
+Each rule of sfa.aggregate.reconcile is also checked on a small site in this process (real
+node managers over TLS): orphans, adoption, lost slivers, state sync, unreachable nodes."""
 
 from __future__ import annotations
 
@@ -20,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import blockingCallFromThread
 
-from sfa.aggregate.slivers import AllocationState
+from sfa.aggregate.reconcile import Reconciler, ReconcileReport
+from sfa.aggregate.slivers import AllocationState, OperationalState
 from sfa.aggregate.store import AggregateStore
 from sfa.nodemanager.config import load_node_config
 from sfa.nodemanager.store import NodeStore
@@ -29,7 +35,23 @@ from sfa.server.am_api import AGGREGATE_DB
 from sfa.server.config import render_config
 from sfa.server.deployment import Deployment
 from tests.server.conftest import Identity, proxy
-from tests.server.nm_site import GENI3, build_deployment, ok, request
+from tests.server.nm_site import (
+    GENI3,
+    NmSite,
+    build_deployment,
+    node_proxy,
+    ok,
+    request,
+    start_site,
+    stop_site,
+)
+from tests.server.test_nm_driver_e2e import (
+    _restart_node,
+    node_dir,
+    provisioned_slice,
+    slice_urn,
+    slivers_on,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 NODES = 200
@@ -233,3 +255,128 @@ def _assert_converged(deployment: Deployment) -> None:
         node: sorted(urns) for node, urns in expected.items()}
     assert all(len(urns) == 1 for urns in held.values())  # one sliver of the slice per node
     assert slivers_at_nodes(deployment) == NODES
+
+
+# --- each rule on a small site in this process -----------------------------------------------
+
+SMALL = ["orphan", "adopt", "lost", "sync", "away"]
+
+
+@pytest.fixture(scope="module")
+def site(reactor: Any, keys: list, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[NmSite]:
+    deployment, ids, _ = build_deployment(tmp_path_factory.mktemp("reconcile"), 3, keys, SMALL)
+    running = start_site(reactor, deployment, ids, SMALL)
+    yield running
+    stop_site(reactor, running)
+
+
+def reconcile(reactor: Any, site: NmSite) -> ReconcileReport:
+    assert site.driver is not None
+    reconciler = Reconciler.of(site.driver)
+    start: Any = Deferred.fromCoroutine
+    report: ReconcileReport = blockingCallFromThread(reactor, start, reconciler.run())
+    return report
+
+
+def records(site: NmSite, name: str) -> dict[str, Any]:
+    store = site.store()
+    try:
+        return {s.urn: s for s in store.slivers_of(slice_urn(name))}
+    finally:
+        store.close()
+
+
+def rewrite(site: NmSite, *slivers: Any) -> None:
+    store = site.store()
+    try:
+        store.update(list(slivers))
+    finally:
+        store.close()
+
+
+def test_orphan_is_deleted_at_its_node_and_a_second_pass_changes_nothing(
+        reactor: Any, site: NmSite) -> None:
+    placed = provisioned_slice(site, "orphan", 2)
+    lost, kept = sorted(placed)
+    store = site.store()
+    store.delete([lost])  # the record is gone, as after a crash before the node heard of it
+    store.close()
+    report = reconcile(reactor, site)
+    assert report.orphans_deleted == (lost,)
+    assert lost not in slivers_on(site, placed[lost])
+    assert not (node_dir(site, placed[lost]) / "slivers" / "princeton_orphan").exists()
+    assert kept in slivers_on(site, placed[kept])  # the recorded one is untouched
+    before = records(site, "orphan")
+    assert not reconcile(reactor, site).changed
+    assert records(site, "orphan") == before
+
+
+def test_sent_ticket_whose_sliver_exists_is_adopted(reactor: Any, site: NmSite) -> None:
+    placed = provisioned_slice(site, "adopt", 2)
+    urn = sorted(placed)[0]
+    provisioned = records(site, "adopt")[urn]
+    rewrite(site, provisioned.with_changes(  # as recorded before Provision's reply was written
+        allocation=AllocationState.ALLOCATED, operational=OperationalState.PENDING_ALLOCATION,
+        login_user="", users=()))
+    report = reconcile(reactor, site)
+    assert report.adopted == (urn,) and not report.redeemed and not report.orphans_deleted
+    adopted = records(site, "adopt")[urn]
+    assert adopted.allocation is AllocationState.PROVISIONED
+    assert adopted.operational is OperationalState.NOTREADY
+    assert adopted.login_user == "princeton_adopt"
+    assert [u.keys for u in adopted.users] == [("ssh-rsa AAAAB3Nza first@lab",)]
+    assert adopted.expires == provisioned.expires
+    assert urn in slivers_on(site, placed[urn])
+    assert not reconcile(reactor, site).changed
+
+
+def test_provisioned_sliver_the_node_lost_is_marked_failed(reactor: Any, site: NmSite) -> None:
+    placed = provisioned_slice(site, "lost", 1)
+    ((urn, node),) = placed.items()
+    at_node = node_proxy(site.nodes[node].url, site.root_file, site.ids["alice"])
+    ok(at_node.DeleteSliver(urn, site.cred("lost")))  # behind the aggregate's back
+    report = reconcile(reactor, site)
+    assert report.failed == (urn,) and not report.redeemed  # a deleted ticket is not replayed
+    failed = records(site, "lost")[urn]
+    assert failed.operational is OperationalState.FAILED
+    assert "could not be redeemed again" in failed.error
+    assert urn not in slivers_on(site, node)  # nothing came back, nothing duplicated
+    described = ok(site.am().Describe([slice_urn("lost")], site.cred("lost"),
+                                      {"geni_rspec_version": GENI3}))
+    (status,) = described["geni_slivers"]
+    assert status["geni_operational_status"] == "geni_failed" and status["geni_error"]
+    assert not reconcile(reactor, site).changed
+
+
+def test_operational_state_is_taken_from_the_node(reactor: Any, site: NmSite) -> None:
+    placed = provisioned_slice(site, "sync", 1)
+    ok(site.am().PerformOperationalAction([slice_urn("sync")], site.cred("sync"),
+                                          "geni_start", {}))
+    ((urn, _),) = placed.items()
+    started = records(site, "sync")[urn]
+    assert started.operational is OperationalState.READY
+    rewrite(site, started.with_changes(operational=OperationalState.NOTREADY))
+    report = reconcile(reactor, site)
+    assert report.synced == (urn,)
+    assert records(site, "sync")[urn].operational is OperationalState.READY
+
+
+def test_unreachable_node_is_left_for_the_health_check(reactor: Any, site: NmSite) -> None:
+    placed = provisioned_slice(site, "away", 2)
+    urn = sorted(placed)[0]
+    victim = placed[urn]
+    store = site.store()
+    store.delete([urn])  # an orphan on a node that does not answer
+    store.close()
+    blockingCallFromThread(reactor, site.nodes[victim].stop)
+    assert site.aggregate.client is not None
+    blockingCallFromThread(reactor, site.aggregate.client.close)
+    try:
+        report = reconcile(reactor, site)
+        assert report.skipped_nodes == (victim,) and not report.changed
+    finally:
+        _restart_node(reactor, site, victim)
+    assert urn in slivers_on(site, victim)  # untouched while away
+    assert reconcile(reactor, site).orphans_deleted == (urn,)  # and deleted once back
+    assert urn not in slivers_on(site, victim)
