@@ -189,7 +189,7 @@ _ALL_IDS = etree.XPath("//@xml:id")
 def check_unique_ids(root: etree._Element) -> None:
     """Refuse a document in which an `xml:id` value appears twice (signature wrapping)."""
     result = _ALL_IDS(root)
-    values = [str(value) for value in result] if isinstance(result, list) else []
+    values = result if isinstance(result, list) else []  # lxml's str results hash as str
     if len(set(values)) != len(values):
         twice = next(v for i, v in enumerate(values) if v in values[:i])
         raise CredentialInvalid(f"xml:id {twice!r} appears more than once; refused")
