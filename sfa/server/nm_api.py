@@ -257,7 +257,8 @@ def start_node_manager(
     """Listen for the remote API on host:port (TLS, the node's GID) and, when `local_port` is
     not None, for the local API on 127.0.0.1:local_port (0 = any free port); start reaping.
     Calls run in `pool` (node managers of one process may share one). Call `nm.recover()`
-    first."""
+    first; the node's key is warmed up here."""
+    nm.warm_up()
     reaper = LeaseReaper(reactor, nm, reap_ceiling)
     remote = start_service(
         reactor, name="nodemanager", handlers=remote_handlers(nm, reaper.poke),

@@ -300,3 +300,11 @@ def test_listing_for_the_node_authority_and_the_issuing_am(nm, maker, node1, am,
 def test_ticket_resources_left_at_zero_take_the_defaults(nm, maker, node1):
     nm.redeem(maker.ticket(node1.gid.urn, resources=TicketResources(cpu_share=64)))
     assert nm.info(SLIVER).record.resources == Resources(cpu_share=64)
+
+
+def test_warm_up_changes_nothing_and_redemption_still_verifies(nm, maker, node1):
+    before = _snapshot(nm)
+    nm.warm_up()
+    assert _snapshot(nm) == before
+    result = nm.redeem(maker.ticket(node1.gid.urn), slice_key=maker.sealed_key(node1.gid))
+    assert verify_lease(result.lease, nm.policy, node_urn=node1.gid.urn).sliver_urn == SLIVER
