@@ -39,8 +39,9 @@ def samples_dir(shared_dir: Path) -> Path:
 def reactor() -> Iterator[Any]:
     """The global reactor in a daemon thread for the whole session; a reactor that is already
     running (started by something else in this process) is reused and left running."""
-    from twisted.internet import reactor as the_reactor  # noqa: PLC0415 - installs it
+    from twisted.internet import reactor as _reactor  # noqa: PLC0415 - installs it
 
+    the_reactor: Any = _reactor
     if the_reactor.running:
         yield the_reactor
         return
