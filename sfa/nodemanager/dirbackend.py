@@ -47,18 +47,18 @@ class DirBackend:
         uid = spec.uid
         with safefs.open_dirs(self.slivers_dir, [spec.login]) as root:
             os.fchmod(root, 0o755)
-        with safefs.open_dirs(self.slivers_dir, [spec.login, "etc"]) as etc:
-            safefs.write_file(etc, "node.gid", spec.node_gid_pem.encode())
-            safefs.write_file(etc, "slice.gid", spec.slice_gid_pem.encode())
-            safefs.write_file(etc, "sliver.json", _sliver_json(spec))
-            safefs.write_file(etc, "initscript", spec.initscript.encode(), mode=0o755)
-        with safefs.open_dirs(self.slivers_dir, [spec.login, "run"], mode=0o700):
-            pass
-        with safefs.open_dirs(self.slivers_dir, [spec.login, "log"], uid=uid):
-            pass
-        with safefs.open_dirs(self.slivers_dir, [spec.login, "home"]):
-            pass
-        self._write_keys(spec)
+            with safefs.open_dirs(root, ["etc"]) as etc:
+                safefs.write_file(etc, "node.gid", spec.node_gid_pem.encode())
+                safefs.write_file(etc, "slice.gid", spec.slice_gid_pem.encode())
+                safefs.write_file(etc, "sliver.json", _sliver_json(spec))
+                safefs.write_file(etc, "initscript", spec.initscript.encode(), mode=0o755)
+            with safefs.open_dirs(root, ["run"], mode=0o700):
+                pass
+            with safefs.open_dirs(root, ["log"], uid=uid):
+                pass
+            with safefs.open_dirs(root, ["home"]):
+                pass
+            self._write_keys(spec, root)
 
     def start(self, spec: SliverSpec) -> None:
         """Run etc/initscript (if not empty and not already running) under the limits."""
@@ -142,12 +142,10 @@ class DirBackend:
             raise Forbidden(f"refusing the sliver login {login!r}")
         return self.slivers_dir / login
 
-    def _write_keys(self, spec: SliverSpec) -> None:
+    def _write_keys(self, spec: SliverSpec, root: int) -> None:
         uid = spec.uid
-        parts = [spec.login, "home", spec.login]
-        with safefs.open_dirs(self.slivers_dir, parts, mode=0o700, uid=uid):
-            pass
-        with safefs.open_dirs(self.slivers_dir, [*parts, ".ssh"], mode=0o700, uid=uid) as ssh:
+        with (safefs.open_dirs(root, ["home", spec.login], mode=0o700, uid=uid) as home,
+              safefs.open_dirs(home, [".ssh"], mode=0o700, uid=uid) as ssh):
             keys = "".join(f"{key}\n" for key in spec.authorized_keys).encode()
             safefs.write_file(ssh, "authorized_keys", keys, mode=0o600, uid=uid)
             if spec.slice_private_key_pem:

@@ -339,16 +339,12 @@ class NodeManager:
         return Redemption(lease, terms.sliver_urn, terms.expires, record.login)
 
     def _admit(self, terms: TicketTerms, login: str, slice_key: str | None) -> SliverRecord:
-        for existing in (
-            self.store.sliver(terms.sliver_urn),
-            self.store.sliver_of_slice(terms.slice_urn),
-            self.store.sliver_by_login(login),
-        ):
-            if existing is not None:
-                raise AlreadyExists(
-                    f"{existing.sliver_urn} of {existing.slice_urn} already lives on this node "
-                    "(renew it with RenewLease, or delete it first)"
-                )
+        existing = self.store.sliver_in_the_way(terms.sliver_urn, terms.slice_urn, login)
+        if existing is not None:
+            raise AlreadyExists(
+                f"{existing.sliver_urn} of {existing.slice_urn} already lives on this node "
+                "(renew it with RenewLease, or delete it first)"
+            )
         self.admission.check(terms.resources, self.store.allocated())
         uid = self.store.free_uid(self.uid_base, UID_SPAN) if self.uid_base is not None else None
         return SliverRecord(

@@ -17,11 +17,13 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 @contextmanager
 def open_dirs(
-    root: Path, parts: Sequence[str], *, mode: int = 0o755, uid: int | None = None
+    root: Path | int, parts: Sequence[str], *, mode: int = 0o755, uid: int | None = None
 ) -> Iterator[int]:
     """A file descriptor for `root/parts...`, creating missing directories (owned by `uid`,
-    when given, with `mode`). A symlink or non-directory on the way is refused."""
-    fd = os.open(root, _DIR_FLAGS)
+    when given, with `mode`). A symlink or non-directory on the way is refused. `root` may
+    be a directory descriptor already opened this way (it stays open)."""
+    fd = os.open(".", _DIR_FLAGS, dir_fd=root) if isinstance(root, int) else os.open(
+        root, _DIR_FLAGS)
     try:
         for part in parts:
             _check_component(part)

@@ -197,6 +197,15 @@ class NodeStore:
         row = self._one("SELECT * FROM slivers WHERE login = ?", login)
         return _sliver(row) if row else None
 
+    def sliver_in_the_way(self, sliver_urn: str, slice_urn: str, login: str
+                          ) -> SliverRecord | None:
+        """A sliver with this URN, of this slice, or with this login (one query)."""
+        row = self._one(
+            "SELECT * FROM slivers WHERE sliver_urn = ? OR slice_urn = ? OR login = ? LIMIT 1",
+            sliver_urn, slice_urn, login,
+        )
+        return _sliver(row) if row else None
+
     def slivers(self) -> list[SliverRecord]:
         with self.database.snapshot() as db:
             return [_sliver(row) for row in db.query("SELECT * FROM slivers ORDER BY created_at")]
