@@ -45,7 +45,7 @@ from sfa.trust.keys import generate_private_key, public_key_to_openssh  # noqa: 
 
 GENI3 = {"type": "GENI", "version": "3"}
 # One node-manager process: serves DIR/nodes[index::count] and prints "node URN URL" per node,
-# then "ready"; on stdin's end it prints its CPU seconds (and writes its profiles) and exits.
+# then "ready"; answers each line on stdin with "cpu SECONDS DESCRIPTORS"; exits at its end.
 NODES_CHILD = """
 import os, resource, sys, threading
 sys.path.insert(0, {repo!r})
@@ -70,9 +70,10 @@ def start():
         print("node", nm.urn, service.url)
     print("ready", flush=True)
 def wait_for_end():
-    sys.stdin.read()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    print("cpu", usage.ru_utime + usage.ru_stime, len(os.listdir("/proc/self/fd")), flush=True)
+    for _ in sys.stdin:  # each line asks for CPU seconds and open descriptors
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        print("cpu", usage.ru_utime + usage.ru_stime, len(os.listdir("/proc/self/fd")),
+              flush=True)
     profiles.save()
     reactor.callFromThread(reactor.stop)
 threading.Thread(target=wait_for_end, daemon=True).start()
@@ -147,11 +148,12 @@ def timed(function: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
-def run_once(am: Any, user: GID, slice_urn: str, cred: str, count: int) -> dict[str, float]:
+def run_once(am: Any, user: GID, slice_urn: str, cred: str, count: int, *,
+             children: list[subprocess.Popen[str]]) -> dict[str, float]:
     users = {"geni_users": [{"urn": user.urn, "keys": ["ssh-rsa AAAAB3Nza bench@lab"]}],
              "geni_rspec_version": GENI3}
     times: dict[str, float] = {}
-    cpu = cpu_seconds()
+    cpu, node_cpu = cpu_seconds(), node_usage(children)[0]
     times["allocate"], allocated = timed(am.allocate, user, slice_urn, [cred], request(count),
                                          {})
     assert len(allocated["geni_slivers"]) == count
@@ -164,6 +166,8 @@ def run_once(am: Any, user: GID, slice_urn: str, cred: str, count: int) -> dict[
     assert not failed, failed[:3]
     times["total"] = times["allocate"] + times["provision"] + times["start"]
     times["am cpu"] = cpu_seconds() - cpu
+    times["nodes cpu"] = node_usage(children)[0] - node_cpu
+    times["cpu use"] = (times["am cpu"] + times["nodes cpu"]) / (2 * times["total"])
     times["delete"], _ = timed(am.delete, user, [slice_urn], [cred], {})
     return times
 
@@ -199,18 +203,23 @@ def start_nodes(deployment: Deployment, processes: int, profile: str
     return children
 
 
-def stop_nodes(children: list[subprocess.Popen[str]]) -> tuple[float, int]:
-    """End the node processes; their CPU seconds in all, the most descriptors one held."""
+def node_usage(children: list[subprocess.Popen[str]]) -> tuple[float, int]:
+    """The node processes' CPU seconds in all, and the most descriptors one holds."""
     total, descriptors = 0.0, 0
     for child in children:
         assert child.stdin is not None and child.stdout is not None
-        child.stdin.close()
-        for line in child.stdout:
-            if line.startswith("cpu "):
-                total += float(line.split()[1])
-                descriptors = max(descriptors, int(line.split()[2]))
-        child.wait(60)
+        child.stdin.write("cpu\n")
+        child.stdin.flush()
+        _, seconds, count = child.stdout.readline().split()
+        total, descriptors = total + float(seconds), max(descriptors, int(count))
     return total, descriptors
+
+
+def stop_nodes(children: list[subprocess.Popen[str]]) -> None:
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(60)
 
 
 def measure(count: int, sequential: bool, processes: int, profile: str) -> None:
@@ -232,17 +241,19 @@ def measure(count: int, sequential: bool, processes: int, profile: str) -> None:
             for label, parallelism in modes:
                 client.parallelism = parallelism
                 blockingCallFromThread(reactor, client.close)  # cold connections
-                results[label] = run_once(am, user, slice_urn, cred, count)
-                shown = ", ".join(f"{k} {v:.2f} s" for k, v in results[label].items())
+                results[label] = run_once(am, user, slice_urn, cred, count, children=children)
+                shown = ", ".join(f"{k} {v:.0%}" if k == "cpu use" else f"{k} {v:.2f} s"
+                                  for k, v in results[label].items())
                 print(f"  {count} nodes, {label}: {shown}; load {os.getloadavg()[0]:.2f}",
                       flush=True)
             if sequential:
                 ratio = results["sequential"]["total"] / results["parallel 32"]["total"]
                 print(f"  {count} nodes: parallel is {ratio:.1f}x sequential", flush=True)
+            descriptors = node_usage(children)[1]
+            print(f"  open descriptors at the end: {descriptors} in the largest node process",
+                  flush=True)
         finally:
-            node_cpu, descriptors = stop_nodes(children)
-            print(f"  node processes' CPU for all runs: {node_cpu:.1f} s; open descriptors "
-                  f"at the end: {descriptors} in the largest", flush=True)
+            stop_nodes(children)
 
 
 def main() -> None:
