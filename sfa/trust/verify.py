@@ -181,9 +181,11 @@ def _check_times(
 ) -> None:
     """Everything that depends on `at`: each certificate chain's window (once per distinct
     chain; those in `checked` were verified as of `at` already), each link's expiry."""
-    target = credential.chain[-1].target_gid
+    # Every link's target: a delegation that narrows an authority credential to a
+    # sub-authority names a target of its own, which must chain to a trusted root too.
+    targets = (link.target_gid for link in credential.chain)
     done = {gid.chain_fingerprints for gid in checked}
-    for gid in (*signers, target, *(link.owner_gid for link in credential.chain)):
+    for gid in (*signers, *targets, *(link.owner_gid for link in credential.chain)):
         if gid.chain_fingerprints not in done:
             done.add(gid.chain_fingerprints)
             verify_gid_chain(gid, policy.roots, at=at, strict_crypto=policy.strict_crypto)

@@ -218,6 +218,27 @@ def test_delegation_changing_the_target(genuine, alice, bob, princeton, refused)
     refused(GeniCode.CREDENTIAL_INVALID, [child.xml], bob.gid, targets=[other.urn])
 
 
+def test_authority_narrowed_to_a_genuine_sub_authority(plc, princeton, alice, bob,
+                                                        trusted_roots) -> None:
+    parent = issue(plc, alice.gid, plc.gid, ["authority"], delegatable=True)
+    child = _delegate_raw(parent, alice, bob, [Privilege("authority")], target=princeton.gid)
+    call = authorize([child.xml], bob.gid, policy(trusted_roots), operation="register",
+                     targets=[princeton.gid.urn], target_match="subtree")
+    assert call.credentials[0].target_urn == princeton.gid.urn
+
+
+def test_authority_narrowed_to_a_forged_sub_authority(plc, princeton, alice, bob,
+                                                      refused) -> None:
+    # Same URN as the real plc.princeton, but a self-made certificate: it must chain to a root.
+    forged_key = generate_private_key()
+    forged = create_gid(urn=princeton.gid.urn, public_key=forged_key.public_key(),
+                        issuer_key=forged_key, is_ca=True)
+    parent = issue(plc, alice.gid, plc.gid, ["authority"], delegatable=True)
+    child = _delegate_raw(parent, alice, bob, [Privilege("authority")], target=forged)
+    refused(GeniCode.CREDENTIAL_SIGNER_UNTRUSTED, [child.xml], bob.gid, operation="register",
+            targets=[princeton.gid.urn], target_match="subtree")
+
+
 def test_delegation_deeper_than_the_limit(genuine, alice, bob, trusted_roots,
                                           refused) -> None:
     cred = genuine
