@@ -200,7 +200,8 @@ def test_node_manager_stopped_during_provision(reactor: Any, site: NmSite) -> No
                 assert states[sliver]["geni_allocation_status"] == "geni_allocated"
                 assert "did not answer" in states[sliver]["geni_error"]
             else:
-                assert states[sliver]["geni_allocation_status"] == "geni_provisioned", states[sliver]
+                state = states[sliver]
+                assert state["geni_allocation_status"] == "geni_provisioned", state
                 assert sliver in slivers_on(site, node)
         store = site.store()
         assert not next(n for n in store.nodes() if n.urn == victim).up  # marked down
