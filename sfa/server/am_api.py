@@ -11,7 +11,6 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
-from xmlrpc.client import Binary
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import LoopingCall
@@ -30,7 +29,6 @@ from sfa.aggregate.reaper import Reaper
 from sfa.aggregate.reconcile import Reconciler
 from sfa.aggregate.service import AggregateContext, AggregateSettings
 from sfa.aggregate.store import AggregateStore
-from sfa.errors import BadArgs, MissingArgs
 from sfa.server.config import AggregateConfig, LimitsConfig
 from sfa.server.deployment import Deployment
 from sfa.server.envelope import Envelope, EnvelopeReplies
@@ -38,6 +36,7 @@ from sfa.server.nm_transport import TwistedNodeClient
 from sfa.server.registry_api import trust_policy
 from sfa.server.service import RunningService, service_url
 from sfa.server.tls import ServerTLSContext
+from sfa.server.wire_args import call_args, rspec_text
 from sfa.server.xmlrpc import CallContext, CallPool, Handler, XmlRpcResource, XmlRpcSite
 from sfa.trust.gid import GID
 
@@ -58,24 +57,6 @@ def reactor_runner(reactor: Any) -> Callable[[Coroutine[Any, Any, Any]], Any]:
     return run
 
 
-def _args(call: CallContext, params: tuple[Any, ...], least: int, most: int) -> list[Any]:
-    if len(params) < least:
-        raise MissingArgs(f"{call.method} takes at least {least} arguments, got {len(params)}")
-    if len(params) > most:
-        raise BadArgs(f"{call.method} takes at most {most} arguments, got {len(params)}")
-    return [*params, *([None] * (most - len(params)))]
-
-
-def _text(value: Any) -> Any:
-    """An RSpec sent as XML-RPC base64 (some clients do) as text."""
-    if isinstance(value, Binary):
-        try:
-            return value.data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadArgs("the RSpec must be UTF-8 text") from None
-    return value
-
-
 def _peer(call: CallContext) -> GID | None:
     return call.peer
 
@@ -84,44 +65,44 @@ def v3_handlers(am: AggregateManagerV3) -> dict[str, Handler]:
     """AM API v3 method name -> handler."""
 
     def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
-        (options,) = _args(call, params, 0, 1)
+        (options,) = call_args(call, params, 0, 1)
         value = am.get_version(options)
         return Envelope(value=value, extra={"geni_api": value["geni_api"]})
 
     def list_resources(call: CallContext, params: tuple[Any, ...]) -> Any:
-        creds, options = _args(call, params, 1, 2)
+        creds, options = call_args(call, params, 1, 2)
         return am.list_resources(_peer(call), creds, options)
 
     def describe(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urns, creds, options = _args(call, params, 2, 3)
+        urns, creds, options = call_args(call, params, 2, 3)
         return am.describe(_peer(call), urns, creds, options)
 
     def allocate(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, rspec, options = _args(call, params, 3, 4)
-        return am.allocate(_peer(call), slice_urn, creds, _text(rspec), options)
+        slice_urn, creds, rspec, options = call_args(call, params, 3, 4)
+        return am.allocate(_peer(call), slice_urn, creds, rspec_text(rspec), options)
 
     def provision(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urns, creds, options = _args(call, params, 2, 3)
+        urns, creds, options = call_args(call, params, 2, 3)
         return am.provision(_peer(call), urns, creds, options)
 
     def status(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urns, creds, options = _args(call, params, 2, 3)
+        urns, creds, options = call_args(call, params, 2, 3)
         return am.status(_peer(call), urns, creds, options)
 
     def perform(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urns, creds, action, options = _args(call, params, 3, 4)
+        urns, creds, action, options = call_args(call, params, 3, 4)
         return am.perform_operational_action(_peer(call), urns, creds, action, options)
 
     def renew(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urns, creds, expiration, options = _args(call, params, 3, 4)
+        urns, creds, expiration, options = call_args(call, params, 3, 4)
         return am.renew(_peer(call), urns, creds, expiration, options)
 
     def delete(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urns, creds, options = _args(call, params, 2, 3)
+        urns, creds, options = call_args(call, params, 2, 3)
         return am.delete(_peer(call), urns, creds, options)
 
     def shutdown(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, options = _args(call, params, 2, 3)
+        slice_urn, creds, options = call_args(call, params, 2, 3)
         return am.shutdown(_peer(call), slice_urn, creds, options)
 
     return {
@@ -136,32 +117,32 @@ def v2_handlers(am: AggregateManagerV2) -> dict[str, Handler]:
     """AM API v2 method name -> handler."""
 
     def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
-        (options,) = _args(call, params, 0, 1)
+        (options,) = call_args(call, params, 0, 1)
         value = am.get_version(options)
         return Envelope(value=value, extra={"geni_api": value["geni_api"]})
 
     def list_resources(call: CallContext, params: tuple[Any, ...]) -> Any:
-        creds, options = _args(call, params, 1, 2)
+        creds, options = call_args(call, params, 1, 2)
         return am.list_resources(_peer(call), creds, options)
 
     def create_sliver(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, rspec, users, options = _args(call, params, 4, 5)
-        return am.create_sliver(_peer(call), slice_urn, creds, _text(rspec), users, options)
+        slice_urn, creds, rspec, users, options = call_args(call, params, 4, 5)
+        return am.create_sliver(_peer(call), slice_urn, creds, rspec_text(rspec), users, options)
 
     def sliver_status(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, options = _args(call, params, 2, 3)
+        slice_urn, creds, options = call_args(call, params, 2, 3)
         return am.sliver_status(_peer(call), slice_urn, creds, options)
 
     def renew_sliver(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, expiration, options = _args(call, params, 3, 4)
+        slice_urn, creds, expiration, options = call_args(call, params, 3, 4)
         return am.renew_sliver(_peer(call), slice_urn, creds, expiration, options)
 
     def delete_sliver(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, options = _args(call, params, 2, 3)
+        slice_urn, creds, options = call_args(call, params, 2, 3)
         return am.delete_sliver(_peer(call), slice_urn, creds, options)
 
     def shutdown(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, options = _args(call, params, 2, 3)
+        slice_urn, creds, options = call_args(call, params, 2, 3)
         return am.shutdown(_peer(call), slice_urn, creds, options)
 
     return {

@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
-from xmlrpc.client import Binary
 
-from sfa.errors import BadArgs, Forbidden, MissingArgs
+from sfa.errors import BadArgs, Forbidden
 from sfa.registry.config import RegistryConfig as RegistryLogicConfig
 from sfa.registry.service import Registry
 from sfa.server.deployment import Deployment
 from sfa.server.dispatch import Dispatcher
 from sfa.server.envelope import FaultReplies
 from sfa.server.peers import RegistryPeerMap, deployment_peers
+from sfa.server.wire_args import binary_as_text, call_args
 from sfa.server.xmlrpc import CallContext, Handler
 from sfa.trust.gid import GID
 from sfa.trust.verified_cache import VerifiedCredentials
@@ -80,48 +80,48 @@ def handlers_for(registry: Registry) -> dict[str, Handler]:
     """Wire method name → handler, each with the spec's argument list."""
 
     def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
-        (options,) = _args(call, params, 0, 1)
+        (options,) = call_args(call, params, 0, 1)
         return registry.GetVersion(_options(options))
 
     def get_self_credential(call: CallContext, params: tuple[Any, ...]) -> Any:
-        cert, xrn, type_ = _args(call, params, 2, 3)
+        cert, xrn, type_ = call_args(call, params, 2, 3)
         return registry.GetSelfCredential(_peer(call), _text(cert), xrn, type_ or None)
 
     def get_credential(call: CallContext, params: tuple[Any, ...]) -> Any:
-        creds, xrn, type_ = _args(call, params, 2, 3)
+        creds, xrn, type_ = call_args(call, params, 2, 3)
         return registry.GetCredential(_peer(call), creds, xrn, type_ or None)
 
     def resolve(call: CallContext, params: tuple[Any, ...]) -> Any:
-        xrns, creds, options = _args(call, params, 2, 3)
+        xrns, creds, options = call_args(call, params, 2, 3)
         return registry.Resolve(_peer(call), xrns, creds, _options(options))
 
     def list_(call: CallContext, params: tuple[Any, ...]) -> Any:
-        xrn, creds, options = _args(call, params, 2, 3)
+        xrn, creds, options = call_args(call, params, 2, 3)
         return registry.List(_peer(call), xrn, creds, _options(options))
 
     def register(call: CallContext, params: tuple[Any, ...]) -> Any:
-        record, creds = _args(call, params, 2, 2)
+        record, creds = call_args(call, params, 2, 2)
         return registry.Register(_peer(call), _record(record), creds)
 
     def update(call: CallContext, params: tuple[Any, ...]) -> Any:
-        record, creds = _args(call, params, 2, 2)
+        record, creds = call_args(call, params, 2, 2)
         return registry.Update(_peer(call), _record(record), creds)
 
     def remove(call: CallContext, params: tuple[Any, ...]) -> Any:
-        xrn, creds, type_, options = _args(call, params, 2, 4)
+        xrn, creds, type_, options = call_args(call, params, 2, 4)
         force = bool(_options(options).get("force", False))
         return registry.Remove(_peer(call), xrn, creds, type_ or None, force=force)
 
     def create_gid(call: CallContext, params: tuple[Any, ...]) -> Any:
-        creds, xrn, cert = _args(call, params, 3, 3)
+        creds, xrn, cert = call_args(call, params, 3, 3)
         return registry.CreateGid(_peer(call), creds, xrn, _text(cert))
 
     def get_gids(call: CallContext, params: tuple[Any, ...]) -> Any:
-        xrns, creds = _args(call, params, 2, 2)
+        xrns, creds = call_args(call, params, 2, 2)
         return registry.GetGids(_peer(call), xrns, creds)
 
     def get_trusted_certs(call: CallContext, params: tuple[Any, ...]) -> Any:
-        (cred,) = _args(call, params, 0, 1)
+        (cred,) = call_args(call, params, 0, 1)
         return registry.get_trusted_certs(_peer(call), cred)
 
     table: dict[str, Callable[[CallContext, tuple[Any, ...]], Any]] = {
@@ -140,15 +140,6 @@ def handlers_for(registry: Registry) -> dict[str, Handler]:
     return table
 
 
-def _args(call: CallContext, params: tuple[Any, ...], least: int, most: int) -> list[Any]:
-    """Exactly `most` values (missing optional ones are None); arity errors name the method."""
-    if len(params) < least:
-        raise MissingArgs(f"{call.method} takes at least {least} arguments, got {len(params)}")
-    if len(params) > most:
-        raise BadArgs(f"{call.method} takes at most {most} arguments, got {len(params)}")
-    return [*params, *([None] * (most - len(params)))]
-
-
 def _peer(call: CallContext) -> GID:
     if call.peer is None:  # the resource refuses these first; kept as a second lock
         raise Forbidden(f"{call.method} needs a client certificate")
@@ -156,12 +147,7 @@ def _peer(call: CallContext) -> GID:
 
 
 def _text(value: Any) -> Any:
-    if isinstance(value, Binary):
-        try:
-            return value.data.decode("ascii")
-        except UnicodeDecodeError:
-            raise BadArgs("a certificate must be PEM text") from None
-    return value
+    return binary_as_text(value, "ascii", "a certificate must be PEM text")
 
 
 def _options(value: Any) -> dict[str, Any]:

@@ -13,17 +13,16 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from xmlrpc.client import Binary
 
 from twisted.internet.defer import Deferred, maybeDeferred
 
 from sfa.client.transport import AmEndpoint, TlsIdentity, client_context
-from sfa.errors import BadArgs, MissingArgs
 from sfa.server.deployment import Deployment
 from sfa.server.envelope import Envelope, EnvelopeReplies
 from sfa.server.peers import Peers, deployment_peers
 from sfa.server.registry_api import trust_policy
 from sfa.server.service import RunningService, service_url, start_service
+from sfa.server.wire_args import call_args, rspec_text
 from sfa.server.xmlrpc import CallContext, Handler
 from sfa.slicemgr.fanout import AggregateLink, FanOut
 from sfa.slicemgr.holders import SliceHolders
@@ -84,21 +83,21 @@ def sm_handlers(sm: SliceManager) -> dict[str, Handler]:
     """AM API v3 method name -> handler; replies carry `sfa_aggregates` at the top level."""
 
     def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
-        (options,) = _args(call, params, 0, 1)
+        (options,) = call_args(call, params, 0, 1)
         value = sm.get_version(options)
         return Envelope(value=value, extra={"geni_api": 3})
 
     def list_resources(call: CallContext, params: tuple[Any, ...]) -> Any:
-        creds, options = _args(call, params, 1, 2)
+        creds, options = call_args(call, params, 1, 2)
         return _envelope(sm.list_resources(call.peer, creds, options))
 
     def allocate(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, rspec, options = _args(call, params, 3, 4)
-        return _envelope(sm.allocate(call.peer, slice_urn, creds, _text(rspec), options))
+        slice_urn, creds, rspec, options = call_args(call, params, 3, 4)
+        return _envelope(sm.allocate(call.peer, slice_urn, creds, rspec_text(rspec), options))
 
     def on_slivers(method: Callable[..., SmReply], least: int, most: int) -> Handler:
         def handler(call: CallContext, params: tuple[Any, ...]) -> Any:
-            return _envelope(method(call.peer, *_args(call, params, least, most)))
+            return _envelope(method(call.peer, *call_args(call, params, least, most)))
         return handler
 
     return {
@@ -116,23 +115,6 @@ def sm_handlers(sm: SliceManager) -> dict[str, Handler]:
 def _envelope(reply: SmReply) -> Envelope:
     return Envelope(value=reply.value, geni_code=reply.code, output=reply.output,
                     extra={"sfa_aggregates": reply.aggregates})
-
-
-def _args(call: CallContext, params: tuple[Any, ...], least: int, most: int) -> list[Any]:
-    if len(params) < least:
-        raise MissingArgs(f"{call.method} takes at least {least} arguments, got {len(params)}")
-    if len(params) > most:
-        raise BadArgs(f"{call.method} takes at most {most} arguments, got {len(params)}")
-    return [*params, *([None] * (most - len(params)))]
-
-
-def _text(value: Any) -> Any:
-    if isinstance(value, Binary):
-        try:
-            return value.data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadArgs("the RSpec must be UTF-8 text") from None
-    return value
 
 
 @dataclass

@@ -1,0 +1,34 @@
+"""Argument plumbing shared by the XML-RPC handlers: arity checks and base64 text."""
+
+from __future__ import annotations
+
+from typing import Any
+from xmlrpc.client import Binary
+
+from sfa.errors import BadArgs, MissingArgs
+from sfa.server.dispatch import CallContext
+
+
+def call_args(call: CallContext, params: tuple[Any, ...], least: int, most: int) -> list[Any]:
+    """Exactly `most` values (missing optional ones are None); arity errors name the method."""
+    if len(params) < least:
+        raise MissingArgs(f"{call.method} takes at least {least} arguments, got {len(params)}")
+    if len(params) > most:
+        raise BadArgs(f"{call.method} takes at most {most} arguments, got {len(params)}")
+    return [*params, *([None] * (most - len(params)))]
+
+
+def binary_as_text(value: Any, encoding: str, refusal: str) -> Any:
+    """`value` decoded when a client sent it as XML-RPC base64; BadArgs(refusal) if it is not
+    `encoding` text. Anything else is returned as it is."""
+    if isinstance(value, Binary):
+        try:
+            return value.data.decode(encoding)
+        except UnicodeDecodeError:
+            raise BadArgs(refusal) from None
+    return value
+
+
+def rspec_text(value: Any) -> Any:
+    """An RSpec sent as XML-RPC base64 (some clients do) as text."""
+    return binary_as_text(value, "utf-8", "the RSpec must be UTF-8 text")

@@ -1,0 +1,43 @@
+"""The handlers' shared argument plumbing: arity refusals and base64 text."""
+
+from xmlrpc.client import Binary
+
+import pytest
+
+from sfa.errors import BadArgs, GeniCode, MissingArgs
+from sfa.server.dispatch import CallContext
+from sfa.server.wire_args import binary_as_text, call_args, rspec_text
+
+CALL = CallContext(method="Describe", peer=None, client_address="127.0.0.1")
+
+
+def test_optional_arguments_are_filled_with_none() -> None:
+    assert call_args(CALL, ("urns", "creds"), 2, 3) == ["urns", "creds", None]
+    assert call_args(CALL, ("urns", "creds", {"o": 1}), 2, 3) == ["urns", "creds", {"o": 1}]
+
+
+def test_too_few_arguments_are_missing_args_naming_the_method() -> None:
+    params = ("urns",)
+    with pytest.raises(MissingArgs, match="Describe takes at least 2 arguments, got 1") as err:
+        call_args(CALL, params, 2, 3)
+    assert err.value.code == GeniCode.MISSINGARGS
+    assert params == ("urns",)
+
+
+def test_too_many_arguments_are_bad_args_naming_the_method() -> None:
+    with pytest.raises(BadArgs, match="Describe takes at most 3 arguments, got 4") as err:
+        call_args(CALL, (1, 2, 3, 4), 2, 3)
+    assert err.value.code == GeniCode.BADARGS
+
+
+def test_base64_rspec_becomes_text_and_text_stays() -> None:
+    assert rspec_text(Binary("<rspec/> é".encode())) == "<rspec/> é"
+    assert rspec_text("<rspec/>") == "<rspec/>"
+    assert rspec_text(None) is None
+
+
+def test_base64_that_is_not_the_encoding_is_refused_with_the_message() -> None:
+    with pytest.raises(BadArgs, match="the RSpec must be UTF-8 text"):
+        rspec_text(Binary(b"\xff\xfe"))
+    with pytest.raises(BadArgs, match="a certificate must be PEM text"):
+        binary_as_text(Binary("é".encode()), "ascii", "a certificate must be PEM text")
