@@ -36,7 +36,7 @@ from sfa.server.nm_transport import TwistedNodeClient
 from sfa.server.registry_api import trust_policy
 from sfa.server.service import RunningService, service_url
 from sfa.server.tls import ServerTLSContext
-from sfa.server.wire_args import call_args, rspec_text
+from sfa.server.wire_args import call_args, forward, rspec_text
 from sfa.server.xmlrpc import CallContext, CallPool, Handler, XmlRpcResource, XmlRpcSite
 from sfa.trust.gid import GID
 
@@ -64,92 +64,51 @@ def _peer(call: CallContext) -> GID | None:
 def v3_handlers(am: AggregateManagerV3) -> dict[str, Handler]:
     """AM API v3 method name -> handler."""
 
-    def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
-        (options,) = call_args(call, params, 0, 1)
-        value = am.get_version(options)
-        return Envelope(value=value, extra={"geni_api": value["geni_api"]})
-
-    def list_resources(call: CallContext, params: tuple[Any, ...]) -> Any:
-        creds, options = call_args(call, params, 1, 2)
-        return am.list_resources(_peer(call), creds, options)
-
-    def describe(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urns, creds, options = call_args(call, params, 2, 3)
-        return am.describe(_peer(call), urns, creds, options)
-
     def allocate(call: CallContext, params: tuple[Any, ...]) -> Any:
         slice_urn, creds, rspec, options = call_args(call, params, 3, 4)
         return am.allocate(_peer(call), slice_urn, creds, rspec_text(rspec), options)
 
-    def provision(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urns, creds, options = call_args(call, params, 2, 3)
-        return am.provision(_peer(call), urns, creds, options)
-
-    def status(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urns, creds, options = call_args(call, params, 2, 3)
-        return am.status(_peer(call), urns, creds, options)
-
-    def perform(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urns, creds, action, options = call_args(call, params, 3, 4)
-        return am.perform_operational_action(_peer(call), urns, creds, action, options)
-
-    def renew(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urns, creds, expiration, options = call_args(call, params, 3, 4)
-        return am.renew(_peer(call), urns, creds, expiration, options)
-
-    def delete(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urns, creds, options = call_args(call, params, 2, 3)
-        return am.delete(_peer(call), urns, creds, options)
-
-    def shutdown(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, options = call_args(call, params, 2, 3)
-        return am.shutdown(_peer(call), slice_urn, creds, options)
-
     return {
-        "GetVersion": get_version, "ListResources": list_resources, "Describe": describe,
-        "Allocate": allocate, "Provision": provision, "Status": status,
-        "PerformOperationalAction": perform, "Renew": renew, "Delete": delete,
-        "Shutdown": shutdown,
+        "GetVersion": _get_version(am.get_version),
+        "ListResources": forward(am.list_resources, 1, 2),
+        "Describe": forward(am.describe, 2, 3),
+        "Allocate": allocate,
+        "Provision": forward(am.provision, 2, 3),
+        "Status": forward(am.status, 2, 3),
+        "PerformOperationalAction": forward(am.perform_operational_action, 3, 4),
+        "Renew": forward(am.renew, 3, 4),
+        "Delete": forward(am.delete, 2, 3),
+        "Shutdown": forward(am.shutdown, 2, 3),
     }
 
 
 def v2_handlers(am: AggregateManagerV2) -> dict[str, Handler]:
     """AM API v2 method name -> handler."""
 
-    def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
-        (options,) = call_args(call, params, 0, 1)
-        value = am.get_version(options)
-        return Envelope(value=value, extra={"geni_api": value["geni_api"]})
-
-    def list_resources(call: CallContext, params: tuple[Any, ...]) -> Any:
-        creds, options = call_args(call, params, 1, 2)
-        return am.list_resources(_peer(call), creds, options)
-
     def create_sliver(call: CallContext, params: tuple[Any, ...]) -> Any:
         slice_urn, creds, rspec, users, options = call_args(call, params, 4, 5)
         return am.create_sliver(_peer(call), slice_urn, creds, rspec_text(rspec), users, options)
 
-    def sliver_status(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, options = call_args(call, params, 2, 3)
-        return am.sliver_status(_peer(call), slice_urn, creds, options)
-
-    def renew_sliver(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, expiration, options = call_args(call, params, 3, 4)
-        return am.renew_sliver(_peer(call), slice_urn, creds, expiration, options)
-
-    def delete_sliver(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, options = call_args(call, params, 2, 3)
-        return am.delete_sliver(_peer(call), slice_urn, creds, options)
-
-    def shutdown(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, options = call_args(call, params, 2, 3)
-        return am.shutdown(_peer(call), slice_urn, creds, options)
-
     return {
-        "GetVersion": get_version, "ListResources": list_resources,
-        "CreateSliver": create_sliver, "SliverStatus": sliver_status,
-        "RenewSliver": renew_sliver, "DeleteSliver": delete_sliver, "Shutdown": shutdown,
+        "GetVersion": _get_version(am.get_version),
+        "ListResources": forward(am.list_resources, 1, 2),
+        "CreateSliver": create_sliver,
+        "SliverStatus": forward(am.sliver_status, 2, 3),
+        "RenewSliver": forward(am.renew_sliver, 3, 4),
+        "DeleteSliver": forward(am.delete_sliver, 2, 3),
+        "Shutdown": forward(am.shutdown, 2, 3),
     }
+
+
+def _get_version(get_version: Callable[[Any], dict[str, Any]]) -> Handler:
+    """GetVersion, with geni_api repeated at the top level of the envelope."""
+
+    def handler(call: CallContext, params: tuple[Any, ...]) -> Any:
+        (options,) = call_args(call, params, 0, 1)
+        value = get_version(options)
+        return Envelope(value=value, extra={"geni_api": value["geni_api"]})
+
+    return handler
 
 
 class VersionRouter(resource.Resource):

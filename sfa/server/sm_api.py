@@ -22,7 +22,7 @@ from sfa.server.envelope import Envelope, EnvelopeReplies
 from sfa.server.peers import Peers, deployment_peers
 from sfa.server.registry_api import trust_policy
 from sfa.server.service import RunningService, service_url, start_service
-from sfa.server.wire_args import call_args, rspec_text
+from sfa.server.wire_args import call_args, forward, rspec_text
 from sfa.server.xmlrpc import CallContext, Handler
 from sfa.slicemgr.fanout import AggregateLink, FanOut
 from sfa.slicemgr.holders import SliceHolders
@@ -96,8 +96,10 @@ def sm_handlers(sm: SliceManager) -> dict[str, Handler]:
         return _envelope(sm.allocate(call.peer, slice_urn, creds, rspec_text(rspec), options))
 
     def on_slivers(method: Callable[..., SmReply], least: int, most: int) -> Handler:
+        plain = forward(method, least, most)
+
         def handler(call: CallContext, params: tuple[Any, ...]) -> Any:
-            return _envelope(method(call.peer, *call_args(call, params, least, most)))
+            return _envelope(plain(call, params))
         return handler
 
     return {

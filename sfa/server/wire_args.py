@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from xmlrpc.client import Binary
 
 from sfa.errors import BadArgs, MissingArgs
-from sfa.server.dispatch import CallContext
+from sfa.server.dispatch import CallContext, Handler
 
 
 def call_args(call: CallContext, params: tuple[Any, ...], least: int, most: int) -> list[Any]:
@@ -32,3 +33,12 @@ def binary_as_text(value: Any, encoding: str, refusal: str) -> Any:
 def rspec_text(value: Any) -> Any:
     """An RSpec sent as XML-RPC base64 (some clients do) as text."""
     return binary_as_text(value, "utf-8", "the RSpec must be UTF-8 text")
+
+
+def forward(method: Callable[..., Any], least: int, most: int) -> Handler:
+    """A handler that checks the arity and calls `method(caller certificate, *arguments)`."""
+
+    def handler(call: CallContext, params: tuple[Any, ...]) -> Any:
+        return method(call.peer, *call_args(call, params, least, most))
+
+    return handler

@@ -6,7 +6,7 @@ import pytest
 
 from sfa.errors import BadArgs, GeniCode, MissingArgs
 from sfa.server.dispatch import CallContext
-from sfa.server.wire_args import binary_as_text, call_args, rspec_text
+from sfa.server.wire_args import binary_as_text, call_args, forward, rspec_text
 
 CALL = CallContext(method="Describe", peer=None, client_address="127.0.0.1")
 
@@ -41,3 +41,25 @@ def test_base64_that_is_not_the_encoding_is_refused_with_the_message() -> None:
         rspec_text(Binary(b"\xff\xfe"))
     with pytest.raises(BadArgs, match="a certificate must be PEM text"):
         binary_as_text(Binary("é".encode()), "ascii", "a certificate must be PEM text")
+
+
+def test_forward_passes_the_caller_and_padded_arguments() -> None:
+    calls: list[tuple[object, ...]] = []
+
+    def method(*args: object) -> str:
+        calls.append(args)
+        return "done"
+
+    handler = forward(method, 2, 3)
+    assert handler(CALL, ("urns", "creds")) == "done"
+    assert calls == [(None, "urns", "creds", None)]
+
+
+def test_forward_refuses_a_wrong_arity_without_calling() -> None:
+    calls: list[tuple[object, ...]] = []
+    handler = forward(lambda *args: calls.append(args), 2, 3)
+    with pytest.raises(MissingArgs):
+        handler(CALL, ("urns",))
+    with pytest.raises(BadArgs):
+        handler(CALL, (1, 2, 3, 4))
+    assert calls == []
