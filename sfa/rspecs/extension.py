@@ -36,7 +36,8 @@ def sfa_ext_schema_path() -> Path:
     return Path(str(resources.files("sfa.rspecs").joinpath("schemas/sfa-ext-1.xsd")))
 
 
-def _int_or_none(text: str | None) -> int | None:
+def int_or_none(text: str | None) -> int | None:
+    """The integer in `text`, or None when there is none (missing or not a number)."""
     if text is None:
         return None
     try:
@@ -50,7 +51,7 @@ def amounts_from_values(values: list[str | None]) -> ResourceAmounts:
     try:
         return ResourceAmounts(*[None if v is None else int(v) for v in values])
     except ValueError:
-        return ResourceAmounts(*[_int_or_none(v) for v in values])
+        return ResourceAmounts(*[int_or_none(v) for v in values])
 
 
 def load_from_text(text: str | None) -> float | None:

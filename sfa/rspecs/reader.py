@@ -153,15 +153,6 @@ def _bool(text: str | None) -> bool | None:
     return None
 
 
-def _int(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
-
-
 def _time(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -315,7 +306,8 @@ class _Reader:
             get = child.get
             if child.tag == tags["login"]:
                 services.logins.append(Login(
-                    get("authentication"), get("hostname"), _int(get("port")), get("username")
+                    get("authentication"), get("hostname"), ext.int_or_none(get("port")),
+                    get("username"),
                 ))
             elif child.tag == tags["install"]:
                 services.installs.append(

@@ -154,3 +154,13 @@ def test_nul_cannot_be_written(ad_model) -> None:  # type: ignore[no-untyped-def
         write_rspec(bad)
     assert "NUL" in info.value.message
     assert ad_model == before
+
+
+def test_a_login_port_that_is_not_a_number_reads_as_none() -> None:
+    body = (f'<rspec xmlns="{GENI_NS}" type="manifest"><node client_id="n"><services>'
+            '<login authentication="ssh-keys" hostname="h" port="{port}" username="u"/>'
+            '</services></node></rspec>')
+    assert read_rspec(body.replace("{port}", " 2222 ")).nodes[0].services.logins[0].port == 2222
+    for port in ("ssh", ""):
+        login = read_rspec(body.replace("{port}", port)).nodes[0].services.logins[0]
+        assert (login.port, login.hostname, login.username) == (None, "h", "u")
