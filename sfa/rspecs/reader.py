@@ -12,6 +12,7 @@ import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import TypeVar
 
 from lxml import etree
 
@@ -45,6 +46,7 @@ from sfa.timeutil import parse_rfc3339
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_NODES = 20_000
 SUPPORTED_NAMESPACES = (GENI_NS, PG2_NS)
+_T = TypeVar("_T")
 # Namespaces whose schemaLocation the writer computes itself; not kept from the input.
 _CORE_NAMESPACES = frozenset({GENI_NS, PG2_NS, OPSTATE_NS, ext.SFA_EXT_NS})
 
@@ -241,13 +243,7 @@ class _Reader:
             exclusive=_bool(get("exclusive")),
             extra_attrs=_extra_attrs(element, _NODE_ATTRS),
         )
-        handlers = self.node_handlers
-        for child in element:
-            handler = handlers.get(child.tag)
-            if handler is not None:
-                handler(node, child)
-            elif isinstance(child.tag, str):
-                node.extensions.append(ext.canonical_xml(child))
+        _read_children(element, node, self.node_handlers, node.extensions)
         return node
 
     def _hardware_type(self, node: Node, element: etree._Element) -> None:
@@ -334,13 +330,7 @@ class _Reader:
             vlantag=get("vlantag"),
             extra_attrs=_extra_attrs(element, _LINK_ATTRS),
         )
-        handlers = self.link_handlers
-        for child in element:
-            handler = handlers.get(child.tag)
-            if handler is not None:
-                handler(link, child)
-            elif isinstance(child.tag, str):
-                link.extensions.append(ext.canonical_xml(child))
+        _read_children(element, link, self.link_handlers, link.extensions)
         return link
 
     def _interface_ref(self, link: Link, element: etree._Element) -> None:
@@ -360,6 +350,18 @@ class _Reader:
 
     def _component_manager(self, link: Link, element: etree._Element) -> None:
         link.component_managers.append(element.get("name") or "")
+
+
+def _read_children(element: etree._Element, target: _T,
+                   handlers: dict[str, Callable[[_T, etree._Element], None]],
+                   extensions: list[str]) -> None:
+    """Hand each child to the handler for its tag; keep any other element as an extension."""
+    for child in element:
+        handler = handlers.get(child.tag)
+        if handler is not None:
+            handler(target, child)
+        elif isinstance(child.tag, str):
+            extensions.append(ext.canonical_xml(child))
 
 
 def _extensions(element: etree._Element) -> list[str]:
