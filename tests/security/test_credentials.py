@@ -3,7 +3,6 @@ and the aggregate (Allocate on the slice): each refused with its GENI code, noth
 
 from __future__ import annotations
 
-import base64
 import re
 import xmlrpc.client
 from datetime import timedelta
@@ -28,7 +27,17 @@ from tests.security.conftest import (
     request,
     slice_urn,
 )
-from tests.trust._credkit import DS, future, issue, resign, text, tree
+from tests.trust._credkit import (
+    DS,
+    abac,
+    certs_of,
+    future,
+    issue,
+    put_key_value_first,
+    resign,
+    text,
+    tree,
+)
 from tests.trust.conftest import forge_gid
 
 EXP1 = slice_urn("exp1")
@@ -60,29 +69,19 @@ def refused_everywhere(world: World, creds: list[Any], code: GeniCode,
     refused_by_registry(world, lambda: registry.Update(CHANGE, creds), code)
 
 
-def _certs(gid: GID) -> list[Any]:
-    return [gid.certificate, *gid.chain]
-
 
 # 1. Foreign key, borrowed certificate ---------------------------------------------------------
 
 def test_1_foreign_key_with_the_authority_certificate(world: World, genuine: Credential,
                                                       root: Authority, attacker_key) -> None:
-    forged = resign(genuine.xml, genuine.xml_id, attacker_key, _certs(root.gid))
+    forged = resign(genuine.xml, genuine.xml_id, attacker_key, certs_of(root.gid))
     refused_everywhere(world, world.wrap(forged), GeniCode.CREDENTIAL_INVALID)
 
 
 def test_1_key_value_placed_before_the_certificate(world: World, genuine: Credential,
                                                   root: Authority, attacker_key) -> None:
-    document = tree(resign(genuine.xml, genuine.xml_id, attacker_key, _certs(root.gid)))
-    key_info = document.find(f"signatures/{DS}Signature/{DS}KeyInfo")
-    numbers = attacker_key.public_key().public_numbers()
-    key_value = etree.Element(f"{DS}KeyValue")
-    rsa_value = etree.SubElement(key_value, f"{DS}RSAKeyValue")
-    for tag, value in (("Modulus", numbers.n), ("Exponent", numbers.e)):
-        raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-        etree.SubElement(rsa_value, f"{DS}{tag}").text = base64.b64encode(raw).decode()
-    key_info.insert(0, key_value)
+    document = tree(resign(genuine.xml, genuine.xml_id, attacker_key, certs_of(root.gid)))
+    put_key_value_first(document, attacker_key)
     refused_everywhere(world, world.wrap(text(document)), GeniCode.CREDENTIAL_INVALID)
 
 
@@ -253,32 +252,29 @@ def test_9_non_ca_certificate_as_issuer(world: World, genuine: Credential) -> No
 
 # 11. Speaks-for forgery -----------------------------------------------------------------------
 
-def _abac(xml: str) -> dict[str, Any]:
-    return {"geni_type": "geni_abac", "geni_version": "1", "geni_value": xml}
-
 
 def test_11_speaks_for_forgeries(world: World, genuine: Credential, attacker_key) -> None:
     alice, bob = world.ids["alice"], world.ids["bob"]
     speaking = {"geni_speaking_for": alice.gid.urn}
     slice_cred = world.cred("exp1")
     by_bob = create_speaksfor(bob.key, bob.gid, bob.gid, future())
-    refused_everywhere(world, [*slice_cred, _abac(by_bob)], GeniCode.CREDENTIAL_MISMATCH,
+    refused_everywhere(world, [*slice_cred, abac(by_bob)], GeniCode.CREDENTIAL_MISMATCH,
                        "bob", speaking)
     real = create_speaksfor(alice.key, alice.gid, bob.gid, future())
-    forged = resign(real, "ref0", attacker_key, _certs(alice.gid))
+    forged = resign(real, "ref0", attacker_key, certs_of(alice.gid))
     refused_by_aggregate(world, lambda: world.am("bob").Allocate(
-        EXP1, [*slice_cred, _abac(forged)], request('<node client_id="x"/>'), speaking),
+        EXP1, [*slice_cred, abac(forged)], request('<node client_id="x"/>'), speaking),
         GeniCode.CREDENTIAL_INVALID)
     for_pi = create_speaksfor(alice.key, alice.gid, world.ids["pi"].gid, future())
     refused_by_aggregate(world, lambda: world.am("bob").Allocate(
-        EXP1, [*slice_cred, _abac(for_pi)], request('<node client_id="x"/>'), speaking),
+        EXP1, [*slice_cred, abac(for_pi)], request('<node client_id="x"/>'), speaking),
         GeniCode.CREDENTIAL_MISMATCH)
 
 
 def test_11_valid_speaks_for_does_not_skip_privileges(world: World, genuine: Credential,
                                                      root: Authority) -> None:
     alice, bob = world.ids["alice"], world.ids["bob"]
-    valid = _abac(create_speaksfor(alice.key, alice.gid, bob.gid, future()))
+    valid = abac(create_speaksfor(alice.key, alice.gid, bob.gid, future()))
     info_only = issue(root, alice.gid, genuine.target_gid, ["info"])
     refused_by_aggregate(world, lambda: world.am("bob").Allocate(
         EXP1, [*world.wrap(info_only.xml), valid], request('<node client_id="x"/>'),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 from datetime import datetime, timedelta
 from typing import Any
@@ -80,3 +81,26 @@ def resign(
 
 def deep(element: etree._Element) -> etree._Element:
     return copy.deepcopy(element)
+
+
+def certs_of(gid: GID) -> list[Any]:
+    """The certificates an attacker would borrow from `gid`: it and its chain."""
+    return [gid.certificate, *gid.chain]
+
+
+def put_key_value_first(document: etree._Element, key: rsa.RSAPrivateKey) -> None:
+    """Put `key`'s RSAKeyValue before the certificate in the first signature's KeyInfo."""
+    key_info = document.find(f"signatures/{DS}Signature/{DS}KeyInfo")
+    assert key_info is not None
+    numbers = key.public_key().public_numbers()
+    key_value = etree.Element(f"{DS}KeyValue")
+    rsa_value = etree.SubElement(key_value, f"{DS}RSAKeyValue")
+    for tag, value in (("Modulus", numbers.n), ("Exponent", numbers.e)):
+        raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+        etree.SubElement(rsa_value, f"{DS}{tag}").text = base64.b64encode(raw).decode()
+    key_info.insert(0, key_value)
+
+
+def abac(xml: str) -> dict[str, Any]:
+    """A speaks-for credential as the AM API's typed credential struct."""
+    return {"geni_type": "geni_abac", "geni_version": "1", "geni_value": xml}

@@ -3,7 +3,6 @@ and the door still accepts the genuine credential afterwards (no poisoned cache,
 
 from __future__ import annotations
 
-import base64
 import re
 import xmlrpc.client
 from collections.abc import Callable
@@ -21,7 +20,18 @@ from sfa.trust.keys import generate_private_key
 from sfa.trust.speaksfor import create_speaksfor
 from sfa.trust.verify import authorize
 from sfa.trust.xmldsig import XML_ID
-from tests.trust._credkit import DS, future, issue, policy, resign, text, tree
+from tests.trust._credkit import (
+    DS,
+    abac,
+    certs_of,
+    future,
+    issue,
+    policy,
+    put_key_value_first,
+    resign,
+    text,
+    tree,
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,30 +68,20 @@ def refused(door, genuine, alice, exp1_slice) -> Callable[..., SfaError]:
     return check
 
 
-def _certs(gid) -> list:
-    return [gid.certificate, *gid.chain]
-
 
 # 1. Foreign key, borrowed certificate ---------------------------------------------------------
 
 
 def test_foreign_key_with_borrowed_authority_certificate(genuine, princeton, attacker_key,
                                                          refused) -> None:
-    forged = resign(genuine.xml, "ref0", attacker_key, _certs(princeton.gid))
+    forged = resign(genuine.xml, "ref0", attacker_key, certs_of(princeton.gid))
     refused(GeniCode.CREDENTIAL_INVALID, [forged])
 
 
 def test_foreign_key_with_key_value_before_the_certificate(genuine, princeton, attacker_key,
                                                            refused) -> None:
-    root = tree(resign(genuine.xml, "ref0", attacker_key, _certs(princeton.gid)))
-    key_info = root.find(f"signatures/{DS}Signature/{DS}KeyInfo")
-    numbers = attacker_key.public_key().public_numbers()
-    key_value = etree.Element(f"{DS}KeyValue")
-    rsa_value = etree.SubElement(key_value, f"{DS}RSAKeyValue")
-    for tag, value in (("Modulus", numbers.n), ("Exponent", numbers.e)):
-        raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-        etree.SubElement(rsa_value, f"{DS}{tag}").text = base64.b64encode(raw).decode()
-    key_info.insert(0, key_value)
+    root = tree(resign(genuine.xml, "ref0", attacker_key, certs_of(princeton.gid)))
+    put_key_value_first(root, attacker_key)
     refused(GeniCode.CREDENTIAL_INVALID, [text(root)])
 
 
@@ -325,33 +325,30 @@ def test_non_ca_certificate_as_issuer(alice, refused) -> None:
 # 11. Speaks-for forgery -----------------------------------------------------------------------
 
 
-def _abac(xml: str) -> dict:
-    return {"geni_type": "geni_abac", "geni_version": "1", "geni_value": xml}
-
 
 def test_speaks_for_not_signed_by_the_user(genuine, alice, bob, refused) -> None:
     by_bob = create_speaksfor(bob.key, bob.gid, bob.gid, future())
-    refused(GeniCode.CREDENTIAL_MISMATCH, [genuine.xml, _abac(by_bob)], bob.gid,
+    refused(GeniCode.CREDENTIAL_MISMATCH, [genuine.xml, abac(by_bob)], bob.gid,
             options={"geni_speaking_for": alice.gid.urn})
 
 
 def test_speaks_for_forged_signature(genuine, alice, bob, attacker_key, refused) -> None:
     real = create_speaksfor(alice.key, alice.gid, bob.gid, future())
-    forged = resign(real, "ref0", attacker_key, _certs(alice.gid))
-    refused(GeniCode.CREDENTIAL_INVALID, [genuine.xml, _abac(forged)], bob.gid,
+    forged = resign(real, "ref0", attacker_key, certs_of(alice.gid))
+    refused(GeniCode.CREDENTIAL_INVALID, [genuine.xml, abac(forged)], bob.gid,
             options={"geni_speaking_for": alice.gid.urn})
 
 
 def test_speaks_for_tail_is_not_the_caller(genuine, alice, bob, princeton, refused) -> None:
     tool = princeton.issue_gid("plc.princeton.tool", "user")[0]
     for_tool = create_speaksfor(alice.key, alice.gid, tool, future())
-    refused(GeniCode.CREDENTIAL_MISMATCH, [genuine.xml, _abac(for_tool)], bob.gid,
+    refused(GeniCode.CREDENTIAL_MISMATCH, [genuine.xml, abac(for_tool)], bob.gid,
             options={"geni_speaking_for": alice.gid.urn})
 
 
 def test_speaks_for_does_not_skip_privilege_checks(princeton, alice, bob, exp1_slice,
                                                    refused) -> None:
-    valid = _abac(create_speaksfor(alice.key, alice.gid, bob.gid, future()))
+    valid = abac(create_speaksfor(alice.key, alice.gid, bob.gid, future()))
     bobs_own = issue(princeton, bob.gid, exp1_slice.gid)
     refused(GeniCode.CREDENTIAL_MISMATCH, [bobs_own.xml, valid], bob.gid,
             options={"geni_speaking_for": alice.gid.urn})
