@@ -9,7 +9,8 @@ process and of the node processes, and the load average.
     .venv/bin/python benchmarks/slice_scale.py [--sizes 10 100 1000] [--sequential-up-to N]
         [--node-processes 2] [--profile DIR]
 
-`--profile DIR` writes cProfile statistics of every thread of every process to DIR.
+`--profile DIR` writes cProfile statistics (thread CPU time) of every thread of every process
+to DIR.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ deployment = Deployment.load(sys.argv[1])
 index, count = int(sys.argv[2]), int(sys.argv[3])
 def start():
     limits = deployment.config.limits
-    pool = CallPool(reactor, limits.max_concurrent_calls * 2, name="sfa-nodemanagers")
+    threads = int(os.environ.get("SLICE_SCALE_THREADS", "0")) or limits.max_concurrent_calls * 2
+    pool = CallPool(reactor, threads, name="sfa-nodemanagers")
     for nodedir in node_dirs(deployment)[index::count]:
         config = load_node_config(nodedir)
         nm = open_node(nodedir, config=config)
@@ -93,7 +95,7 @@ class ThreadProfiles:
 
             def start(*_: Any) -> None:
                 sys.setprofile(None)
-                profile = cProfile.Profile()
+                profile = cProfile.Profile(time.thread_time)  # CPU, not GIL waits
                 self.profiles.append(profile)
                 profile.enable()
 
@@ -264,6 +266,8 @@ def main() -> None:
     parser.add_argument("--profile", default="", help="write cProfile stats to this directory")
     args = parser.parse_args()
     profile = os.path.abspath(args.profile) if args.profile else ""
+    if profile:
+        os.makedirs(profile, exist_ok=True)
     profiles = ThreadProfiles(profile, "aggregate")
     reactor = twisted_reactor()
 

@@ -62,7 +62,7 @@ class DirBackend:
 
     def start(self, spec: SliverSpec) -> None:
         """Run etc/initscript (if not empty and not already running) under the limits."""
-        if self.status(spec.login).running or not spec.initscript.strip():
+        if not spec.initscript.strip() or self._running(spec.login):
             return
         root = self._root(spec.login)
         if spec.uid is not None:
@@ -153,6 +153,12 @@ class DirBackend:
             if spec.slice_public_key:
                 public = f"{spec.slice_public_key} {spec.login}\n".encode()
                 safefs.write_file(ssh, "id_rsa.pub", public, mode=0o644, uid=uid)
+
+    def _running(self, login: str) -> bool:
+        """Whether the init script (or the sliver uid) still runs: status without the disk
+        walk."""
+        self._reap(login, forget=False)
+        return bool(process.live_pids(*self._process_record(login)))
 
     def _process_record(self, login: str) -> tuple[int | None, int | None]:
         """(pgid, uid) of the running init script, or (None, None) when none is recorded or the

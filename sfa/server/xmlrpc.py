@@ -119,6 +119,12 @@ class LimitedRequest(server.Request):
     body_too_big = False
     _received = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # XML-RPC bodies are never HTML forms: no Content-Type parse by the email package
+        # (~0.7 ms a request) and no form decoding.
+        kwargs["parsePOSTFormSubmission"] = False
+        super().__init__(*args, **kwargs)
+
     def gotLength(self, length: int | None) -> None:
         limit = _request_limit(self)
         if length is not None and length > limit:
