@@ -16,18 +16,16 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from twisted.internet.threads import blockingCallFromThread
 
 from sfa.aggregate.driver import SliverResult
-from sfa.aggregate.inventory import generate_nodes
 from sfa.aggregate.memory_driver import MemoryDriver
 from sfa.aggregate.slivers import Sliver, UserKeys
-from sfa.aggregate.store import AggregateStore
 from sfa.client.cli import main
-from sfa.server.am_api import AGGREGATE_DB, AggregateService
-from sfa.server.cli_admin import open_admin
+from sfa.server.am_api import AggregateService
 from sfa.server.config import PeerConfig, render_config
 from sfa.server.deployment import Deployment, init_deployment
 from sfa.server.service import RunningService
 from sfa.trust.keys import private_key_to_pem, public_key_to_openssh
 from tests.server.conftest import keys  # noqa: F401 - fixture reused
+from tests.server.populate import populate, seed_nodes
 from tests.server.test_am_api import _start_aggregate, _start_registry
 
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -75,19 +73,8 @@ class World:
 def _deploy(base: Path, hrn: str, nodes: int, *, users: dict[str, RSAPrivateKey],
             slices: dict[str, list[str]], pis: dict[str, list[str]]) -> Deployment:
     deployment = init_deployment(base / hrn, authority=hrn, registry_port=0, am_port=0)
-    admin = open_admin(deployment)
-    try:
-        for user, key in users.items():
-            admin.admin_add_user(user, pubkey=public_key_to_openssh(key))
-        for authority, its_pis in pis.items():
-            admin.admin_add_authority(authority, pis=its_pis)
-        for name, researchers in slices.items():
-            admin.admin_add_slice(name, researchers)
-    finally:
-        admin.close()
-    store = AggregateStore(deployment.db_dir / AGGREGATE_DB)
-    store.upsert_nodes(generate_nodes(hrn, nodes, sites=2, capacity=4))
-    store.close()
+    populate(deployment, users=users, authorities=pis, slices=slices)
+    seed_nodes(deployment, nodes, sites=2, capacity=4)
     return deployment
 
 

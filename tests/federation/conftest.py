@@ -16,7 +16,6 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from twisted.internet.threads import blockingCallFromThread
 
-from sfa.aggregate.inventory import generate_nodes
 from sfa.aggregate.memory_driver import MemoryDriver
 from sfa.aggregate.store import AggregateStore
 from sfa.client.transport import RpcEndpoint, TlsIdentity, client_context
@@ -29,8 +28,9 @@ from sfa.server.service import RunningService
 from sfa.server.sm_api import SliceManagerService, start_deployment_slicemgr
 from sfa.trust.credential import Credential, delegate_credential, parse_credential
 from sfa.trust.gid import GID
-from sfa.trust.keys import generate_private_key, private_key_to_pem, public_key_to_openssh
+from sfa.trust.keys import generate_private_key, private_key_to_pem
 from sfa.xrn import hrn_to_urn
+from tests.server.populate import populate, seed_nodes
 from tests.server.test_am_api import _start_aggregate, _start_registry
 
 SM_TIMEOUT = 3.0
@@ -131,17 +131,8 @@ def _deploy(base: Path, hrn: str, nodes: int, users: dict[str, RSAPrivateKey],
                      registry=replace(deployment.config.registry, worker_processes=0))
     (deployment.directory / "sfa.toml").write_text(render_config(config))
     deployment = Deployment.load(deployment.directory)
-    admin = open_admin(deployment)
-    try:
-        for user, key in users.items():
-            admin.admin_add_user(user, pubkey=public_key_to_openssh(key))
-        for name, researchers in slices.items():
-            admin.admin_add_slice(name, researchers)
-    finally:
-        admin.close()
-    store = AggregateStore(deployment.db_dir / AGGREGATE_DB)
-    store.upsert_nodes(generate_nodes(hrn, nodes, sites=2, capacity=4))
-    store.close()
+    populate(deployment, users=users, slices=slices)
+    seed_nodes(deployment, nodes, sites=2, capacity=4)
     return deployment
 
 
