@@ -42,11 +42,11 @@ from sfa.server.config import (
 )
 from sfa.server.service import service_url
 from sfa.storage.registry_schema import open_registry_database
-from sfa.trust.gid import GID, create_gid
+from sfa.trust.gid import GID
 from sfa.trust.hierarchy import Authority, AuthorityStore
 from sfa.trust.keys import generate_private_key, load_private_key, save_private_key
 from sfa.trust.roots import TrustedRoots
-from sfa.xrn import hrn_split, hrn_to_urn, validate_hrn
+from sfa.xrn import hrn_split, validate_hrn
 
 # service name -> the authority service in its URN
 SERVICE_TYPES = {"registry": "sa", "aggregate": "am", "slicemgr": "sm"}
@@ -258,16 +258,7 @@ def _write_service(
     deployment: Deployment, service: str, kind: str, root: Authority, host: str
 ) -> None:
     key = generate_private_key()
-    dns_names, ip_addresses = service_names(host)
-    gid = create_gid(
-        urn=hrn_to_urn(root.hrn, f"authority+{kind}"),
-        public_key=key.public_key(),
-        issuer_key=root.key,
-        issuer=root.gid,
-        cn=f"{root.hrn}.{kind}",
-        dns_names=dns_names,
-        ip_addresses=ip_addresses,
-        lifetime=SERVICE_LIFETIME,
-    )
+    gid, _ = root.issue_service_gid(kind, host, key.public_key(), lifetime=SERVICE_LIFETIME,
+                                    names=service_names(host))
     save_private_key(deployment.services_dir / f"{service}.pkey", key)
     (deployment.services_dir / f"{service}.gid").write_text(gid.to_pem(include_chain=True))

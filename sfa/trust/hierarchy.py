@@ -163,13 +163,15 @@ class Authority:
         host: str,
         public_key: rsa.RSAPublicKey | None = None,
         lifetime: timedelta = DEFAULT_LIFETIME,
+        names: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
     ) -> tuple[GID, rsa.RSAPrivateKey | None]:
         """The GID of this authority's `sa|am|sm|cm|ma` service on `host` (a name or an IP):
-        URN `+authority+<service>`, CN `<hrn>.<service>`, and DNS:/IP: for the host."""
+        URN `+authority+<service>`, CN `<hrn>.<service>`, and DNS:/IP: for the host, or
+        exactly `names` (DNS names, IP addresses) when the caller has already chosen them."""
         if service not in AUTHORITY_SERVICES:
             choices = ", ".join(AUTHORITY_SERVICES)
             raise BadArgs(f"unknown service {service!r}: use one of {choices}")
-        dns_names, ips = _host_names(host)
+        dns_names, ips = names if names is not None else _host_names(host)
         key = None if public_key is not None else generate_private_key()
         gid = create_gid(
             urn=hrn_to_urn(self.hrn, f"authority+{service}"),

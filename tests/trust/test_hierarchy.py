@@ -146,6 +146,21 @@ def test_service_gids(princeton: Authority, trusted_roots: TrustedRoots) -> None
     assert sa.subject_cn == "plc.princeton.sa" and sa.type == "authority"
 
 
+def test_service_gid_carries_exactly_the_names_chosen_by_the_caller(
+        princeton: Authority, trusted_roots: TrustedRoots,
+        authority_store: AuthorityStore) -> None:
+    _refused(BadArgs, authority_store.base_dir, princeton.issue_service_gid, "xx", "127.0.0.1",
+             names=(("localhost",), ()))
+    am, key = princeton.issue_service_gid("am", "127.0.0.1",
+                                          names=(("localhost",), ("127.0.0.1",)))
+    assert key is not None and am.urn == "urn:publicid:IDN+plc:princeton+authority+am"
+    san = am.certificate.extensions.get_extension_for_oid(
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert verify_gid_chain(am, trusted_roots).hrn == "plc"
+
+
 def test_create_root_twice_refused(plc: Authority, authority_store: AuthorityStore) -> None:
     _refused(AlreadyExists, authority_store.base_dir, authority_store.create_root, "plc")
     _refused(BadArgs, authority_store.base_dir, authority_store.create_root, "plc.x")
