@@ -20,7 +20,7 @@ from sfa.server.deployment import Deployment, ServiceIdentity, node_dirs
 from sfa.server.envelope import FaultReplies, ReplyStyle
 from sfa.server.nm_api import start_node_manager
 from sfa.server.registry_api import registry_handlers
-from sfa.server.service import start_service
+from sfa.server.service import RunningService, start_service
 from sfa.server.sm_api import start_deployment_slicemgr
 from sfa.server.workers import ProcessCallPool
 from sfa.server.xmlrpc import CallPool, Handler
@@ -114,6 +114,20 @@ def start_deployment(
         running["slicemgr"] = slicemgr
         announce(f"ready slicemgr {slicemgr.url}")
     return running
+
+
+def start_registry_in_threads(reactor: Any, deployment: Deployment, *, host: str | None = None,
+                              port: int | None = None) -> RunningService:
+    """The deployment's registry with its calls in threads of this process (no worker
+    processes), on [server] host and [registry] port unless `host`/`port` are given."""
+    identity = deployment.service_identity("registry")
+    config = deployment.config
+    return start_service(
+        reactor, name="registry", handlers=registry_handlers(deployment),
+        replies=FaultReplies(), gid=identity.gid, key=identity.key,
+        host=config.server.host if host is None else host,
+        port=config.registry.port if port is None else port,
+        limits=config.limits)
 
 
 def start_node_managers(

@@ -15,13 +15,11 @@ from twisted.internet.threads import blockingCallFromThread
 from sfa.aggregate.nm_driver import NodeManagerDriver
 from sfa.aggregate.store import AggregateStore
 from sfa.server.am_api import AGGREGATE_DB, AggregateService, start_deployment_aggregate
-from sfa.server.app import Served, start_node_managers
+from sfa.server.app import Served, start_node_managers, start_registry_in_threads
 from sfa.server.cli_admin import open_admin
 from sfa.server.deployment import Deployment, init_deployment
-from sfa.server.envelope import FaultReplies
 from sfa.server.nm_api import NodeManagerService
-from sfa.server.registry_api import registry_handlers
-from sfa.server.service import RunningService, start_service
+from sfa.server.service import RunningService
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_to_openssh
 from tests.server.conftest import Identity, proxy, write_identity
@@ -86,13 +84,8 @@ def build_deployment(base: Path, nodes: int, keys: list[Any], slices: list[str]
 
 def start_site(reactor: Any, deployment: Deployment, ids: dict[str, Identity],
                slices: list[str]) -> NmSite:
-    identity = deployment.service_identity("registry")
-
     def start() -> tuple[RunningService, dict[str, Served], AggregateService]:
-        registry = start_service(
-            reactor, name="registry", handlers=registry_handlers(deployment),
-            replies=FaultReplies(), gid=identity.gid, key=identity.key, host="127.0.0.1",
-            port=0, limits=deployment.config.limits)
+        registry = start_registry_in_threads(reactor, deployment, host="127.0.0.1", port=0)
         nodes = start_node_managers(reactor, deployment, lambda line: None)
         return registry, nodes, start_deployment_aggregate(reactor, deployment)
 

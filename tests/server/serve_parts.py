@@ -16,11 +16,8 @@ from twisted.internet.defer import gatherResults
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from sfa.server.am_api import start_deployment_aggregate
-from sfa.server.app import Served, start_node_managers
+from sfa.server.app import Served, start_node_managers, start_registry_in_threads
 from sfa.server.deployment import Deployment
-from sfa.server.envelope import FaultReplies
-from sfa.server.registry_api import registry_handlers
-from sfa.server.service import start_service
 
 
 def announce(line: str) -> None:
@@ -32,12 +29,7 @@ def start_part(reactor: Any, part: str, deployment: Deployment) -> dict[str, Ser
     """Start `part` ("nodes" or "aggregate") of `deployment` on `reactor`."""
     if part == "nodes":
         return start_node_managers(reactor, deployment, announce)
-    identity = deployment.service_identity("registry")
-    registry = start_service(
-        reactor, name="registry", handlers=registry_handlers(deployment),
-        replies=FaultReplies(), gid=identity.gid, key=identity.key,
-        host=deployment.config.server.host, port=deployment.config.registry.port,
-        limits=deployment.config.limits)
+    registry = start_registry_in_threads(reactor, deployment)
     announce(f"ready registry {registry.url}")
     aggregate = start_deployment_aggregate(reactor, deployment)
     announce(f"ready aggregate {aggregate.url}")

@@ -30,11 +30,10 @@ from sfa.server.am_api import (
     open_aggregate,
     start_aggregate_service,
 )
+from sfa.server.app import start_registry_in_threads
 from sfa.server.cli_admin import open_admin
 from sfa.server.deployment import Deployment, init_deployment
-from sfa.server.envelope import FaultReplies
-from sfa.server.registry_api import registry_handlers
-from sfa.server.service import RunningService, start_service
+from sfa.server.service import RunningService
 from sfa.timeutil import format_rfc3339, utcnow
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_to_openssh
@@ -94,15 +93,8 @@ def _start_aggregate(reactor: Any, deployment: Deployment, driver: MemoryDriver,
 
 
 def _start_registry(reactor: Any, deployment: Deployment) -> RunningService:
-    identity = deployment.service_identity("registry")
-
-    def start() -> RunningService:
-        return start_service(
-            reactor, name="registry", handlers=registry_handlers(deployment),
-            replies=FaultReplies(), gid=identity.gid, key=identity.key, host="127.0.0.1",
-            port=0, limits=deployment.config.limits)
-
-    return blockingCallFromThread(reactor, start)
+    return blockingCallFromThread(reactor, lambda: start_registry_in_threads(
+        reactor, deployment, host="127.0.0.1", port=0))
 
 
 @pytest.fixture(scope="module")
