@@ -55,13 +55,21 @@ def nodemanager(nodedir: Path, listen: str | None, port: int | None,
         local_port=local_port,
         limits=LimitsConfig(),
     )
-    click.echo(f"node manager {nm.urn} at {service.url}")
+    lines = [f"node manager {nm.urn} at {service.url}"]
     if service.local_url:
-        click.echo(f"local API at {service.local_url}")
-    click.echo(
+        lines.append(f"local API at {service.local_url}")
+    lines.append(
         f"recovered: {len(report['restarted'])} restarted, {len(report['reaped'])} reaped, "
         f"{len(report['created'])} finished"
     )
-    sys.stdout.flush()
     reactor.addSystemEventTrigger("before", "shutdown", service.stop)
+    # Announce only once the reactor runs, so its signal handlers are installed: a SIGTERM
+    # sent as soon as these lines appear shuts down cleanly.
+    reactor.callWhenRunning(_announce, lines)
     reactor.run()
+
+
+def _announce(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
+    sys.stdout.flush()

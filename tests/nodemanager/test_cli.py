@@ -52,3 +52,18 @@ def test_create_node_dir_issues_a_node_gid_and_writes_node_toml(open_dir, plc):
     assert loaded == config and loaded.urn == "urn:publicid:IDN+plc+node+n9"
     assert (open_dir / "n9" / "node.pkey").stat().st_mode & 0o077 == 0
     assert list((open_dir / "n9" / "trusted_roots").iterdir())
+
+
+def test_sigterm_right_after_the_announcement_stops_cleanly(open_dir, node1, plc):
+    nodedir = make_node_dir(open_dir / "node1-quick", node1, plc)
+    child = subprocess.Popen(
+        [sys.executable, "-c", RUN, str(nodedir), "--listen", "127.0.0.1", "--port", "0",
+         "--local-port", "0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert child.stdout is not None
+    lines = [child.stdout.readline() for _ in range(3)]
+    assert lines[2].startswith("recovered: "), lines
+    child.send_signal(signal.SIGTERM)  # at once: the handlers must already be installed
+    child.wait(15)
+    assert child.returncode == 0, child.stderr.read() if child.stderr else ""
