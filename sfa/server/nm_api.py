@@ -15,13 +15,14 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
-from sfa.errors import BadArgs, MissingArgs
+from sfa.errors import BadArgs
 from sfa.nodemanager.localapi import LocalApi
 from sfa.nodemanager.manager import NodeManager
 from sfa.nodemanager.terms import users_from_wire
 from sfa.server.config import LimitsConfig
 from sfa.server.envelope import Envelope, EnvelopeReplies, FaultReplies
 from sfa.server.service import RunningService, service_url, start_service
+from sfa.server.wire_args import call_args
 from sfa.server.xmlrpc import (
     CallContext,
     CallPool,
@@ -36,14 +37,6 @@ log = Logger(namespace="sfa.nodemanager")
 
 REAP_CEILING = timedelta(seconds=30)
 LOCAL_METHODS = frozenset({"GetKeys", "GetSliverInfo"})
-
-
-def _args(call: CallContext, params: tuple[Any, ...], least: int, most: int) -> list[Any]:
-    if len(params) < least:
-        raise MissingArgs(f"{call.method} takes at least {least} arguments, got {len(params)}")
-    if len(params) > most:
-        raise BadArgs(f"{call.method} takes at most {most} arguments, got {len(params)}")
-    return [*params, *([None] * (most - len(params)))]
 
 
 def _credentials(value: Any) -> list[Any]:
@@ -72,11 +65,11 @@ def remote_handlers(nm: NodeManager, on_change: Any = None) -> dict[str, Handler
             on_change(expires)
 
     def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
-        _args(call, params, 0, 1)
+        call_args(call, params, 0, 1)
         return Envelope(value=nm.version())
 
     def redeem(call: CallContext, params: tuple[Any, ...]) -> Any:
-        ticket, options = _args(call, params, 1, 2)
+        ticket, options = call_args(call, params, 1, 2)
         slice_key = _options(options).get("slice_key")
         redemption = nm.redeem(ticket, slice_key=slice_key)
         changed(redemption.expires)
@@ -84,30 +77,30 @@ def remote_handlers(nm: NodeManager, on_change: Any = None) -> dict[str, Handler
 
     def action(name: str) -> Handler:
         def handler(call: CallContext, params: tuple[Any, ...]) -> Any:
-            urn, credentials = _args(call, params, 1, 2)
+            urn, credentials = call_args(call, params, 1, 2)
             method = getattr(nm, name)
             return method(urn, call.peer, _credentials(credentials)).to_wire()
 
         return handler
 
     def renew(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urn, renewal = _args(call, params, 2, 2)
+        urn, renewal = call_args(call, params, 2, 2)
         redemption = nm.renew(urn, renewal)
         changed(redemption.expires)
         return redemption.to_wire()
 
     def delete(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urn, credentials = _args(call, params, 1, 2)
+        urn, credentials = call_args(call, params, 1, 2)
         nm.delete(urn, call.peer, _credentials(credentials))
         return True
 
     def update_keys(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urn, users, credentials = _args(call, params, 2, 3)
+        urn, users, credentials = call_args(call, params, 2, 3)
         info = nm.update_keys(urn, users_from_wire(users), call.peer, _credentials(credentials))
         return info.to_wire()
 
     def list_slivers(call: CallContext, params: tuple[Any, ...]) -> Any:
-        _args(call, params, 0, 1)
+        call_args(call, params, 0, 1)
         return [info.to_wire() for info in nm.list_slivers(call.peer)]
 
     return {
@@ -128,11 +121,11 @@ def local_handlers(local: LocalApi) -> dict[str, Handler]:
     """GetKeys(slice_name) and GetSliverInfo(slice_name)."""
 
     def get_keys(call: CallContext, params: tuple[Any, ...]) -> Any:
-        (name,) = _args(call, params, 1, 1)
+        (name,) = call_args(call, params, 1, 1)
         return local.get_keys(name)
 
     def get_sliver_info(call: CallContext, params: tuple[Any, ...]) -> Any:
-        (name,) = _args(call, params, 1, 1)
+        (name,) = call_args(call, params, 1, 1)
         return local.get_sliver_info(name)
 
     return {"GetKeys": get_keys, "GetSliverInfo": get_sliver_info}
