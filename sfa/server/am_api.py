@@ -14,7 +14,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import LoopingCall
-from twisted.internet.threads import blockingCallFromThread, deferToThread
+from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
 from twisted.web import pages, resource, server
 
@@ -32,6 +32,7 @@ from sfa.aggregate.store import AggregateStore
 from sfa.server.config import AggregateConfig, LimitsConfig
 from sfa.server.deployment import Deployment
 from sfa.server.envelope import Envelope, EnvelopeReplies
+from sfa.server.expiry_timer import ExpiryTimer
 from sfa.server.nm_transport import TwistedNodeClient
 from sfa.server.registry_api import trust_policy
 from sfa.server.service import RunningService, service_url
@@ -129,44 +130,18 @@ class VersionRouter(resource.Resource):
         return target.render(request)
 
 
-class ReapTimer:
+class ReapTimer(ExpiryTimer):
     """Wakes when the next sliver expires (or every REAP_CEILING) and reaps in a thread."""
 
+    what = "reaping expired slivers"
+
     def __init__(self, reactor: Any, reaper: Reaper, ceiling: timedelta = REAP_CEILING):
-        self.reactor = reactor
+        super().__init__(reactor, ceiling)
         self.reaper = reaper
-        self.ceiling = ceiling
-        self._call: Any = None
-        self._stopped = False
 
-    def start(self) -> None:
-        self._schedule(0.0)
-
-    def poke(self) -> None:
-        """Re-plan now (after a change that may bring the next expiry closer)."""
-        if not self._stopped:
-            self._schedule(0.0)
-
-    def _schedule(self, delay: float) -> None:
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = self.reactor.callLater(delay, self._fire)
-
-    def _fire(self) -> None:
-        self._call = None
-        deferred = deferToThread(self._tick_and_plan)
-        deferred.addErrback(lambda f: log.failure("reaping expired slivers failed", f))
-        deferred.addCallback(lambda delay: None if self._stopped or delay is None
-                             else self._schedule(delay))
-
-    def _tick_and_plan(self) -> float:
+    def work(self) -> float:
         self.reaper.tick()
         return self.reaper.delay_until_next(self.ceiling) + 0.05
-
-    def stop(self) -> None:
-        self._stopped = True
-        if self._call is not None and self._call.active():
-            self._call.cancel()
 
 
 class HealthTimer:

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
-from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from sfa.errors import BadArgs
@@ -21,6 +20,7 @@ from sfa.nodemanager.manager import NodeManager
 from sfa.nodemanager.terms import users_from_wire
 from sfa.server.config import LimitsConfig
 from sfa.server.envelope import Envelope, EnvelopeReplies, FaultReplies
+from sfa.server.expiry_timer import ExpiryTimer
 from sfa.server.service import RunningService, service_url, start_service
 from sfa.server.wire_args import call_args
 from sfa.server.xmlrpc import (
@@ -131,70 +131,22 @@ def local_handlers(local: LocalApi) -> dict[str, Handler]:
     return {"GetKeys": get_keys, "GetSliverInfo": get_sliver_info}
 
 
-class LeaseReaper:
+class LeaseReaper(ExpiryTimer):
     """Wakes when the next lease ends (or every REAP_CEILING) and reaps in a thread."""
 
+    what = "reaping expired leases"
+
     def __init__(self, reactor: Any, nm: NodeManager, ceiling: timedelta = REAP_CEILING):
-        self.reactor = reactor
+        super().__init__(reactor, ceiling)
         self.nm = nm
-        self.ceiling = ceiling
-        self._call: Any = None
-        self._stopped = False
 
-    def start(self) -> None:
-        self._schedule(0.0)
-
-    def poke(self, expires: datetime | None = None) -> None:
-        """Re-plan (from any thread) after a change: a lease now ends at `expires` (None:
-        unknown, reap and re-plan at once)."""
-        self.reactor.callFromThread(self._replan, expires)
-
-    def _replan(self, expires: datetime | None) -> None:
-        if self._stopped:
-            return
-        if expires is None:
-            self._schedule(0.0)
-            return
-        delay = max(0.0, (expires - utcnow()).total_seconds()) + 0.05
-        due = self.reactor.seconds() + delay
-        if self._call is None or not self._call.active() or self._call.getTime() > due:
-            self._schedule(delay)
-
-    def _schedule(self, delay: float) -> None:
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = self.reactor.callLater(delay, self._fire)
-
-    def _fire(self) -> None:
-        self._call = None
-        deferred = deferToThread(self._reap_and_plan)
-        deferred.addErrback(self._failed)
-        deferred.addCallback(self._plan)
-
-    def _plan(self, delay: float) -> None:
-        """Fire in `delay` seconds, unless a poke meanwhile asked for an earlier time."""
-        if self._stopped:
-            return
-        if self._call is None or not self._call.active() or (
-                self._call.getTime() > self.reactor.seconds() + delay):
-            self._schedule(delay)
-
-    def _failed(self, failure: Any) -> float:
-        log.failure("reaping expired leases failed", failure)
-        return 1.0
-
-    def _reap_and_plan(self) -> float:
+    def work(self) -> float:
         self.nm.reap_expired()
         upcoming = self.nm.next_expiry()
         ceiling = self.ceiling.total_seconds()
         if upcoming is None:
             return ceiling
         return min(ceiling, max(0.0, (upcoming - utcnow()).total_seconds())) + 0.05
-
-    def stop(self) -> None:
-        self._stopped = True
-        if self._call is not None and self._call.active():
-            self._call.cancel()
 
 
 class _Borrowed:
