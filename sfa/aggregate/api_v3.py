@@ -209,15 +209,30 @@ class AggregateManagerV3:
         acting = [s for s in target.slivers if s.urn not in errors]
         results = (self.ctx.run(self.ctx.driver.perform_action(acting, chosen_action, users))
                    if acting else [])
-        done = [_acted(s, r, chosen_action, users)
-                for s, r in zip(acting, results, strict=True) if r.ok]
-        self.ctx.store.update(done)
         failed = [r for r in results if not r.ok]
         if failed and not best_effort:
-            raise GeneralError(f"{chosen_action.value} failed on some slivers (the others "
-                               f"completed): {_errors(failed)}")
+            reached = [s for s, r in zip(acting, results, strict=True) if r.ok]
+            self._undo_action(reached, chosen_action)
+            raise GeneralError(f"{chosen_action.value} failed on some slivers, so nothing "
+                               f"changed (the others were put back): {_errors(failed)}")
+        self.ctx.store.update([_acted(s, r, chosen_action, users)
+                               for s, r in zip(acting, results, strict=True) if r.ok])
         errors.update({r.sliver_urn: r.error for r in failed})
         return statuses(self._current(target.slivers), errors)
+
+    def _undo_action(self, slivers: Sequence[Sliver], action: Action) -> None:
+        """Put the slivers an all-or-nothing action already reached back as they were: stop
+        what it started, start what it stopped, give back the users it replaced (a restart
+        leaves them as they were: ready)."""
+        driver = self.ctx.driver
+        if not slivers:
+            return
+        if action in _INVERSE:
+            self.ctx.run(driver.perform_action(slivers, _INVERSE[action], ()))
+        elif action is Action.UPDATE_USERS:
+            for old_users in {s.users for s in slivers}:
+                group = [s for s in slivers if s.users == old_users]
+                self.ctx.run(driver.perform_action(group, Action.UPDATE_USERS, old_users))
 
     def renew(self, peer: GID | None, urns: object, credentials: object,
               expiration_time: object, options: object) -> list[dict[str, Any]]:
@@ -343,6 +358,9 @@ def _provisioned(sliver: Sliver, result: SliverResult) -> Sliver:
         login_user=result.login_user or sliver.login_user,
         login_port=result.login_port or sliver.login_port, error="",
     )
+
+
+_INVERSE = {Action.START: Action.STOP, Action.STOP: Action.START}
 
 
 def _acted(sliver: Sliver, result: SliverResult, action: Action,

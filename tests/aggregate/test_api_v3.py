@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
+from sfa.aggregate.slivers import OperationalState
 from sfa.errors import GeniCode, SfaError
 from sfa.rspecs.reader import read_rspec
 from sfa.timeutil import format_rfc3339, parse_rfc3339, utcnow
@@ -257,6 +258,32 @@ def test_provision_best_effort_and_all_or_nothing(am: Aggregate, pki: Pki, cred1
     errors = [s for s in states.values() if s["geni_error"]]
     assert len(errors) == 1 and "unreachable" in errors[0]["geni_error"]
     assert errors[0]["geni_allocation_status"] == "geni_allocated"
+
+
+def test_operational_action_without_best_effort_is_all_or_nothing(am: Aggregate, pki: Pki,
+                                                                  cred1: str) -> None:
+    alice = pki.alice.gid
+    result = allocate(am, pki, cred1, node("a", node_urn(1)), node("b", node_urn(2)))
+    urns = sorted(s["geni_sliver_urn"] for s in result["geni_slivers"])
+    am.v3.provision(alice, [SLICE1], [cred1], OPTS)
+    am.driver.failing[node_urn(2)] = "node manager unreachable"
+    try:
+        before = am.dump()
+        assert code_of(am.v3.perform_operational_action, alice, [SLICE1], [cred1],
+                       "geni_start", {}) == GeniCode.ERROR
+        assert am.dump() == before
+        # the sliver that did start was stopped again: the backend is as it was
+        assert {am.driver.slivers[u].state for u in urns} == {OperationalState.NOTREADY}
+        keys = [{"urn": pki.bob.gid.urn, "keys": ["ssh-rsa BBBB bob"]}]
+        old_users = {u: am.driver.slivers[u].users for u in urns}
+        assert code_of(am.v3.perform_operational_action, alice, [SLICE1], [cred1],
+                       "geni_update_users", {"geni_users": keys}) == GeniCode.ERROR
+        assert {u: am.driver.slivers[u].users for u in urns} == old_users
+        assert am.dump() == before
+    finally:
+        am.driver.failing.clear()
+    started = am.v3.perform_operational_action(alice, [SLICE1], [cred1], "geni_start", {})
+    assert {s["geni_operational_status"] for s in started} == {"geni_ready"}
 
 
 def test_renew_limits(am: Aggregate, pki: Pki) -> None:
