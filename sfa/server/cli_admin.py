@@ -15,9 +15,11 @@ from typing import Any
 import click
 from tabulate import tabulate
 
+from sfa.aggregate.store import AggregateStore
 from sfa.errors import BadArgs, SfaError
 from sfa.registry.admin import RegistryAdmin
 from sfa.registry.records import Record
+from sfa.server.am_api import AGGREGATE_DB
 from sfa.server.cli_trust_admin import trust_admin
 from sfa.server.deployment import Deployment
 from sfa.server.peers import (
@@ -31,6 +33,7 @@ from sfa.server.peers import (
 from sfa.server.registry_api import registry_logic_config
 from sfa.timeutil import parse_rfc3339
 from sfa.trust.keys import save_private_key
+from sfa.xrn import hrn_to_urn, validate_hrn
 
 RECORD_TYPES = click.Choice(["authority", "user", "slice", "node"])
 
@@ -148,6 +151,49 @@ def slice_add(
         record = registry.admin_add_slice(hrn, researchers, expires=when)
         shown = record.to_wire()
         click.echo(f"registered slice {record.hrn}, expires {shown.get('expires')}")
+
+
+@slice_.command("shutdown")
+@click.argument("hrn")
+@click.pass_obj
+def slice_shutdown(deployment: Deployment, hrn: str) -> None:
+    """Freeze slice HRN at this deployment's aggregate (as the AM API's Shutdown does)."""
+    with _aggregate_store(deployment) as store:
+        store.set_shutdown(_slice_urn(hrn), True)
+    click.echo(f"slice {hrn} is shut down here: its slivers cannot be started or renewed")
+
+
+@slice_.command("lift")
+@click.argument("hrn")
+@click.pass_obj
+def slice_lift(deployment: Deployment, hrn: str) -> None:
+    """Lift the shutdown of slice HRN at this deployment's aggregate."""
+    with _aggregate_store(deployment) as store:
+        urn = _slice_urn(hrn)
+        if not store.is_shutdown(urn):
+            raise BadArgs(f"slice {hrn} is not shut down here")
+        store.set_shutdown(urn, False)
+    click.echo(f"slice {hrn} may be used again")
+
+
+def _slice_urn(hrn: str) -> str:
+    validate_hrn(hrn)
+    return hrn_to_urn(hrn, "slice")
+
+
+@contextmanager
+def _aggregate_store(deployment: Deployment) -> Iterator[AggregateStore]:
+    """The aggregate's database (the running aggregate reads it on every call)."""
+    store = None
+    try:
+        store = AggregateStore(deployment.db_dir / AGGREGATE_DB)
+        yield store
+    except SfaError as error:
+        click.echo(f"{error.code.name}: {error.message}", err=True)
+        raise SystemExit(1) from None
+    finally:
+        if store is not None:
+            store.close()
 
 
 @admin.command("list")
