@@ -16,10 +16,11 @@ import click
 from tabulate import tabulate
 
 from sfa.aggregate.store import AggregateStore
-from sfa.errors import BadArgs, SfaError
+from sfa.errors import BadArgs
 from sfa.registry.admin import RegistryAdmin
 from sfa.registry.records import Record
 from sfa.server.am_api import AGGREGATE_DB
+from sfa.server.cli_errors import exit_on_refusal
 from sfa.server.cli_trust_admin import trust_admin
 from sfa.server.deployment import Deployment
 from sfa.server.peers import (
@@ -51,15 +52,11 @@ def open_admin(deployment: Deployment) -> RegistryAdmin:
 @contextmanager
 def _registry(deployment: Deployment) -> Iterator[RegistryAdmin]:
     """The admin API; any SfaError ends the command with `CODE: message` and exit 1."""
-    registry = None
-    try:
+    with exit_on_refusal():
         registry = open_admin(deployment)
-        yield registry
-    except SfaError as error:
-        click.echo(f"{error.code.name}: {error.message}", err=True)
-        raise SystemExit(1) from None
-    finally:
-        if registry is not None:
+        try:
+            yield registry
+        finally:
             registry.close()
 
 
@@ -68,11 +65,8 @@ def _registry(deployment: Deployment) -> Iterator[RegistryAdmin]:
 @click.pass_context
 def admin(ctx: click.Context, directory: Path) -> None:
     """Operate the registry of the deployment in DIRECTORY (also while it is served)."""
-    try:
+    with exit_on_refusal():
         ctx.obj = Deployment.load(directory)
-    except SfaError as error:
-        click.echo(f"{error.code.name}: {error.message}", err=True)
-        raise SystemExit(1) from None
 
 
 admin.add_command(trust_admin)
@@ -184,15 +178,11 @@ def _slice_urn(hrn: str) -> str:
 @contextmanager
 def _aggregate_store(deployment: Deployment) -> Iterator[AggregateStore]:
     """The aggregate's database (the running aggregate reads it on every call)."""
-    store = None
-    try:
+    with exit_on_refusal():
         store = AggregateStore(deployment.db_dir / AGGREGATE_DB)
-        yield store
-    except SfaError as error:
-        click.echo(f"{error.code.name}: {error.message}", err=True)
-        raise SystemExit(1) from None
-    finally:
-        if store is not None:
+        try:
+            yield store
+        finally:
             store.close()
 
 
@@ -253,12 +243,9 @@ def peer() -> None:
 @click.pass_obj
 def peer_add(deployment: Deployment, hrn: str, registry_url: str, aggregate_url: str) -> None:
     """Peer with authority HRN (running services see it on their next call)."""
-    try:
+    with exit_on_refusal():
         added = add_peer(peers_path(deployment), Peer(hrn, registry_url, aggregate_url),
                          own_hrn=deployment.authority_hrn)
-    except SfaError as error:
-        click.echo(f"{error.code.name}: {error.message}", err=True)
-        raise SystemExit(1) from None
     click.echo(f"peer {added.hrn}: registry {added.registry or '-'}, "
                f"aggregate {added.aggregate or '-'}")
     if not any(root.hrn == hrn for root in deployment.trusted_roots().roots):
@@ -271,11 +258,8 @@ def peer_add(deployment: Deployment, hrn: str, registry_url: str, aggregate_url:
 @click.pass_obj
 def peer_remove(deployment: Deployment, hrn: str) -> None:
     """Stop peering with HRN (its root stays trusted until `trust remove`)."""
-    try:
+    with exit_on_refusal():
         remove_peer(peers_path(deployment), hrn, deployment.config.peers)
-    except SfaError as error:
-        click.echo(f"{error.code.name}: {error.message}", err=True)
-        raise SystemExit(1) from None
     click.echo(f"no longer a peer: {hrn}")
 
 
@@ -284,12 +268,9 @@ def peer_remove(deployment: Deployment, hrn: str) -> None:
 @click.pass_obj
 def peer_list(deployment: Deployment, as_json: bool) -> None:
     """The peers (sfa.toml [peers] and peers.toml)."""
-    try:
+    with exit_on_refusal():
         peers = deployment_peers(deployment)
         found = peers.all()
-    except SfaError as error:
-        click.echo(f"{error.code.name}: {error.message}", err=True)
-        raise SystemExit(1) from None
     rows = [{"hrn": p.hrn, "registry": p.registry, "aggregate": p.aggregate,
              "source": "sfa.toml" if peers.is_configured(p.hrn) and p.hrn not in
              _file_peers(deployment) else "peers.toml"} for p in found.values()]

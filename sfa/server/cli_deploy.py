@@ -8,13 +8,8 @@ import click
 
 from sfa.errors import SfaError
 from sfa.server.app import serve_deployment
+from sfa.server.cli_errors import fail
 from sfa.server.deployment import init_deployment
-
-
-def fail(error: SfaError) -> None:
-    """Print an SfaError as `CODE: message` on stderr and exit 1."""
-    click.echo(f"{error.code.name}: {error.message}", err=True)
-    raise SystemExit(1)
 
 
 @click.command("init")

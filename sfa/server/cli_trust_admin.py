@@ -10,6 +10,7 @@ import click
 from tabulate import tabulate
 
 from sfa.errors import BadArgs, SearchFailed, SfaError
+from sfa.server.cli_errors import fail
 from sfa.server.deployment import Deployment
 from sfa.timeutil import format_rfc3339
 from sfa.trust.gid import GID
@@ -61,11 +62,6 @@ def list_roots(deployment: Deployment) -> list[RootInfo]:
     return [RootInfo.of(gid) for gid in deployment.trusted_roots().roots]
 
 
-def _fail(error: SfaError) -> None:
-    click.echo(f"{error.code.name}: {error.message}", err=True)
-    raise SystemExit(1)
-
-
 @click.group("trust")
 def trust_admin() -> None:
     """Trusted roots: our own and federation peers'."""
@@ -79,7 +75,7 @@ def trust_add(deployment: Deployment, root_gid: Path) -> None:
     try:
         gid = add_root(deployment, root_gid)
     except SfaError as error:
-        _fail(error)
+        fail(error)
         return
     click.echo(f"trusted {gid.hrn} ({gid.urn})")
 
@@ -92,7 +88,7 @@ def trust_remove(deployment: Deployment, hrn: str) -> None:
     try:
         remove_root(deployment, hrn)
     except SfaError as error:
-        _fail(error)
+        fail(error)
         return
     click.echo(f"no longer trusted: {hrn}")
 
