@@ -44,14 +44,14 @@ from sfa.aggregate.inventory import generate_nodes  # noqa: E402
 from sfa.aggregate.nm_book import NodeManagerBook, NodeManagerEntry  # noqa: E402
 from sfa.aggregate.store import AggregateStore  # noqa: E402
 from sfa.client.transport import AmEndpoint, RpcEndpoint, TlsIdentity, client_context  # noqa: E402
+from sfa.deploy.layout import Deployment, init_deployment  # noqa: E402
+from sfa.deploy.peers import Peer, add_peer, peers_path  # noqa: E402
 from sfa.rspecs.builder import Request  # noqa: E402
 from sfa.rspecs.reader import read_rspec  # noqa: E402
 from sfa.server.am_api import AGGREGATE_DB, start_deployment_aggregate  # noqa: E402
 from sfa.server.cli_admin import open_admin  # noqa: E402
 from sfa.server.cli_trust_admin import add_root  # noqa: E402
-from sfa.server.deployment import Deployment, init_deployment  # noqa: E402
 from sfa.server.envelope import FaultReplies  # noqa: E402
-from sfa.server.peers import Peer, add_peer, peers_path  # noqa: E402
 from sfa.server.registry_api import registry_handlers  # noqa: E402
 from sfa.server.service import start_service  # noqa: E402
 from sfa.server.sm_api import start_deployment_slicemgr  # noqa: E402
@@ -115,8 +115,8 @@ def serve_authority(directory: str, with_sm: bool, conn: Connection) -> None:
 def serve_nodes(directory: str, index: int, count: int, conn: Connection) -> None:
     """A child process: every count-th node manager of the deployment from `index`, each on its
     own TLS port, sharing one call pool; sends (urn, url, gid pem) of each."""
+    from sfa.deploy.layout import node_dirs  # noqa: PLC0415
     from sfa.nodemanager.config import load_node_config, open_node  # noqa: PLC0415
-    from sfa.server.deployment import node_dirs  # noqa: PLC0415
     from sfa.server.nm_api import start_node_manager  # noqa: PLC0415
     from sfa.server.xmlrpc import CallPool  # noqa: PLC0415
 

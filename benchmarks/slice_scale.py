@@ -36,9 +36,9 @@ from twisted.internet.threads import blockingCallFromThread  # noqa: E402
 from sfa.aggregate.nm_book import NodeManagerBook, NodeManagerEntry  # noqa: E402
 from sfa.aggregate.nm_driver import NodeManagerDriver  # noqa: E402
 from sfa.aggregate.store import AggregateStore  # noqa: E402
+from sfa.deploy.layout import Deployment, init_deployment  # noqa: E402
 from sfa.server.am_api import AGGREGATE_DB, open_aggregate  # noqa: E402
 from sfa.server.cli_admin import open_admin  # noqa: E402
-from sfa.server.deployment import Deployment, init_deployment  # noqa: E402
 from sfa.timeutil import utcnow  # noqa: E402
 from sfa.trust.credential import create_credential  # noqa: E402
 from sfa.trust.gid import GID  # noqa: E402
@@ -54,7 +54,7 @@ from benchmarks.slice_scale import ThreadProfiles
 profiles = ThreadProfiles(os.environ.get("SLICE_SCALE_PROFILE", ""), "nodes" + sys.argv[2])
 from twisted.internet import reactor
 from sfa.nodemanager.config import load_node_config, open_node
-from sfa.server.deployment import Deployment, node_dirs
+from sfa.deploy.layout import Deployment, node_dirs
 from sfa.server.nm_api import start_node_manager
 from sfa.server.xmlrpc import CallPool
 deployment = Deployment.load(sys.argv[1])

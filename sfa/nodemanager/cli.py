@@ -37,7 +37,7 @@ def nodemanager(nodedir: Path, listen: str | None, port: int | None,
     """Run the node manager of NODEDIR (node.toml, node.gid, node.pkey, trusted_roots/)."""
     from twisted.internet import reactor as the_reactor  # noqa: PLC0415 - the edge
 
-    from sfa.server.config import LimitsConfig  # noqa: PLC0415
+    from sfa.deploy.config import LimitsConfig  # noqa: PLC0415
     from sfa.server.nm_api import start_node_manager  # noqa: PLC0415
 
     reactor: Any = the_reactor

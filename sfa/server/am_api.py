@@ -29,13 +29,13 @@ from sfa.aggregate.reaper import Reaper
 from sfa.aggregate.reconcile import Reconciler
 from sfa.aggregate.service import AggregateContext, AggregateSettings
 from sfa.aggregate.store import AggregateStore
-from sfa.server.config import AggregateConfig, LimitsConfig
-from sfa.server.deployment import Deployment
+from sfa.deploy.config import AggregateConfig, LimitsConfig, service_url
+from sfa.deploy.layout import Deployment
 from sfa.server.envelope import Envelope, EnvelopeReplies
 from sfa.server.expiry_timer import ExpiryTimer
 from sfa.server.nm_transport import TwistedNodeClient
 from sfa.server.registry_api import trust_policy
-from sfa.server.service import RunningService, service_url
+from sfa.server.service import RunningService
 from sfa.server.tls import ServerTLSContext
 from sfa.server.wire_args import call_args, forward, rspec_text
 from sfa.server.xmlrpc import CallContext, CallPool, Handler, XmlRpcResource, XmlRpcSite

@@ -13,10 +13,10 @@ from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 
 from sfa.aggregate.nm_book import NodeManagerBook, NodeManagerEntry
 from sfa.aggregate.store import AggregateStore
+from sfa.deploy.layout import Deployment, ServiceIdentity, node_dirs
 from sfa.errors import Unavailable
 from sfa.nodemanager.config import load_node_config, open_node
 from sfa.server.am_api import AGGREGATE_DB, start_deployment_aggregate
-from sfa.server.deployment import Deployment, ServiceIdentity, node_dirs
 from sfa.server.envelope import FaultReplies, ReplyStyle
 from sfa.server.nm_api import start_node_manager
 from sfa.server.registry_api import registry_handlers

@@ -16,14 +16,8 @@ import click
 from tabulate import tabulate
 
 from sfa.aggregate.store import AggregateStore
-from sfa.errors import BadArgs
-from sfa.registry.admin import RegistryAdmin
-from sfa.registry.records import Record
-from sfa.server.am_api import AGGREGATE_DB
-from sfa.server.cli_errors import exit_on_refusal
-from sfa.server.cli_trust_admin import trust_admin
-from sfa.server.deployment import Deployment
-from sfa.server.peers import (
+from sfa.deploy.layout import Deployment
+from sfa.deploy.peers import (
     Peer,
     add_peer,
     deployment_peers,
@@ -31,6 +25,12 @@ from sfa.server.peers import (
     read_peers_file,
     remove_peer,
 )
+from sfa.errors import BadArgs
+from sfa.registry.admin import RegistryAdmin
+from sfa.registry.records import Record
+from sfa.server.am_api import AGGREGATE_DB
+from sfa.server.cli_errors import exit_on_refusal
+from sfa.server.cli_trust_admin import trust_admin
 from sfa.server.registry_api import registry_logic_config
 from sfa.timeutil import parse_rfc3339
 from sfa.trust.keys import save_private_key

@@ -14,14 +14,14 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
 
+from sfa.deploy.config import LimitsConfig, service_url
 from sfa.errors import BadArgs
 from sfa.nodemanager.localapi import LocalApi
 from sfa.nodemanager.manager import NodeManager
 from sfa.nodemanager.terms import users_from_wire
-from sfa.server.config import LimitsConfig
 from sfa.server.envelope import Envelope, EnvelopeReplies, FaultReplies
 from sfa.server.expiry_timer import ExpiryTimer
-from sfa.server.service import RunningService, service_url, start_service
+from sfa.server.service import RunningService, start_service
 from sfa.server.wire_args import call_args
 from sfa.server.xmlrpc import (
     CallContext,

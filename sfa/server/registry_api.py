@@ -11,13 +11,13 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from sfa.deploy.layout import Deployment
+from sfa.deploy.peers import RegistryPeerMap, deployment_peers
 from sfa.errors import BadArgs, Forbidden
 from sfa.registry.config import RegistryConfig as RegistryLogicConfig
 from sfa.registry.service import Registry
-from sfa.server.deployment import Deployment
 from sfa.server.dispatch import Dispatcher
 from sfa.server.envelope import FaultReplies
-from sfa.server.peers import RegistryPeerMap, deployment_peers
 from sfa.server.wire_args import binary_as_text, call_args
 from sfa.server.xmlrpc import CallContext, Handler
 from sfa.trust.gid import GID

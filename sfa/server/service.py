@@ -9,7 +9,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from twisted.internet.defer import Deferred, maybeDeferred
 
-from sfa.server.config import LimitsConfig
+from sfa.deploy.config import LimitsConfig, service_url
 from sfa.server.envelope import ReplyStyle
 from sfa.server.tls import ServerTLSContext
 from sfa.server.xmlrpc import CallPool, Handler, Pool, XmlRpcResource, XmlRpcSite
@@ -62,8 +62,3 @@ def start_service(
     real_port = listening.getHost().port
     return RunningService(name, service_url(host, real_port), listening, pool, site)
 
-
-def service_url(host: str, port: int) -> str:
-    """https://HOST:PORT/ (IPv6 literals in brackets)."""
-    shown = f"[{host}]" if ":" in host else host
-    return f"https://{shown}:{port}/"

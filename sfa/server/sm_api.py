@@ -17,11 +17,12 @@ from typing import Any
 from twisted.internet.defer import Deferred, maybeDeferred
 
 from sfa.client.transport import AmEndpoint, TlsIdentity, client_context
-from sfa.server.deployment import Deployment
+from sfa.deploy.config import service_url
+from sfa.deploy.layout import Deployment
+from sfa.deploy.peers import Peers, deployment_peers
 from sfa.server.envelope import Envelope, EnvelopeReplies
-from sfa.server.peers import Peers, deployment_peers
 from sfa.server.registry_api import trust_policy
-from sfa.server.service import RunningService, service_url, start_service
+from sfa.server.service import RunningService, start_service
 from sfa.server.wire_args import call_args, forward, rspec_text
 from sfa.server.xmlrpc import CallContext, Handler
 from sfa.slicemgr.fanout import AggregateLink, FanOut

@@ -19,9 +19,9 @@ from sfa.aggregate.driver import SliverResult
 from sfa.aggregate.memory_driver import MemoryDriver
 from sfa.aggregate.slivers import Sliver, UserKeys
 from sfa.client.cli import main
+from sfa.deploy.config import PeerConfig, render_config
+from sfa.deploy.layout import Deployment, init_deployment
 from sfa.server.am_api import AggregateService
-from sfa.server.config import PeerConfig, render_config
-from sfa.server.deployment import Deployment, init_deployment
 from sfa.server.service import RunningService
 from sfa.trust.keys import private_key_to_pem, public_key_to_openssh
 from tests.server.conftest import keys  # noqa: F401 - fixture reused

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from sfa.deploy.config import PeerConfig
+from sfa.deploy.layout import Deployment, init_deployment
+from sfa.deploy.peers import PEERS_FILE, Peers, RegistryPeerMap, deployment_peers
 from sfa.errors import BadArgs
-from sfa.server.config import PeerConfig
-from sfa.server.deployment import Deployment, init_deployment
-from sfa.server.peers import PEERS_FILE, Peers, RegistryPeerMap, deployment_peers
 from tests.federation.conftest import sfa
 
 REG = "https://127.0.0.1:12345/"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from twisted.internet.threads import blockingCallFromThread
 
+from sfa.deploy.config import LimitsConfig
 from sfa.nodemanager.manager import NodeManager
-from sfa.server.config import LimitsConfig
 from sfa.server.nm_api import NodeManagerService, start_node_manager
 from sfa.trust.keys import private_key_to_pem, public_key_to_openssh
 from sfa.trust.ticket import verify_lease

@@ -15,9 +15,9 @@ from typing import Any
 from twisted.internet.defer import gatherResults
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
+from sfa.deploy.layout import Deployment
 from sfa.server.am_api import start_deployment_aggregate
 from sfa.server.app import Served, start_node_managers, start_registry_in_threads
-from sfa.server.deployment import Deployment
 
 
 def announce(line: str) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sfa.server.config import AuthorityConfig as Auth
-from sfa.server.config import (
+from sfa.deploy.config import AuthorityConfig as Auth
+from sfa.deploy.config import (
     ConfigError,
     PeerConfig,
     SfaConfig,

@@ -29,11 +29,11 @@ from twisted.internet.threads import blockingCallFromThread
 from sfa.aggregate.reconcile import Reconciler, ReconcileReport
 from sfa.aggregate.slivers import AllocationState, OperationalState
 from sfa.aggregate.store import AggregateStore
+from sfa.deploy.config import render_config
+from sfa.deploy.layout import Deployment
 from sfa.nodemanager.config import load_node_config
 from sfa.nodemanager.store import NodeStore
 from sfa.server.am_api import AGGREGATE_DB
-from sfa.server.config import render_config
-from sfa.server.deployment import Deployment
 from tests.server.conftest import Identity, proxy
 from tests.server.nm_site import (
     GENI3,

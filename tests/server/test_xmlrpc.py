@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from twisted.internet.threads import blockingCallFromThread
 
+from sfa.deploy.config import LimitsConfig
 from sfa.errors import GeniCode, SearchFailed
-from sfa.server.config import LimitsConfig
 from sfa.server.envelope import EnvelopeReplies, FaultReplies
 from sfa.server.service import RunningService, start_service
 from sfa.server.xmlrpc import CallContext

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sfa.deploy.config import PeerConfig
+from sfa.deploy.layout import Deployment
 from sfa.errors import BadArgs, SearchFailed
-from sfa.server.config import PeerConfig
-from sfa.server.deployment import Deployment
 from sfa.xrn import hrn_split, validate_hrn
 
 PEERS_FILE = "peers.toml"

@@ -27,9 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from sfa.aggregate.inventory import generate_nodes
 from sfa.aggregate.nm_book import NodeManagerBook, NodeManagerEntry
 from sfa.aggregate.store import AggregateStore
-from sfa.errors import AlreadyExists, BadArgs
-from sfa.nodemanager.config import create_node_dir
-from sfa.server.config import (
+from sfa.deploy.config import (
     AggregateConfig,
     AuthorityConfig,
     NodesConfig,
@@ -39,8 +37,10 @@ from sfa.server.config import (
     SliceMgrConfig,
     load_config,
     render_config,
+    service_url,
 )
-from sfa.server.service import service_url
+from sfa.errors import AlreadyExists, BadArgs
+from sfa.nodemanager.config import create_node_dir
 from sfa.storage.registry_schema import open_registry_database
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import Authority, AuthorityStore

@@ -269,3 +269,9 @@ def _toml(value: Any) -> str:
         return str(value)
     escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
+
+
+def service_url(host: str, port: int) -> str:
+    """https://HOST:PORT/ (IPv6 literals in brackets)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"https://{shown}:{port}/"

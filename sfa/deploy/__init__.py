@@ -1,0 +1,1 @@
+"""A deployment directory: its layout, its configuration (`sfa.toml`), `sfa init`, and peers."""
