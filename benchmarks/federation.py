@@ -49,8 +49,8 @@ from sfa.deploy.peers import Peer, add_peer, peers_path  # noqa: E402
 from sfa.rspecs.builder import Request  # noqa: E402
 from sfa.rspecs.reader import read_rspec  # noqa: E402
 from sfa.server.am_api import AGGREGATE_DB, start_deployment_aggregate  # noqa: E402
-from sfa.server.cli_admin import open_admin  # noqa: E402
-from sfa.server.cli_trust_admin import add_root  # noqa: E402
+from sfa.cli.admin import open_admin  # noqa: E402
+from sfa.cli.trust_admin import add_root  # noqa: E402
 from sfa.server.envelope import FaultReplies  # noqa: E402
 from sfa.server.registry_api import registry_handlers  # noqa: E402
 from sfa.server.service import start_service  # noqa: E402

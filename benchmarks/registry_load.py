@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from sfa.deploy.config import render_config  # noqa: E402
 from sfa.deploy.layout import init_deployment  # noqa: E402
-from sfa.server.cli_admin import open_admin  # noqa: E402
+from sfa.cli.admin import open_admin  # noqa: E402
 from sfa.trust.keys import private_key_to_pem  # noqa: E402
 
 GOALS = {"GetVersion": 500.0, "Resolve": 300.0}
@@ -186,7 +186,7 @@ def main() -> None:
         directory, cert, key = prepare(base, args.threads, args.workers)
         log = (base / "serve.log").open("w")
         server = subprocess.Popen(
-            [sys.executable, "-m", "sfa.server.cli", "serve", str(directory)],
+            [sys.executable, "-m", "sfa.cli.main", "serve", str(directory)],
             stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO,
         )
         try:

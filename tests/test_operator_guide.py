@@ -22,8 +22,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from sfa.cli.main import main
 from sfa.errors import GeniCode
-from sfa.server.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 GUIDE = REPO / "docs" / "operator-guide.md"

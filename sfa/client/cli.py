@@ -323,8 +323,8 @@ def rspec_request(state: CliState, out: Output, *, count: int | None,
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def rspec_show(state: CliState, out: Output, *, file: Path) -> None:
     """Summarise an RSpec file: its type and nodes per aggregate."""
-    from sfa.rspecs.cli import rspec_to_dict, summary  # noqa: PLC0415
     from sfa.rspecs.reader import read_rspec  # noqa: PLC0415
+    from sfa.rspecs.summary import rspec_to_dict, summary  # noqa: PLC0415
 
     model = read_rspec(file.read_bytes())
     out.put("rspec", rspec_to_dict(model))

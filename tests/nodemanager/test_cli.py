@@ -13,7 +13,7 @@ from sfa.nodemanager.config import create_node_dir, load_node_config
 from tests.nodemanager.nodes import make_node_dir
 
 REPO = Path(__file__).resolve().parents[2]
-RUN = "from sfa.nodemanager.cli import nodemanager; nodemanager()"
+RUN = "from sfa.cli.nodemanager import nodemanager; nodemanager()"
 
 
 def test_nodemanager_command_serves_and_stops_on_sigterm(open_dir, node1, plc):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from sfa.rspecs.cli import rspec
+from sfa.cli.rspec import rspec
 
 EXOGENI = ("rspecs/ad/GENI-NSF_geni-portal__portal__www__common__map__"
            "rspec-exogeni-net-bbnvmsite.xml")

@@ -14,10 +14,10 @@ from twisted.internet.threads import blockingCallFromThread
 
 from sfa.aggregate.nm_driver import NodeManagerDriver
 from sfa.aggregate.store import AggregateStore
+from sfa.cli.admin import open_admin
 from sfa.deploy.layout import Deployment, init_deployment
 from sfa.server.am_api import AGGREGATE_DB, AggregateService, start_deployment_aggregate
 from sfa.server.app import Served, start_node_managers, start_registry_in_threads
-from sfa.server.cli_admin import open_admin
 from sfa.server.nm_api import NodeManagerService
 from sfa.server.service import RunningService
 from sfa.trust.gid import GID

@@ -8,9 +8,9 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from sfa.aggregate.inventory import generate_nodes
 from sfa.aggregate.store import AggregateStore
+from sfa.cli.admin import open_admin
 from sfa.deploy.layout import Deployment
 from sfa.server.am_api import AGGREGATE_DB
-from sfa.server.cli_admin import open_admin
 from sfa.trust.keys import public_key_to_openssh
 
 

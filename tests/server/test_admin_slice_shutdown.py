@@ -8,9 +8,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from sfa.aggregate.store import AggregateStore
+from sfa.cli.main import main
 from sfa.deploy.layout import init_deployment
 from sfa.server.am_api import AGGREGATE_DB
-from sfa.server.cli import main
 
 SLICE_URN = "urn:publicid:IDN+plc+slice+exp1"
 

@@ -21,6 +21,7 @@ from sfa.aggregate.inventory import generate_nodes
 from sfa.aggregate.lifetimes import LifetimePolicy
 from sfa.aggregate.memory_driver import MemoryDriver
 from sfa.aggregate.store import AggregateStore
+from sfa.cli.admin import open_admin
 from sfa.deploy.layout import Deployment, init_deployment
 from sfa.errors import GeniCode
 from sfa.rspecs.compress import decompress
@@ -32,7 +33,6 @@ from sfa.server.am_api import (
     start_aggregate_service,
 )
 from sfa.server.app import start_registry_in_threads
-from sfa.server.cli_admin import open_admin
 from sfa.server.service import RunningService
 from sfa.timeutil import format_rfc3339, utcnow
 from sfa.trust.gid import GID

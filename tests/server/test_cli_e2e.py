@@ -18,7 +18,7 @@ from sfa.trust.gid import GID
 from sfa.trust.keys import load_private_key
 from tests.server.conftest import Identity, proxy
 
-SFA = [sys.executable, "-m", "sfa.server.cli"]
+SFA = [sys.executable, "-m", "sfa.cli.main"]
 
 
 def sfa(*args: str) -> subprocess.CompletedProcess[str]:

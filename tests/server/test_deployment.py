@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 
+from sfa.cli.main import main
 from sfa.deploy.config import load_config
 from sfa.deploy.layout import Deployment, init_deployment, service_names
 from sfa.errors import AlreadyExists, BadArgs
-from sfa.server.cli import main
 from sfa.storage.registry_schema import open_registry_database
 from sfa.trust.chain import verify_gid_chain
 

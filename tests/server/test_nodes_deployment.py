@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 from sfa.aggregate.nm_book import NodeManagerBook
 from sfa.aggregate.store import AggregateStore
+from sfa.cli.main import main
 from sfa.deploy.config import ConfigError, parse_config
 from sfa.deploy.layout import init_deployment, node_dirs
 from sfa.nodemanager.config import load_node_config
-from sfa.server.cli import main
 from sfa.trust.chain import verify_gid_chain
 from sfa.trust.gid import GID
 

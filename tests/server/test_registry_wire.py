@@ -17,11 +17,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from twisted.internet.threads import blockingCallFromThread
 
+from sfa.cli.admin import open_admin
 from sfa.deploy.config import PeerConfig, render_config
 from sfa.deploy.layout import Deployment, init_deployment
 from sfa.errors import GeniCode
 from sfa.server.app import start_deployment
-from sfa.server.cli_admin import open_admin
 from sfa.server.service import RunningService
 from sfa.storage.registry_schema import open_registry_database
 from sfa.trust.credential import parse_credential

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from twisted.internet.threads import blockingCallFromThread
 
+from sfa.cli.admin import open_admin
 from sfa.deploy.config import render_config
 from sfa.deploy.layout import Deployment, init_deployment
 from sfa.errors import GeniCode
 from sfa.server.app import start_deployment
-from sfa.server.cli_admin import open_admin
 from sfa.server.service import RunningService
 from sfa.server.workers import ProcessCallPool
 from sfa.trust.gid import GID

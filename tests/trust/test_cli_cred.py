@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sfa.server.cli import main
+from sfa.cli.main import main
 from sfa.trust.credential import parse_credential
 from sfa.trust.keys import save_private_key
 

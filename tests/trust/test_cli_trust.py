@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from sfa.server.cli import main
+from sfa.cli import trust as trust_cli
+from sfa.cli.main import main
 from sfa.timeutil import utcnow
-from sfa.trust import cli as trust_cli
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import Authority
 from sfa.trust.keys import load_private_key, public_key_to_openssh, public_keys_equal

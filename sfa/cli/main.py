@@ -8,12 +8,12 @@ import click
 
 # (module, attribute) of each sub-group; imported lazily so one broken area cannot hide the rest.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "trust": ("sfa.trust.cli", "trust"),
-    "rspec": ("sfa.rspecs.cli", "rspec"),
-    "init": ("sfa.server.cli_deploy", "init"),
-    "serve": ("sfa.server.cli_deploy", "serve"),
-    "admin": ("sfa.server.cli_admin", "admin"),
-    "nodemanager": ("sfa.nodemanager.cli", "nodemanager"),
+    "trust": ("sfa.cli.trust", "trust"),
+    "rspec": ("sfa.cli.rspec", "rspec"),
+    "init": ("sfa.cli.deploy", "init"),
+    "serve": ("sfa.cli.deploy", "serve"),
+    "admin": ("sfa.cli.admin", "admin"),
+    "nodemanager": ("sfa.cli.nodemanager", "nodemanager"),
 }
 
 

@@ -16,6 +16,8 @@ import click
 from tabulate import tabulate
 
 from sfa.aggregate.store import AggregateStore
+from sfa.cli.errors import exit_on_refusal
+from sfa.cli.trust_admin import trust_admin
 from sfa.deploy.layout import Deployment
 from sfa.deploy.peers import (
     Peer,
@@ -29,8 +31,6 @@ from sfa.errors import BadArgs
 from sfa.registry.admin import RegistryAdmin
 from sfa.registry.records import Record
 from sfa.server.am_api import AGGREGATE_DB
-from sfa.server.cli_errors import exit_on_refusal
-from sfa.server.cli_trust_admin import trust_admin
 from sfa.server.registry_api import registry_logic_config
 from sfa.timeutil import parse_rfc3339
 from sfa.trust.keys import save_private_key

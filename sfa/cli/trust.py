@@ -1,6 +1,6 @@
 """`sfa trust ...`: create authorities, issue and verify GIDs, show any trust document.
 
-Credentials live in the `cred` sub-group (`sfa/trust/cli_cred.py`), added here when present.
+Credentials live in the `cred` sub-group (`sfa/cli/credential.py`), added here when present.
 """
 
 from __future__ import annotations
@@ -334,7 +334,7 @@ def show(file: str, as_json: bool) -> None:
 
 
 def _add_cred_group() -> None:
-    cred_group = _optional("sfa.trust.cli_cred", "cred")
+    cred_group = _optional("sfa.cli.credential", "cred")
     if isinstance(cred_group, click.Command):
         trust.add_command(cred_group, "cred")
 

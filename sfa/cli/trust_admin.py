@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
+from sfa.cli.errors import fail
 from sfa.deploy.layout import Deployment
 from sfa.errors import BadArgs, SearchFailed, SfaError
-from sfa.server.cli_errors import fail
 from sfa.timeutil import format_rfc3339
 from sfa.trust.gid import GID
 

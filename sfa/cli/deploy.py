@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
+from sfa.cli.errors import fail
 from sfa.deploy.layout import init_deployment
 from sfa.errors import SfaError
 from sfa.server.app import serve_deployment
-from sfa.server.cli_errors import fail
 
 
 @click.command("init")

@@ -1,0 +1,1 @@
+"""The `sfa` operator command (click): thin over sfa.deploy, the services and the libraries."""
