@@ -26,9 +26,9 @@ sys.path.insert(0, str(REPO))
 
 from sfa.aggregate.inventory import generate_nodes  # noqa: E402
 from sfa.aggregate.store import AggregateStore  # noqa: E402
+from sfa.cli.admin import open_admin  # noqa: E402
 from sfa.deploy.layout import Deployment, init_deployment  # noqa: E402
 from sfa.server.am_api import AGGREGATE_DB, open_aggregate, start_aggregate_service  # noqa: E402
-from sfa.cli.admin import open_admin  # noqa: E402
 from sfa.server.envelope import FaultReplies  # noqa: E402
 from sfa.server.registry_api import registry_handlers  # noqa: E402
 from sfa.server.service import start_service  # noqa: E402

@@ -43,14 +43,14 @@ sys.path.insert(0, str(REPO))
 from sfa.aggregate.inventory import generate_nodes  # noqa: E402
 from sfa.aggregate.nm_book import NodeManagerBook, NodeManagerEntry  # noqa: E402
 from sfa.aggregate.store import AggregateStore  # noqa: E402
-from sfa.client.transport import AmEndpoint, RpcEndpoint, TlsIdentity, client_context  # noqa: E402
+from sfa.cli.admin import open_admin  # noqa: E402
+from sfa.cli.trust_admin import add_root  # noqa: E402
 from sfa.deploy.layout import Deployment, init_deployment  # noqa: E402
 from sfa.deploy.peers import Peer, add_peer, peers_path  # noqa: E402
+from sfa.rpc.transport import AmEndpoint, RpcEndpoint, TlsIdentity, client_context  # noqa: E402
 from sfa.rspecs.builder import Request  # noqa: E402
 from sfa.rspecs.reader import read_rspec  # noqa: E402
 from sfa.server.am_api import AGGREGATE_DB, start_deployment_aggregate  # noqa: E402
-from sfa.cli.admin import open_admin  # noqa: E402
-from sfa.cli.trust_admin import add_root  # noqa: E402
 from sfa.server.envelope import FaultReplies  # noqa: E402
 from sfa.server.registry_api import registry_handlers  # noqa: E402
 from sfa.server.service import start_service  # noqa: E402

@@ -29,9 +29,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from sfa.cli.admin import open_admin  # noqa: E402
 from sfa.deploy.config import render_config  # noqa: E402
 from sfa.deploy.layout import init_deployment  # noqa: E402
-from sfa.cli.admin import open_admin  # noqa: E402
 from sfa.trust.keys import private_key_to_pem  # noqa: E402
 
 GOALS = {"GetVersion": 500.0, "Resolve": 300.0}

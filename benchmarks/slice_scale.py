@@ -36,9 +36,9 @@ from twisted.internet.threads import blockingCallFromThread  # noqa: E402
 from sfa.aggregate.nm_book import NodeManagerBook, NodeManagerEntry  # noqa: E402
 from sfa.aggregate.nm_driver import NodeManagerDriver  # noqa: E402
 from sfa.aggregate.store import AggregateStore  # noqa: E402
+from sfa.cli.admin import open_admin  # noqa: E402
 from sfa.deploy.layout import Deployment, init_deployment  # noqa: E402
 from sfa.server.am_api import AGGREGATE_DB, open_aggregate  # noqa: E402
-from sfa.cli.admin import open_admin  # noqa: E402
 from sfa.timeutil import utcnow  # noqa: E402
 from sfa.trust.credential import create_credential  # noqa: E402
 from sfa.trust.gid import GID  # noqa: E402

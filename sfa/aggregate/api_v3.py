@@ -10,7 +10,7 @@ from typing import Any
 
 from sfa.errors import AlreadyExists, BadArgs, GeneralError, SfaError, Unsupported
 from sfa.rspecs.compress import compress
-from sfa.rspecs.extension import SFA_EXT_NS
+from sfa.rspecs.versions import rspec_versions
 from sfa.rspecs.writer import write_rspec
 from sfa.trust.gid import GID
 from sfa.trust.rights import OPERATION_FOR_METHOD
@@ -44,17 +44,6 @@ from .wire import (
     urn_list,
     users_of,
 )
-
-GENI_NS = "http://www.geni.net/resources/rspec/3"
-OPSTATE_EXT = "http://www.geni.net/resources/rspec/ext/opstate/1"
-
-
-def rspec_versions(kind: str) -> list[dict[str, Any]]:
-    """GetVersion's request/ad RSpec version list."""
-    return [{
-        "type": "GENI", "version": "3", "namespace": GENI_NS,
-        "schema": f"{GENI_NS}/{kind}.xsd", "extensions": [OPSTATE_EXT, SFA_EXT_NS],
-    }]
 
 
 class AggregateManagerV3:
@@ -382,4 +371,4 @@ def _errors(results: Sequence[SliverResult]) -> str:
     return "; ".join(f"{r.sliver_urn}: {r.error}" for r in results[:10])
 
 
-__all__ = ["AggregateManagerV3", "SfaError", "rspec_versions"]
+__all__ = ["AggregateManagerV3", "SfaError"]

@@ -16,7 +16,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sfa.nodemanager.slicekey import seal_slice_key
 from sfa.timeutil import format_rfc3339, utcnow
 from sfa.trust.gid import GID
 from sfa.trust.keys import (
@@ -25,6 +24,7 @@ from sfa.trust.keys import (
     private_key_to_pem,
     public_key_to_openssh,
 )
+from sfa.trust.slicekey import seal_slice_key
 from sfa.trust.ticket import TicketResources, TicketUser, create_ticket
 
 from .driver import SliverResult

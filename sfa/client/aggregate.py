@@ -15,8 +15,8 @@ from sfa.client.config import SLICEMGR_NICK
 from sfa.client.output import Output
 from sfa.client.session import Session
 from sfa.client.state import SliceState, SliceStates
-from sfa.client.transport import Outcome, fan_out
 from sfa.errors import BadArgs
+from sfa.rpc.transport import Outcome, fan_out
 from sfa.rspecs.reader import read_rspec
 from sfa.timeutil import parse_rfc3339, utcnow
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from sfa.client.config import AggregateEntry
 from sfa.client.session import Session
-from sfa.client.transport import AmEndpoint
 from sfa.errors import BadVersion, Forbidden
+from sfa.rpc.transport import AmEndpoint
 from sfa.rspecs.compress import decompress
 from sfa.timeutil import format_rfc3339
 from sfa.trust.credential import delegate_credential

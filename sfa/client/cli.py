@@ -23,8 +23,8 @@ from sfa.client.config import (
 )
 from sfa.client.output import Output
 from sfa.client.session import Session, session_paths
-from sfa.client.transport import CallSettings
 from sfa.errors import BadArgs, GeneralError, SfaError
+from sfa.rpc.transport import CallSettings
 from sfa.trust.gid import GID
 from sfa.trust.keys import generate_private_key, public_key_to_openssh, save_private_key
 from sfa.trust.roots import TrustedRoots

@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from sfa.client.cache import CredentialCache, load_user_gid, save_user_gid
 from sfa.client.config import AggregateEntry, ClientConfig
-from sfa.client.transport import (
+from sfa.errors import BadArgs, CredentialMismatch, SearchFailed, SfaError
+from sfa.rpc.transport import (
     AmEndpoint,
     CallSettings,
     RpcEndpoint,
@@ -26,7 +27,6 @@ from sfa.client.transport import (
     client_context,
     server_gid,
 )
-from sfa.errors import BadArgs, CredentialMismatch, SearchFailed, SfaError
 from sfa.trust.chain import verify_gid_chain
 from sfa.trust.credential import Credential
 from sfa.trust.gid import GID, create_gid

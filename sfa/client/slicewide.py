@@ -22,8 +22,8 @@ from sfa.client.output import Output
 from sfa.client.registry import read_public_keys
 from sfa.client.session import Session
 from sfa.client.state import SavedTicket, SliceState, SliceStates
-from sfa.client.transport import AmEndpoint, client_context, fan_out, server_gid
 from sfa.errors import BadArgs, Forbidden, SfaError
+from sfa.rpc.transport import AmEndpoint, client_context, fan_out, server_gid
 from sfa.rspecs.reader import read_rspec
 from sfa.rspecs.writer import write_rspec
 from sfa.timeutil import format_rfc3339

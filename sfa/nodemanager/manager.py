@@ -21,7 +21,6 @@ from sfa.nodemanager import authz
 from sfa.nodemanager.admission import Admission
 from sfa.nodemanager.backend import Backend, SliverSpec, UserKeys
 from sfa.nodemanager.naming import sliver_login
-from sfa.nodemanager.slicekey import unseal_slice_key
 from sfa.nodemanager.store import (
     CREATING,
     FAILED,
@@ -35,6 +34,7 @@ from sfa.nodemanager.terms import TicketTerms, terms_of
 from sfa.timeutil import format_rfc3339, utcnow
 from sfa.trust.gid import GID
 from sfa.trust.keys import private_key_to_pem
+from sfa.trust.slicekey import unseal_slice_key
 from sfa.trust.ticket import create_lease, verify_ticket
 from sfa.trust.verify import TrustPolicy
 from sfa.xrn import validate_urn
@@ -137,7 +137,7 @@ class NodeManager:
 
         The same ticket again returns the same lease; its serial with other content, or a
         ticket for another node, is refused. `slice_key` is the slice's private key sealed
-        for this node (see `slicekey`).
+        for this node (see `sfa.trust.slicekey`).
         """
         terms = self._verify(ticket_xml)
         login = sliver_login(terms.slice_urn)

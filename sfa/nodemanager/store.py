@@ -66,7 +66,7 @@ class SliverRecord:
     users: tuple[UserKeys, ...]
     slice_gid: str
     slice_public_key: str | None
-    sealed_slice_key: str | None  # sealed for this node (see slicekey); opened when needed
+    sealed_slice_key: str | None  # sealed for this node (sfa.trust.slicekey); opened when needed
     initscript: str
     uid: int | None
     state: str

@@ -16,10 +16,10 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 
-from sfa.client.transport import AmEndpoint, TlsIdentity, client_context
 from sfa.deploy.config import service_url
 from sfa.deploy.layout import Deployment
 from sfa.deploy.peers import Peers, deployment_peers
+from sfa.rpc.transport import AmEndpoint, TlsIdentity, client_context
 from sfa.server.envelope import Envelope, EnvelopeReplies
 from sfa.server.registry_api import trust_policy
 from sfa.server.service import RunningService, start_service

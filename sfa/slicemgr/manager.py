@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sfa.aggregate.api_v3 import rspec_versions
 from sfa.errors import BadArgs, GeniCode, SearchFailed
 from sfa.rspecs.compress import compress, decompress
+from sfa.rspecs.versions import rspec_versions
 from sfa.slicemgr.authz import authorize_forwarding, verify_lister
 from sfa.slicemgr.fanout import AggregateLink, AggregateReport, FanOut
 from sfa.slicemgr.holders import SliceHolders

@@ -22,8 +22,8 @@ from sfa.client.config import (
     with_aggregate,
 )
 from sfa.client.output import Output
-from sfa.client.transport import fan_out, transport_error
 from sfa.errors import BadArgs, GeniCode, TimedOut
+from sfa.rpc.transport import fan_out, transport_error
 
 
 def test_parse_when_relative_and_rfc3339() -> None:

@@ -20,9 +20,9 @@ from sfa.aggregate.memory_driver import MemoryDriver
 from sfa.aggregate.store import AggregateStore
 from sfa.cli.admin import open_admin
 from sfa.cli.main import main as sfa_main
-from sfa.client.transport import RpcEndpoint, TlsIdentity, client_context
 from sfa.deploy.config import render_config
 from sfa.deploy.layout import Deployment, init_deployment
+from sfa.rpc.transport import RpcEndpoint, TlsIdentity, client_context
 from sfa.server.am_api import AGGREGATE_DB, AggregateService
 from sfa.server.service import RunningService
 from sfa.server.sm_api import SliceManagerService, start_deployment_slicemgr

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from sfa.client.transport import TlsIdentity
 from sfa.errors import GeniCode
+from sfa.rpc.transport import TlsIdentity
 from sfa.rspecs.builder import Request
 from sfa.timeutil import utcnow
 from sfa.trust.credential import create_credential

@@ -14,11 +14,11 @@ from sfa.nodemanager.admission import Thresholds
 from sfa.nodemanager.config import NodeConfig, load_node_config, open_node, write_node_config
 from sfa.nodemanager.manager import NodeManager
 from sfa.nodemanager.resources import Resources
-from sfa.nodemanager.slicekey import seal_slice_key
 from sfa.trust.credential import create_credential
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import Authority
 from sfa.trust.keys import public_key_to_openssh, save_private_key
+from sfa.trust.slicekey import seal_slice_key
 from sfa.trust.ticket import TicketResources, TicketUser, create_ticket
 from tests.nodemanager.conftest import Principal
 

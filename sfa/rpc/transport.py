@@ -1,5 +1,6 @@
-"""XML-RPC over TLS for sfi: the user's GID as client certificate, the server verified against
-the trusted roots (never an unverified connection), a timeout per call, parallel fan-out."""
+"""XML-RPC over TLS for sfi and the slice manager: our GID as client certificate, the server
+verified against the trusted roots (never an unverified connection), a timeout per call,
+parallel fan-out."""
 
 from __future__ import annotations
 
