@@ -1,15 +1,18 @@
 """The RSpec model: plain dataclasses shared by the reader, the writer and the builder.
 
 One model serves advertisements, requests and manifests (GENI v3, and ProtoGENI v2 on input).
-Anything the model does not interpret is kept: child elements as canonical XML strings in
-`extensions`, attributes as `extra_attrs` keyed by `{namespace}name` (or a bare name), so a
-document survives a read/write round trip.
+Anything the model does not interpret is kept: child elements in `extensions` (`Extension`
+values whose canonical XML is made on first use, or plain strings), attributes as `extra_attrs`
+keyed by `{namespace}name` (or a bare name), so a document survives a read/write round trip.
 """
 
 from __future__ import annotations
 
+from collections import UserString
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from lxml import etree
 
 GENI_NS = "http://www.geni.net/resources/rspec/3"
 PG2_NS = "http://www.protogeni.net/resources/rspec/2"
@@ -29,6 +32,62 @@ SCHEMA_FILE = {AD: "ad.xsd", REQUEST: "request.xsd", MANIFEST: "manifest.xsd"}
 def geni_schema_url(rspec_type: str, namespace: str = GENI_NS) -> str:
     """The public schema URL of a GENI v3 (or PG v2) RSpec type."""
     return f"{namespace}/{SCHEMA_FILE[rspec_type]}"
+
+
+class Extension(UserString):
+    """An element the model does not interpret, kept as exclusive canonical XML.
+
+    The reader hands over the parsed element and the text is made on first use, so a document
+    full of foreign extensions costs no serialization until someone looks at it. It compares
+    and hashes as its text, so it equals a plain string with the same text.
+    """
+
+    __slots__ = ("_element", "_text", "parsed")
+
+    def __init__(self, source: str | UserString | etree._Element) -> None:
+        self._element: etree._Element | None = None
+        self._text: str | None = None
+        if isinstance(source, etree._Element):
+            self._element = source
+        else:
+            self._text = str(source)
+        self.parsed = self._element is not None  # one well-formed element, known from a parse
+
+    @classmethod
+    def of_element(cls, element: etree._Element, lazy: bool = True) -> Extension:
+        """The extension of a parsed element (the reader's hot path: no checks). A lazy one
+        keeps the element, and so its whole document, alive until its text is first used."""
+        made = cls.__new__(cls)
+        made._element, made._text, made.parsed = element, None, True
+        if not lazy:
+            made._serialize()
+        return made
+
+    @property
+    def data(self) -> str:  # type: ignore[override]
+        """The canonical XML text (made from the element once, then kept)."""
+        return self._text if self._text is not None else self._serialize()
+
+    def _serialize(self) -> str:
+        self._text = etree.tostring(self._element, method="c14n", exclusive=True,
+                                    with_comments=False).decode()
+        self._element = None
+        return self._text
+
+    def __copy__(self) -> Extension:
+        return self  # immutable value
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Extension:
+        return self
+
+    def to_element(self) -> etree._Element:
+        """A fresh element of this extension (its text parsed by the hardened parser)."""
+        from sfa.safexml import parse_xml  # noqa: PLC0415 - keeps the model's imports plain
+
+        return parse_xml(self.data, what="RSpec extension")
+
+
+ExtensionText = str | Extension
 
 
 @dataclass(slots=True)
@@ -58,20 +117,20 @@ class DiskImage:
     version: str | None = None
     description: str | None = None
     default: str | None = None
-    extensions: list[str] = field(default_factory=list)
+    extensions: list[ExtensionText] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class SliverType:
     name: str | None = None
     disk_images: list[DiskImage] = field(default_factory=list)
-    extensions: list[str] = field(default_factory=list)
+    extensions: list[ExtensionText] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class HardwareType:
     name: str | None = None
-    extensions: list[str] = field(default_factory=list)
+    extensions: list[ExtensionText] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -107,7 +166,7 @@ class Services:
     logins: list[Login] = field(default_factory=list)
     installs: list[Install] = field(default_factory=list)
     executes: list[Execute] = field(default_factory=list)
-    extensions: list[str] = field(default_factory=list)
+    extensions: list[ExtensionText] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.logins or self.installs or self.executes or self.extensions)
@@ -130,7 +189,7 @@ class Interface:
     public_ipv4: str | None = None
     mac_address: str | None = None
     ips: list[IP] = field(default_factory=list)
-    extensions: list[str] = field(default_factory=list)
+    extensions: list[ExtensionText] = field(default_factory=list)
     extra_attrs: dict[str, str] = field(default_factory=dict)
 
 
@@ -150,7 +209,7 @@ class Node:
     services: Services = field(default_factory=Services)
     resources: NodeResources | None = None
     resource_request: ResourceAmounts | None = None
-    extensions: list[str] = field(default_factory=list)
+    extensions: list[ExtensionText] = field(default_factory=list)
     extra_attrs: dict[str, str] = field(default_factory=dict)
 
 
@@ -181,7 +240,7 @@ class Link:
     properties: list[LinkProperty] = field(default_factory=list)
     link_types: list[str] = field(default_factory=list)
     component_managers: list[str] = field(default_factory=list)
-    extensions: list[str] = field(default_factory=list)
+    extensions: list[ExtensionText] = field(default_factory=list)
     extra_attrs: dict[str, str] = field(default_factory=dict)
 
 
@@ -196,7 +255,7 @@ class RSpec:
     nodes: list[Node] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     init_script: str | None = None
-    extensions: list[str] = field(default_factory=list)
+    extensions: list[ExtensionText] = field(default_factory=list)
     extra_attrs: dict[str, str] = field(default_factory=dict)
     schema_locations: dict[str, str] = field(default_factory=dict)
 

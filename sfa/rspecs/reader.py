@@ -4,6 +4,12 @@ Real documents break the schemas (missing required attributes, manifests saying
 `type="request"`, `host` elements with undeclared attributes): whatever is missing reads as
 None, whatever is unknown is kept as an extension. Refusals: not an RSpec or the wrong type ->
 BadArgs; an unknown RSpec namespace or version -> BadVersion; too many bytes or nodes -> TooBig.
+
+One parser (`sfa.safexml.parse_xml`) and one walk over its tree, for every document whatever
+wrote it. The walk is written for speed: each child is dispatched on its tag once, attributes
+are read with the element's own `get`, and unknown elements are kept as `Extension` values
+whose canonical XML is only made when someone looks at it (foreign extensions are most of the
+elements of a ProtoGENI/InstaGENI advertisement).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import TypeVar
 
 from lxml import etree
 
-from sfa.errors import BadArgs, BadVersion, SfaError, TooBig
+from sfa.errors import BadArgs, BadVersion, TooBig
 from sfa.rspecs import extension as ext
 from sfa.rspecs.model import (
     GENI_NS,
@@ -27,6 +33,8 @@ from sfa.rspecs.model import (
     XSI_NS,
     DiskImage,
     Execute,
+    Extension,
+    ExtensionText,
     HardwareType,
     Install,
     Interface,
@@ -39,7 +47,6 @@ from sfa.rspecs.model import (
     RSpec,
     SliverType,
 )
-from sfa.rspecs.plain_nodes import MARKER_TAG, markers_in_place, split_plain_nodes
 from sfa.safexml import parse_xml
 from sfa.timeutil import parse_rfc3339
 
@@ -61,6 +68,8 @@ _IFACE_ATTRS = frozenset(
 )
 _LINK_ATTRS = frozenset({"component_id", "client_id", "sliver_id", "component_name", "vlantag"})
 _ROOT_ATTRS = frozenset({"type", "generated", "expires", "generated_by", _SCHEMA_LOCATION})
+_lazy = Extension.of_element
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def read_rspec(
@@ -71,33 +80,10 @@ def read_rspec(
 ) -> RSpec:
     """Parse an RSpec document (hardened) into the model; see the module docstring."""
     with _gc_paused():
-        root, runs = _parse(text, max_bytes, max_nodes)
+        root = parse_xml(text, what="RSpec", max_bytes=max_bytes)
         namespace = _check_root(root)
         rspec_type = _check_type(root, expected_type)
-        return _Reader(namespace, max_nodes).rspec(root, rspec_type, runs)
-
-
-def _parse(
-    text: str | bytes, max_bytes: int, max_nodes: int
-) -> tuple[etree._Element, list[list[Node]]]:
-    """The root (hardened parse) and the runs of plain nodes the fast path read, if any."""
-    if _byte_length(text) <= max_bytes:
-        split = split_plain_nodes(text, max_nodes)
-        if split is not None:
-            try:
-                root = parse_xml(split.remainder, what="RSpec", max_bytes=max_bytes)
-            except SfaError:
-                pass  # the general path below refuses the original with its own message
-            else:
-                if markers_in_place(root, split):
-                    return root, split.runs
-    return parse_xml(text, what="RSpec", max_bytes=max_bytes), []
-
-
-def _byte_length(text: str | bytes) -> int:
-    if isinstance(text, str):
-        return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-    return len(text)
+        return _Reader(namespace, max_nodes).rspec(root, rspec_type)
 
 
 @contextmanager
@@ -147,12 +133,7 @@ def _check_type(root: etree._Element, expected_type: str | None) -> str:
 def _bool(text: str | None) -> bool | None:
     if text is None:
         return None
-    value = text.strip().lower()
-    if value in ("true", "1"):
-        return True
-    if value in ("false", "0"):
-        return False
-    return None
+    return _BOOLEANS.get(text.strip().lower())
 
 
 def _time(text: str | None) -> datetime | None:
@@ -180,15 +161,17 @@ class _Reader:
     """Turns elements of one namespace (GENI v3 or PG v2) into model objects."""
 
     def __init__(self, namespace: str, max_nodes: int) -> None:
-        self.ns = namespace
         self.max_nodes = max_nodes
         q = "{" + namespace + "}"
+        self.node_tag, self.link_tag = q + "node", q + "link"
+        self.image_tag, self.ip_tag = q + "disk_image", q + "ip"
+        self.service_tags = (q + "login", q + "install", q + "execute")
         self.node_handlers: dict[str, Callable[[Node, etree._Element], None]] = {
+            q + "interface": self._node_interface,
             q + "hardware_type": self._hardware_type,
+            q + "available": self._available,
             q + "sliver_type": self._sliver_type,
             q + "location": self._location,
-            q + "available": self._available,
-            q + "interface": self._node_interface,
             q + "services": self._services,
             ext.RESOURCES_TAG: self._resources,
             ext.REQUEST_TAG: self._resource_request,
@@ -199,15 +182,10 @@ class _Reader:
             q + "link_type": self._link_type,
             q + "component_manager": self._component_manager,
         }
-        self.tags = {name: q + name for name in (
-            "node", "link", "disk_image", "ip", "login", "install", "execute")}
 
-    def rspec(self, root: etree._Element, rspec_type: str,
-              runs: list[list[Node]] | None = None) -> RSpec:
-        """The model of `root`; `runs` are the fast path's nodes, spliced in at their markers."""
-        runs = runs or []
-        node_tag, link_tag = self.tags["node"], self.tags["link"]
-        count = len(root.findall(node_tag)) + sum(len(run) for run in runs)
+    def rspec(self, root: etree._Element, rspec_type: str) -> RSpec:
+        """The model of `root`; TooBig (before any work) when it names too many nodes."""
+        count = len(root.findall(self.node_tag))
         if count > self.max_nodes:
             raise TooBig(f"the RSpec names {count} nodes; the limit is {self.max_nodes}")
         result = RSpec(
@@ -218,29 +196,27 @@ class _Reader:
             extra_attrs=_extra_attrs(root, _ROOT_ATTRS),
             schema_locations=_schema_locations(root),
         )
+        node_tag, link_tag = self.node_tag, self.link_tag
+        nodes, links, extensions = result.nodes, result.links, result.extensions
+        read_node, read_link = self.node, self.link
         for child in root:
             tag = child.tag
             if tag == node_tag:
-                result.nodes.append(self.node(child))
+                nodes.append(read_node(child))
             elif tag == link_tag:
-                result.links.append(self.link(child))
-            elif tag == MARKER_TAG and runs:
-                result.nodes.extend(runs[int(child.get("i", ""))])
+                links.append(read_link(child))
             elif tag == ext.INIT_SCRIPT_TAG:
                 result.init_script = child.text or ""
-            elif isinstance(tag, str):
-                result.extensions.append(ext.canonical_xml(child))
+            elif tag.__class__ is str:
+                # Made now: a few at most, and a lazy one would keep the whole tree alive.
+                extensions.append(_lazy(child, lazy=False))
         return result
 
     def node(self, element: etree._Element) -> Node:
         get = element.get
         node = Node(
-            component_id=get("component_id"),
-            component_manager_id=get("component_manager_id"),
-            component_name=get("component_name"),
-            client_id=get("client_id"),
-            sliver_id=get("sliver_id"),
-            exclusive=_bool(get("exclusive")),
+            get("component_id"), get("component_manager_id"), get("component_name"),
+            get("client_id"), get("sliver_id"), _bool(get("exclusive")),
             extra_attrs=_extra_attrs(element, _NODE_ATTRS),
         )
         _read_children(element, node, self.node_handlers, node.extensions)
@@ -251,20 +227,17 @@ class _Reader:
 
     def _sliver_type(self, node: Node, element: etree._Element) -> None:
         sliver_type = SliverType(element.get("name"))
-        if not len(element):
-            node.sliver_types.append(sliver_type)
-            return
-        image_tag = self.tags["disk_image"]
-        for child in _elements(element):
+        node.sliver_types.append(sliver_type)
+        image_tag = self.image_tag
+        for child in element:
             if child.tag == image_tag:
                 get = child.get
                 sliver_type.disk_images.append(DiskImage(
                     get("name"), get("os"), get("version"), get("description"), get("default"),
                     _extensions(child),
                 ))
-            else:
-                sliver_type.extensions.append(ext.canonical_xml(child))
-        node.sliver_types.append(sliver_type)
+            elif child.tag.__class__ is str:
+                sliver_type.extensions.append(_lazy(child))
 
     def _location(self, node: Node, element: etree._Element) -> None:
         get = element.get
@@ -276,43 +249,36 @@ class _Reader:
     def _node_interface(self, node: Node, element: etree._Element) -> None:
         get = element.get
         iface = Interface(
-            component_id=get("component_id"),
-            client_id=get("client_id"),
-            sliver_id=get("sliver_id"),
-            component_name=get("component_name"),
-            role=get("role"),
-            public_ipv4=get("public_ipv4"),
-            mac_address=get("mac_address"),
+            get("component_id"), get("client_id"), get("sliver_id"), get("component_name"),
+            get("role"), get("public_ipv4"), get("mac_address"),
             extra_attrs=_extra_attrs(element, _IFACE_ATTRS),
         )
         node.interfaces.append(iface)
-        if not len(element):
-            return
-        ip_tag = self.tags["ip"]
-        for child in _elements(element):
+        ip_tag = self.ip_tag
+        for child in element:
             if child.tag == ip_tag:
                 iface.ips.append(IP(child.get("address"), child.get("netmask"), child.get("type")))
-            else:
-                iface.extensions.append(ext.canonical_xml(child))
+            elif child.tag.__class__ is str:
+                iface.extensions.append(_lazy(child))
 
     def _services(self, node: Node, element: etree._Element) -> None:
         services = node.services
-        tags = self.tags
-        for child in _elements(element):
-            get = child.get
-            if child.tag == tags["login"]:
+        login_tag, install_tag, execute_tag = self.service_tags
+        for child in element:
+            tag, get = child.tag, child.get
+            if tag == login_tag:
                 services.logins.append(Login(
                     get("authentication"), get("hostname"), ext.int_or_none(get("port")),
                     get("username"),
                 ))
-            elif child.tag == tags["install"]:
+            elif tag == install_tag:
                 services.installs.append(
                     Install(get("url"), get("install_path"), get("file_type"))
                 )
-            elif child.tag == tags["execute"]:
+            elif tag == execute_tag:
                 services.executes.append(Execute(get("shell"), get("command")))
-            else:
-                services.extensions.append(ext.canonical_xml(child))
+            elif tag.__class__ is str:
+                services.extensions.append(_lazy(child))
 
     def _resources(self, node: Node, element: etree._Element) -> None:
         node.resources = ext.resources_from_element(element)
@@ -323,12 +289,8 @@ class _Reader:
     def link(self, element: etree._Element) -> Link:
         get = element.get
         link = Link(
-            component_id=get("component_id"),
-            client_id=get("client_id"),
-            sliver_id=get("sliver_id"),
-            component_name=get("component_name"),
-            vlantag=get("vlantag"),
-            extra_attrs=_extra_attrs(element, _LINK_ATTRS),
+            get("component_id"), get("client_id"), get("sliver_id"), get("component_name"),
+            get("vlantag"), extra_attrs=_extra_attrs(element, _LINK_ATTRS),
         )
         _read_children(element, link, self.link_handlers, link.extensions)
         return link
@@ -354,23 +316,18 @@ class _Reader:
 
 def _read_children(element: etree._Element, target: _T,
                    handlers: dict[str, Callable[[_T, etree._Element], None]],
-                   extensions: list[str]) -> None:
+                   extensions: list[ExtensionText]) -> None:
     """Hand each child to the handler for its tag; keep any other element as an extension."""
+    get = handlers.get
     for child in element:
-        handler = handlers.get(child.tag)
+        tag = child.tag
+        handler = get(tag)
         if handler is not None:
             handler(target, child)
-        elif isinstance(child.tag, str):
-            extensions.append(ext.canonical_xml(child))
+        elif tag.__class__ is str:
+            extensions.append(_lazy(child))
 
 
-def _extensions(element: etree._Element) -> list[str]:
-    """Every child element as an extension string."""
-    if not len(element):
-        return []
-    return [ext.canonical_xml(child) for child in element if isinstance(child.tag, str)]
-
-
-def _elements(element: etree._Element) -> list[etree._Element]:
-    """Child elements, without comments and processing instructions."""
-    return [child for child in element if isinstance(child.tag, str)]
+def _extensions(element: etree._Element) -> list[ExtensionText]:
+    """Every child element as an extension."""
+    return [_lazy(child) for child in element if child.tag.__class__ is str]

@@ -9,7 +9,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from sfa.rspecs.model import RSpec
+from sfa.rspecs.model import Extension, RSpec
 
 
 def summary(model: RSpec) -> str:
@@ -43,4 +43,6 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(item) for item in value]
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Extension):
+        return str(value)
     return value

@@ -21,6 +21,8 @@ from sfa.rspecs.model import (
     OPSTATE_SCHEMA,
     RSPEC_TYPES,
     XSI_NS,
+    Extension,
+    ExtensionText,
     Interface,
     Link,
     Node,
@@ -132,11 +134,11 @@ class _Writer:
                 parts.append(f' {key}="{_attr(value)}"')
         return "".join(parts)
 
-    def extensions(self, items: list[str], indent: str) -> None:
+    def extensions(self, items: list[ExtensionText], indent: str) -> None:
         out = self.out
         for item in items:
-            if self.strict:
-                _check_extension(item)
+            if self.strict and not (isinstance(item, Extension) and item.parsed):
+                _check_extension(str(item))
             out.append(f"{indent}{item}\n")
 
     # -- document ------------------------------------------------------------------------
@@ -259,7 +261,8 @@ class _Writer:
         self.out.append("  </node>\n")
         return True
 
-    def simple(self, element: str, pairs: list[tuple[str, object]], extensions: list[str],
+    def simple(self, element: str, pairs: list[tuple[str, object]],
+               extensions: list[ExtensionText],
                indent: str) -> None:
         attrs = self.attrs(element, pairs)
         if not extensions:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from sfa.errors import BadArgs, SfaError
-from sfa.rspecs.model import Link, Node, RSpec
+from sfa.rspecs.model import ExtensionText, Link, Node, RSpec
 from sfa.rspecs.reader import read_rspec
 from sfa.rspecs.writer import write_rspec
 from sfa.timeutil import utcnow
@@ -81,5 +81,5 @@ def _links_by_owner(links: Sequence[Link], groups: dict[str, list[Node]]
     return result
 
 
-def _unique(items: Iterable[str]) -> list[str]:
+def _unique(items: Iterable[ExtensionText]) -> list[ExtensionText]:
     return list(dict.fromkeys(items))

@@ -164,3 +164,39 @@ def test_a_login_port_that_is_not_a_number_reads_as_none() -> None:
     for port in ("ssh", ""):
         login = read_rspec(body.replace("{port}", port)).nodes[0].services.logins[0]
         assert (login.port, login.hostname, login.username) == (None, "h", "u")
+
+
+_FOREIGN = (
+    f'<rspec xmlns="{GENI_NS}" xmlns:e="http://example.org/e" type="advertisement">'
+    '<node component_id="urn:publicid:IDN+x+node+n1"><e:fd name="cpu" weight="2"/>'
+    '<e:fd  weight="1" name="ram"><!-- c --></e:fd></node>'
+    '<e:top b="2" a="1"/></rspec>'
+)
+_FD_CPU = '<e:fd xmlns:e="http://example.org/e" name="cpu" weight="2"></e:fd>'
+_FD_RAM = '<e:fd xmlns:e="http://example.org/e" name="ram" weight="1"></e:fd>'
+
+
+def test_extensions_read_as_their_canonical_xml() -> None:
+    model = read_rspec(_FOREIGN)
+    node = model.nodes[0]
+    assert node.extensions == [_FD_CPU, _FD_RAM]  # attribute order, comments, blanks: canonical
+    assert [str(item) for item in node.extensions] == [_FD_CPU, _FD_RAM]
+    assert model.extensions == ['<e:top xmlns:e="http://example.org/e" a="1" b="2"></e:top>']
+    assert {node.extensions[0]: 1}[_FD_CPU] == 1  # hashes as its text
+    assert node.extensions[1].startswith("<e:fd")
+
+
+def test_an_extension_is_a_value_and_makes_a_fresh_element() -> None:
+    node = read_rspec(_FOREIGN).nodes[0]
+    assert copy.deepcopy(node).extensions == node.extensions
+    element = node.extensions[0].to_element()
+    assert (element.tag, element.get("name")) == ("{http://example.org/e}fd", "cpu")
+    again = read_rspec(_FOREIGN).nodes[0]
+    assert again.extensions == node.extensions and again.extensions[0] is not node.extensions[0]
+
+
+def test_extensions_written_back_read_the_same() -> None:
+    model = read_rspec(_FOREIGN)
+    text = write_rspec(model, strict=False)
+    assert read_rspec(text) == model
+    assert _FD_RAM in text
