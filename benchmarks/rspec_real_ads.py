@@ -36,7 +36,8 @@ from sfa.safexml import parse_xml
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SFA_SHARED_DIR", REPO.parent / "shared"))
 SAMPLE_ADS = SHARED / "samples" / "rspecs" / "ad"
-INSTAGENI = SAMPLE_ADS / "GENI-NSF_geni-portal__portal__www__common__map__rspec-instageni-clemson-edu.xml"
+INSTAGENI = SAMPLE_ADS / (
+    "GENI-NSF_geni-portal__portal__www__common__map__rspec-instageni-clemson-edu.xml")
 REPEATS = 15
 
 
