@@ -1,6 +1,6 @@
 """AM API arguments and results: checking what callers send, shaping what they get back.
 
-Values here are already unmarshalled XML-RPC (str, int, bool, list, dict, Binary, datetime);
+Values here are already unmarshalled XML-RPC (str, int, bool, list, dict, bytes, DateTime);
 nothing here knows the transport.
 """
 

@@ -115,7 +115,8 @@ class Dispatcher:
 
 
 def parse_call(data: bytes) -> tuple[tuple[Any, ...], str]:
-    """(params, method) of an XML-RPC call; BADARGS for anything else (DTDs included)."""
+    """(params, method) of an XML-RPC call, base64 values as bytes; BADARGS for anything else
+    (DTDs included)."""
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise BadArgs("XML-RPC requests may not carry a DOCTYPE or entities")
     try:
@@ -124,7 +125,19 @@ def parse_call(data: bytes) -> tuple[tuple[Any, ...], str]:
         raise BadArgs(f"the request is not a well-formed XML-RPC call: {exc}") from None
     if not method:
         raise BadArgs("the request is an XML-RPC response, not a call")
-    return params, method
+    return tuple(_unwrap_binary(param) for param in params), method
+
+
+def _unwrap_binary(value: Any) -> Any:
+    """XML-RPC base64 values as plain bytes, in lists and structs too: the libraries below
+    the edge know nothing of `xmlrpc.client.Binary`."""
+    if isinstance(value, xmlrpc.client.Binary):
+        return value.data
+    if isinstance(value, list):
+        return [_unwrap_binary(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _unwrap_binary(item) for key, item in value.items()}
+    return value
 
 
 def _urn_of(peer: GID | None) -> str:

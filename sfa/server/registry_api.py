@@ -1,6 +1,6 @@
 """Registry methods on the wire (`spec/registry-api.md`) → `sfa.registry.service.Registry`.
 
-Each handler checks the argument count, turns XML-RPC Binary into text where the registry
+Each handler checks the argument count, turns XML-RPC base64 (bytes) into text where the registry
 expects text, and passes the TLS client certificate as the caller; the Registry verifies it
 through the trust door. Errors become faults (FaultReplies) in the XML-RPC resource.
 """

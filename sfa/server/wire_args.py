@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from xmlrpc.client import Binary
 
 from sfa.errors import BadArgs, MissingArgs
 from sfa.server.dispatch import CallContext, Handler
@@ -20,11 +19,11 @@ def call_args(call: CallContext, params: tuple[Any, ...], least: int, most: int)
 
 
 def binary_as_text(value: Any, encoding: str, refusal: str) -> Any:
-    """`value` decoded when a client sent it as XML-RPC base64; BadArgs(refusal) if it is not
-    `encoding` text. Anything else is returned as it is."""
-    if isinstance(value, Binary):
+    """`value` decoded when a client sent it as XML-RPC base64 (bytes once parsed); BadArgs(refusal)
+    if it is not `encoding` text. Anything else is returned as it is."""
+    if isinstance(value, bytes):
         try:
-            return value.data.decode(encoding)
+            return value.decode(encoding)
         except UnicodeDecodeError:
             raise BadArgs(refusal) from None
     return value

@@ -1,10 +1,9 @@
-"""Credentials as they come off the wire: a bare XML string, bytes / xmlrpc Binary, or the v3
-struct `{geni_type, geni_version, geni_value}` (geni-lib sends the value as Binary and the
-version as an int)."""
+"""Credentials as they come off the wire: a bare XML string, bytes (what XML-RPC base64 becomes
+at the edge), or the v3 struct `{geni_type, geni_version, geni_value}` (geni-lib sends the value
+as base64 and the version as an int)."""
 
 from __future__ import annotations
 
-import xmlrpc.client
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ class WireCredential:
 
 
 def decode_credential(value: Any) -> WireCredential:
-    """Accept a bare XML string, bytes / xmlrpc Binary, or the v3 struct
+    """Accept a bare XML string, bytes, or the v3 struct
     `{geni_type, geni_version, geni_value}`; CredentialInvalid for anything else."""
     if isinstance(value, Mapping):
         return _decode_struct(value)
@@ -50,8 +49,6 @@ def _decode_struct(value: Mapping[str, Any]) -> WireCredential:
 
 
 def _xml_text(value: Any, what: str) -> str:
-    if isinstance(value, xmlrpc.client.Binary):
-        value = value.data
     if isinstance(value, bytes | bytearray):
         try:
             value = bytes(value).decode("utf-8")

@@ -1,11 +1,12 @@
 """The handlers' shared argument plumbing: arity refusals and base64 text."""
 
+import xmlrpc.client
 from xmlrpc.client import Binary
 
 import pytest
 
 from sfa.errors import BadArgs, GeniCode, MissingArgs
-from sfa.server.dispatch import CallContext
+from sfa.server.dispatch import CallContext, parse_call
 from sfa.server.wire_args import binary_as_text, call_args, forward, rspec_text
 
 CALL = CallContext(method="Describe", peer=None, client_address="127.0.0.1")
@@ -31,16 +32,16 @@ def test_too_many_arguments_are_bad_args_naming_the_method() -> None:
 
 
 def test_base64_rspec_becomes_text_and_text_stays() -> None:
-    assert rspec_text(Binary("<rspec/> é".encode())) == "<rspec/> é"
+    assert rspec_text("<rspec/> é".encode()) == "<rspec/> é"
     assert rspec_text("<rspec/>") == "<rspec/>"
     assert rspec_text(None) is None
 
 
 def test_base64_that_is_not_the_encoding_is_refused_with_the_message() -> None:
     with pytest.raises(BadArgs, match="the RSpec must be UTF-8 text"):
-        rspec_text(Binary(b"\xff\xfe"))
+        rspec_text(b"\xff\xfe")
     with pytest.raises(BadArgs, match="a certificate must be PEM text"):
-        binary_as_text(Binary("é".encode()), "ascii", "a certificate must be PEM text")
+        binary_as_text("é".encode(), "ascii", "a certificate must be PEM text")
 
 
 def test_forward_passes_the_caller_and_padded_arguments() -> None:
@@ -63,3 +64,12 @@ def test_forward_refuses_a_wrong_arity_without_calling() -> None:
     with pytest.raises(BadArgs):
         handler(CALL, (1, 2, 3, 4))
     assert calls == []
+
+
+def test_parse_call_turns_base64_into_bytes_at_every_depth() -> None:
+    body = xmlrpc.client.dumps(
+        (Binary(b"<credential/>"), [Binary(b"a"), "b"],
+         {"geni_value": Binary(b"c"), "when": "d"}), "Allocate").encode()
+    params, method = parse_call(body)
+    assert method == "Allocate"
+    assert params == (b"<credential/>", [b"a", "b"], {"geni_value": b"c", "when": "d"})

@@ -4,7 +4,6 @@ and the door still accepts the genuine credential afterwards (no poisoned cache,
 from __future__ import annotations
 
 import re
-import xmlrpc.client
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -378,7 +377,7 @@ def test_speaking_for_without_abac_credential(genuine, alice, bob, refused) -> N
         "",
         "   ",
         "this is not XML",
-        xmlrpc.client.Binary(b""),
+        b"",
         42,
         None,
         ["<signed-credential/>"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import xmlrpc.client
 from datetime import timedelta
 
 import pytest
@@ -38,10 +37,8 @@ def _wire_forms(xml: str) -> list[object]:
     return [
         xml,
         xml.encode(),
-        xmlrpc.client.Binary(xml.encode()),
         {"geni_type": "geni_sfa", "geni_version": "3", "geni_value": xml},
-        {"geni_type": "geni_sfa", "geni_version": 3, "geni_value": xmlrpc.client.Binary(
-            xml.encode())},
+        {"geni_type": "geni_sfa", "geni_version": 3, "geni_value": xml.encode()},
         {"geni_type": "geni_sfa", "geni_version": "2", "geni_value": xml},
     ]
 
