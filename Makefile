@@ -26,7 +26,8 @@ demo: $(STAMP)
 	$(BIN)/python -m sfa.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check sfa
+	$(BIN)/ruff check sfa tests
+	$(BIN)/lint-imports --no-logo
 
 typecheck: $(STAMP)
 	$(BIN)/mypy sfa
@@ -37,4 +38,4 @@ unit: $(STAMP) tools
 test: lint typecheck unit
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .coverage
