@@ -30,8 +30,8 @@ from sfa.cli.admin import open_admin  # noqa: E402
 from sfa.deploy.layout import Deployment, init_deployment  # noqa: E402
 from sfa.server.am_api import AGGREGATE_DB, open_aggregate, start_aggregate_service  # noqa: E402
 from sfa.server.envelope import FaultReplies  # noqa: E402
+from sfa.server.listener import start_service  # noqa: E402
 from sfa.server.registry_api import registry_handlers  # noqa: E402
-from sfa.server.service import start_service  # noqa: E402
 from sfa.trust.gid import GID  # noqa: E402
 from sfa.trust.keys import generate_private_key, private_key_to_pem, public_key_to_openssh  # noqa: E402
 from tests.server.conftest import client_context  # noqa: E402

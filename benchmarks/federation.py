@@ -52,8 +52,8 @@ from sfa.rspecs.builder import Request  # noqa: E402
 from sfa.rspecs.reader import read_rspec  # noqa: E402
 from sfa.server.am_api import AGGREGATE_DB, start_deployment_aggregate  # noqa: E402
 from sfa.server.envelope import FaultReplies  # noqa: E402
+from sfa.server.listener import start_service  # noqa: E402
 from sfa.server.registry_api import registry_handlers  # noqa: E402
-from sfa.server.service import start_service  # noqa: E402
 from sfa.server.sm_api import start_deployment_slicemgr  # noqa: E402
 from sfa.trust.credential import delegate_credential, parse_credential  # noqa: E402
 from sfa.trust.gid import GID  # noqa: E402
@@ -116,7 +116,7 @@ def serve_nodes(directory: str, index: int, count: int, conn: Connection) -> Non
     """A child process: every count-th node manager of the deployment from `index`, each on its
     own TLS port, sharing one call pool; sends (urn, url, gid pem) of each."""
     from sfa.deploy.layout import node_dirs  # noqa: PLC0415
-    from sfa.nodemanager.config import load_node_config, open_node  # noqa: PLC0415
+    from sfa.nodemanager.nodedir import load_node_config, open_node  # noqa: PLC0415
     from sfa.server.nm_api import start_node_manager  # noqa: PLC0415
     from sfa.server.xmlrpc import CallPool  # noqa: PLC0415
 

@@ -53,7 +53,7 @@ sys.path.insert(0, {repo!r})
 from benchmarks.slice_scale import ThreadProfiles
 profiles = ThreadProfiles(os.environ.get("SLICE_SCALE_PROFILE", ""), "nodes" + sys.argv[2])
 from twisted.internet import reactor
-from sfa.nodemanager.config import load_node_config, open_node
+from sfa.nodemanager.nodedir import load_node_config, open_node
 from sfa.deploy.layout import Deployment, node_dirs
 from sfa.server.nm_api import start_node_manager
 from sfa.server.xmlrpc import CallPool

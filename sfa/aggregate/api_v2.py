@@ -8,9 +8,9 @@ from sfa.errors import SearchFailed, SfaError
 from sfa.trust.gid import GID
 
 from .api_v3 import AggregateManagerV3
-from .service import slice_urn_argument
+from .arguments import options_of, users_of
+from .context import slice_urn_argument
 from .slivers import OperationalState
-from .wire import options_of, users_of
 
 GENI_V3_RSPEC = {"type": "GENI", "version": "3"}
 

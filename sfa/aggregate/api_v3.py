@@ -17,22 +17,7 @@ from sfa.trust.rights import OPERATION_FOR_METHOD
 from sfa.trust.verify import VerifiedCall
 from sfa.xrn import hrn_to_urn
 
-from .driver import SliverResult
-from .manifest import manifest
-from .mapping import Placement
-from .request import parse_request
-from .service import AggregateContext, Target, slice_urn_argument
-from .slivers import (
-    Action,
-    AllocationState,
-    OperationalState,
-    Sliver,
-    UserKeys,
-    check_action_allowed,
-    final_state,
-    parse_action,
-)
-from .wire import (
+from .arguments import (
     credentials_of,
     deleted_status,
     option_flag,
@@ -43,6 +28,21 @@ from .wire import (
     time_argument,
     urn_list,
     users_of,
+)
+from .context import AggregateContext, Target, slice_urn_argument
+from .driver import SliverResult
+from .manifest import manifest
+from .mapping import Placement
+from .request import parse_request
+from .slivers import (
+    Action,
+    AllocationState,
+    OperationalState,
+    Sliver,
+    UserKeys,
+    check_action_allowed,
+    final_state,
+    parse_action,
 )
 
 

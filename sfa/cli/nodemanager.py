@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from sfa.errors import SfaError
-from sfa.nodemanager.config import load_node_config, open_node
+from sfa.nodemanager.nodedir import load_node_config, open_node
 
 
 def _default_listen(hostname: str) -> str:

@@ -7,7 +7,7 @@
     DIR/services/<name>.pkey    with DNS:/IP: names for the host
     DIR/db/registry.sqlite      created and migrated
     DIR/db/aggregate.sqlite     the aggregate: inventory (with each node manager's URL and GID)
-    DIR/nodes/<name>/           one node manager each (sfa.nodemanager.config); its slivers in
+    DIR/nodes/<name>/           one node manager each (sfa.nodemanager.nodedir); its slivers in
                                 DIR/nodes/<name>/slivers/<login>/
 
 (All but sfa.toml live under [server] data_dir, which is DIR itself by default.)
@@ -40,7 +40,7 @@ from sfa.deploy.config import (
     service_url,
 )
 from sfa.errors import AlreadyExists, BadArgs
-from sfa.nodemanager.config import create_node_dir
+from sfa.nodemanager.nodedir import create_node_dir
 from sfa.storage.registry_schema import open_registry_database
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import Authority, AuthorityStore

@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfa.errors import BadArgs
 from sfa.registry.book import RecordBook, SliverCheck, no_slivers
-from sfa.registry.config import RegistryConfig
 from sfa.registry.records import (
     AuthorityRecord,
     NodeRecord,
@@ -23,6 +22,7 @@ from sfa.registry.records import (
     UserRecord,
 )
 from sfa.registry.repository import RecordRepository
+from sfa.registry.settings import RegistryConfig
 from sfa.storage.records import RecordStore
 from sfa.storage.registry_schema import open_registry_database
 from sfa.trust.hierarchy import AuthorityStore

@@ -21,7 +21,6 @@ from sfa.errors import (
     Refused,
     SearchFailed,
 )
-from sfa.registry.config import RegistryConfig
 from sfa.registry.records import (
     AuthorityRecord,
     Record,
@@ -30,6 +29,7 @@ from sfa.registry.records import (
     record_class,
 )
 from sfa.registry.repository import RecordRepository
+from sfa.registry.settings import RegistryConfig
 from sfa.timeutil import as_utc, format_rfc3339, utcnow
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import GID_FILE, Authority, AuthorityStore

@@ -20,6 +20,7 @@ from twisted.web import pages, resource, server
 
 from sfa.aggregate.api_v2 import AggregateManagerV2
 from sfa.aggregate.api_v3 import AggregateManagerV3
+from sfa.aggregate.context import AggregateContext, AggregateSettings
 from sfa.aggregate.driver import Driver
 from sfa.aggregate.lifetimes import LifetimePolicy
 from sfa.aggregate.memory_driver import MemoryDriver
@@ -27,15 +28,14 @@ from sfa.aggregate.nm_book import NodeManagerBook
 from sfa.aggregate.nm_driver import HealthReport, NodeManagerDriver
 from sfa.aggregate.reaper import Reaper
 from sfa.aggregate.reconcile import Reconciler
-from sfa.aggregate.service import AggregateContext, AggregateSettings
 from sfa.aggregate.store import AggregateStore
 from sfa.deploy.config import AggregateConfig, LimitsConfig, service_url
 from sfa.deploy.layout import Deployment
 from sfa.server.envelope import Envelope, EnvelopeReplies
 from sfa.server.expiry_timer import ExpiryTimer
+from sfa.server.listener import RunningService
 from sfa.server.nm_transport import TwistedNodeClient
 from sfa.server.registry_api import trust_policy
-from sfa.server.service import RunningService
 from sfa.server.tls import ServerTLSContext
 from sfa.server.wire_args import call_args, forward, rspec_text
 from sfa.server.xmlrpc import CallContext, CallPool, Handler, XmlRpcResource, XmlRpcSite

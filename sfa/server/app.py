@@ -15,12 +15,12 @@ from sfa.aggregate.nm_book import NodeManagerBook, NodeManagerEntry
 from sfa.aggregate.store import AggregateStore
 from sfa.deploy.layout import Deployment, ServiceIdentity, node_dirs
 from sfa.errors import Unavailable
-from sfa.nodemanager.config import load_node_config, open_node
+from sfa.nodemanager.nodedir import load_node_config, open_node
 from sfa.server.am_api import AGGREGATE_DB, start_deployment_aggregate
 from sfa.server.envelope import FaultReplies, ReplyStyle
+from sfa.server.listener import RunningService, start_service
 from sfa.server.nm_api import start_node_manager
 from sfa.server.registry_api import registry_handlers
-from sfa.server.service import RunningService, start_service
 from sfa.server.sm_api import start_deployment_slicemgr
 from sfa.server.workers import ProcessCallPool
 from sfa.server.xmlrpc import CallPool, Handler

@@ -21,7 +21,7 @@ from sfa.nodemanager.manager import NodeManager
 from sfa.nodemanager.terms import users_from_wire
 from sfa.server.envelope import Envelope, EnvelopeReplies, FaultReplies
 from sfa.server.expiry_timer import ExpiryTimer
-from sfa.server.service import RunningService, start_service
+from sfa.server.listener import RunningService, start_service
 from sfa.server.wire_args import call_args
 from sfa.server.xmlrpc import (
     CallContext,

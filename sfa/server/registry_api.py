@@ -1,4 +1,4 @@
-"""Registry methods on the wire (`spec/registry-api.md`) → `sfa.registry.service.Registry`.
+"""Registry methods on the wire (`spec/registry-api.md`) → `sfa.registry.api.Registry`.
 
 Each handler checks the argument count, turns XML-RPC base64 (bytes) into text where the registry
 expects text, and passes the TLS client certificate as the caller; the Registry verifies it
@@ -14,8 +14,8 @@ from typing import Any
 from sfa.deploy.layout import Deployment
 from sfa.deploy.peers import RegistryPeerMap, deployment_peers
 from sfa.errors import BadArgs, Forbidden
-from sfa.registry.config import RegistryConfig as RegistryLogicConfig
-from sfa.registry.service import Registry
+from sfa.registry.api import Registry
+from sfa.registry.settings import RegistryConfig as RegistryLogicConfig
 from sfa.server.dispatch import Dispatcher
 from sfa.server.envelope import FaultReplies
 from sfa.server.wire_args import binary_as_text, call_args

@@ -21,8 +21,8 @@ from sfa.deploy.layout import Deployment
 from sfa.deploy.peers import Peers, deployment_peers
 from sfa.rpc.transport import AmEndpoint, TlsIdentity, client_context
 from sfa.server.envelope import Envelope, EnvelopeReplies
+from sfa.server.listener import RunningService, start_service
 from sfa.server.registry_api import trust_policy
-from sfa.server.service import RunningService, start_service
 from sfa.server.wire_args import call_args, forward, rspec_text
 from sfa.server.xmlrpc import CallContext, Handler
 from sfa.slicemgr.fanout import AggregateLink, FanOut

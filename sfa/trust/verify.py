@@ -37,7 +37,7 @@ from sfa.trust.rights import allows
 from sfa.trust.roots import TrustedRoots
 from sfa.trust.speaksfor import verify_speaksfor
 from sfa.trust.verified_cache import VerifiedCredentials, VerifiedEntry
-from sfa.trust.wire import WireCredential, decode_credential, decode_credential_list
+from sfa.trust.wire_credentials import WireCredential, decode_credential, decode_credential_list
 from sfa.trust.xmldsig import check_unique_ids, read_signatures, verify_signed_element
 from sfa.xrn import is_authority_for, urn_to_hrn
 

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from sfa.aggregate.api_v2 import AggregateManagerV2
 from sfa.aggregate.api_v3 import AggregateManagerV3
+from sfa.aggregate.context import AggregateContext, AggregateSettings
 from sfa.aggregate.inventory import Node, generate_nodes
 from sfa.aggregate.memory_driver import MemoryDriver
-from sfa.aggregate.service import AggregateContext, AggregateSettings
 from sfa.aggregate.store import AggregateStore
 from sfa.timeutil import utcnow
 from sfa.trust.credential import create_credential

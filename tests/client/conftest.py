@@ -22,7 +22,7 @@ from sfa.client.cli import main
 from sfa.deploy.config import PeerConfig, render_config
 from sfa.deploy.layout import Deployment, init_deployment
 from sfa.server.am_api import AggregateService
-from sfa.server.service import RunningService
+from sfa.server.listener import RunningService
 from sfa.trust.keys import private_key_to_pem, public_key_to_openssh
 from tests.server.conftest import keys  # noqa: F401 - fixture reused
 from tests.server.populate import populate, seed_nodes

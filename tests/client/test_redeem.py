@@ -16,7 +16,7 @@ from twisted.internet.threads import blockingCallFromThread
 
 from sfa.client.state import SavedTicket, SliceStates
 from sfa.deploy.config import LimitsConfig
-from sfa.nodemanager.config import open_node
+from sfa.nodemanager.nodedir import open_node
 from sfa.server.nm_api import NodeManagerService, start_node_manager
 from sfa.trust.gid import GID
 from sfa.trust.keys import generate_private_key

@@ -24,7 +24,7 @@ from sfa.deploy.config import render_config
 from sfa.deploy.layout import Deployment, init_deployment
 from sfa.rpc.transport import RpcEndpoint, TlsIdentity, client_context
 from sfa.server.am_api import AGGREGATE_DB, AggregateService
-from sfa.server.service import RunningService
+from sfa.server.listener import RunningService
 from sfa.server.sm_api import SliceManagerService, start_deployment_slicemgr
 from sfa.trust.credential import Credential, delegate_credential, parse_credential
 from sfa.trust.gid import GID

@@ -11,8 +11,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfa.nodemanager.admission import Thresholds
-from sfa.nodemanager.config import NodeConfig, load_node_config, open_node, write_node_config
 from sfa.nodemanager.manager import NodeManager
+from sfa.nodemanager.nodedir import NodeConfig, load_node_config, open_node, write_node_config
 from sfa.nodemanager.resources import Resources
 from sfa.trust.credential import create_credential
 from sfa.trust.gid import GID

@@ -9,7 +9,7 @@ import sys
 import xmlrpc.client
 from pathlib import Path
 
-from sfa.nodemanager.config import create_node_dir, load_node_config
+from sfa.nodemanager.nodedir import create_node_dir, load_node_config
 from tests.nodemanager.nodes import make_node_dir
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,8 +23,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfa.registry.admin import RegistryAdmin
-from sfa.registry.config import RegistryConfig
-from sfa.registry.service import Registry
+from sfa.registry.api import Registry
+from sfa.registry.settings import RegistryConfig
 from sfa.trust.gid import GID, create_gid
 from sfa.trust.hierarchy import AuthorityStore
 from sfa.trust.keys import generate_private_key, public_key_to_openssh

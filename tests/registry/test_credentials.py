@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from sfa.errors import BadArgs, CredentialMismatch, Expired, Forbidden, GeniCode, SearchFailed
-from sfa.registry.config import RegistryConfig
+from sfa.registry.settings import RegistryConfig
 from sfa.timeutil import utcnow
 from sfa.trust.credential import parse_credential
 from sfa.trust.gid import GID

@@ -17,7 +17,7 @@ from sfa.errors import (
     GeniCode,
     SearchFailed,
 )
-from sfa.registry.service import Registry
+from sfa.registry.api import Registry
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_to_openssh
 from tests.registry.conftest import World

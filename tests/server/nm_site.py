@@ -18,8 +18,8 @@ from sfa.cli.admin import open_admin
 from sfa.deploy.layout import Deployment, init_deployment
 from sfa.server.am_api import AGGREGATE_DB, AggregateService, start_deployment_aggregate
 from sfa.server.app import Served, start_node_managers, start_registry_in_threads
+from sfa.server.listener import RunningService
 from sfa.server.nm_api import NodeManagerService
-from sfa.server.service import RunningService
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_to_openssh
 from tests.server.conftest import Identity, proxy, write_identity

@@ -33,7 +33,7 @@ from sfa.server.am_api import (
     start_aggregate_service,
 )
 from sfa.server.app import start_registry_in_threads
-from sfa.server.service import RunningService
+from sfa.server.listener import RunningService
 from sfa.timeutil import format_rfc3339, utcnow
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_to_openssh

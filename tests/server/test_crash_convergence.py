@@ -31,7 +31,7 @@ from sfa.aggregate.slivers import AllocationState, OperationalState
 from sfa.aggregate.store import AggregateStore
 from sfa.deploy.config import render_config
 from sfa.deploy.layout import Deployment
-from sfa.nodemanager.config import load_node_config
+from sfa.nodemanager.nodedir import load_node_config
 from sfa.nodemanager.store import NodeStore
 from sfa.server.am_api import AGGREGATE_DB
 from tests.server.conftest import Identity, proxy

@@ -228,7 +228,7 @@ def _health(site: NmSite) -> Any:
 
 
 def _restart_node(reactor: Any, site: NmSite, node_urn: str) -> None:
-    from sfa.nodemanager.config import open_node  # noqa: PLC0415
+    from sfa.nodemanager.nodedir import open_node  # noqa: PLC0415
     from sfa.server.nm_api import start_node_manager  # noqa: PLC0415
 
     old = site.nodes[node_urn]

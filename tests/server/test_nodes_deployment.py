@@ -13,7 +13,7 @@ from sfa.aggregate.store import AggregateStore
 from sfa.cli.main import main
 from sfa.deploy.config import ConfigError, parse_config
 from sfa.deploy.layout import init_deployment, node_dirs
-from sfa.nodemanager.config import load_node_config
+from sfa.nodemanager.nodedir import load_node_config
 from sfa.trust.chain import verify_gid_chain
 from sfa.trust.gid import GID
 

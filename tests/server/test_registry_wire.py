@@ -22,7 +22,7 @@ from sfa.deploy.config import PeerConfig, render_config
 from sfa.deploy.layout import Deployment, init_deployment
 from sfa.errors import GeniCode
 from sfa.server.app import start_deployment
-from sfa.server.service import RunningService
+from sfa.server.listener import RunningService
 from sfa.storage.registry_schema import open_registry_database
 from sfa.trust.credential import parse_credential
 from sfa.trust.gid import GID, create_gid

@@ -17,7 +17,7 @@ from sfa.deploy.config import render_config
 from sfa.deploy.layout import Deployment, init_deployment
 from sfa.errors import GeniCode
 from sfa.server.app import start_deployment
-from sfa.server.service import RunningService
+from sfa.server.listener import RunningService
 from sfa.server.workers import ProcessCallPool
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_to_openssh

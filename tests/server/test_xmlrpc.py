@@ -16,7 +16,7 @@ from twisted.internet.threads import blockingCallFromThread
 from sfa.deploy.config import LimitsConfig
 from sfa.errors import GeniCode, SearchFailed
 from sfa.server.envelope import EnvelopeReplies, FaultReplies
-from sfa.server.service import RunningService, start_service
+from sfa.server.listener import RunningService, start_service
 from sfa.server.xmlrpc import CallContext
 from tests.server.conftest import client_context, proxy
 

@@ -19,7 +19,7 @@ from sfa.trust.credential import delegate_credential
 from sfa.trust.gid import create_gid
 from sfa.trust.keys import generate_private_key
 from sfa.trust.verify import authorize, verify_caller, verify_credential
-from sfa.trust.wire import decode_credential
+from sfa.trust.wire_credentials import decode_credential
 from tests.trust._credkit import future, issue, policy
 
 

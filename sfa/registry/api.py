@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfa.errors import BadArgs, CredentialMismatch, Expired, SearchFailed
 from sfa.registry.book import RecordBook, SliverCheck, no_slivers
-from sfa.registry.config import RegistryConfig
 from sfa.registry.grants import (
     Caller,
     credential_expiry,
@@ -33,6 +32,7 @@ from sfa.registry.records import (
 )
 from sfa.registry.referral import Referrals
 from sfa.registry.repository import RecordRepository
+from sfa.registry.settings import RegistryConfig
 from sfa.storage.records import RecordStore
 from sfa.storage.registry_schema import open_registry_database
 from sfa.timeutil import utcnow
