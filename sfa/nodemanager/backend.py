@@ -60,6 +60,7 @@ class BackendStatus:
     disk_used_bytes: int = 0
     pid: int | None = None
     exit_code: int | None = None
+    usage: dict[str, int] = field(default_factory=dict)  # what an enforcing backend measured
 
 
 @runtime_checkable

@@ -20,10 +20,11 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from sfa.errors import Forbidden, Unavailable
-from sfa.nodemanager import process, safefs
+from sfa.nodemanager import capabilities, process, safefs
 from sfa.nodemanager.backend import BackendStatus, SliverSpec
 from sfa.timeutil import format_rfc3339
 
@@ -33,8 +34,17 @@ PATH = "/usr/local/bin:/usr/bin:/bin"
 class DirBackend:
     """Slivers as directories under `slivers_dir`; see the module docstring for the layout."""
 
-    def __init__(self, slivers_dir: Path, *, stop_grace: float = 2.0) -> None:
+    enforcement = capabilities.DIRECTORY
+
+    def __init__(
+        self,
+        slivers_dir: Path,
+        *,
+        stop_grace: float = 2.0,
+        confine: Callable[[SliverSpec], process.Confinement] | None = None,
+    ) -> None:
         self.slivers_dir = Path(slivers_dir)
+        self.confine = confine  # how a composing backend confines the init script
         self.slivers_dir.mkdir(parents=True, exist_ok=True)
         self.stop_grace = stop_grace
         self._children: dict[str, subprocess.Popen[bytes]] = {}
@@ -78,14 +88,16 @@ class DirBackend:
         }
         with safefs.open_dirs(self.slivers_dir, [spec.login, "log"], uid=spec.uid) as log:
             log_fd = safefs.open_append(log, "init.log", uid=spec.uid)
+        confinement = self.confine(spec) if self.confine else process.Confinement()
         try:
             launched = process.launch(
                 root / "etc" / "initscript",
                 cwd=root / "home" / spec.login,
                 env=env,
                 log_fd=log_fd,
-                limits=process.Limits.from_resources(spec.resources),
+                limits=confinement.limits or process.Limits.from_resources(spec.resources),
                 uid=spec.uid,
+                confinement=confinement,
             )
         finally:
             os.close(log_fd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sfa.errors import BadArgs, SearchFailed
@@ -16,8 +17,11 @@ class LocalApi:
     """GetKeys and GetSliverInfo over the node's store. A slice is named by its login
     (`princeton_exp1`), its URN or its HRN."""
 
-    def __init__(self, store: NodeStore) -> None:
+    def __init__(
+        self, store: NodeStore, usage: Callable[[str], dict[str, int]] | None = None
+    ) -> None:
         self.store = store
+        self.usage = usage  # login -> what the backend measured (cpu, memory, disk, traffic)
 
     def get_keys(self, slice_name: str) -> list[str]:
         """The public keys of the slice's users (what goes into authorized_keys)."""
@@ -28,7 +32,7 @@ class LocalApi:
         return list(dict.fromkeys(keys))
 
     def get_sliver_info(self, slice_name: str) -> dict[str, Any]:
-        """The slice's sliver on this node: URNs, login, expiry, resources, state."""
+        """The slice's sliver on this node: URNs, login, expiry, resources, state, usage."""
         record = self._find(slice_name)
         return {
             "slice_urn": record.slice_urn,
@@ -38,6 +42,7 @@ class LocalApi:
             "resources": record.resources.to_dict(),
             "state": record.state,
             "users": [user.urn for user in record.users],
+            "usage": self.usage(record.login) if self.usage else {},
         }
 
     def _find(self, slice_name: str) -> SliverRecord:

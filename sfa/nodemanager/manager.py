@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from sfa.errors import AlreadyExists, BadArgs, Expired, Forbidden, Refused, SearchFailed, SfaError
-from sfa.nodemanager import authz
+from sfa.nodemanager import authz, capabilities
 from sfa.nodemanager.admission import Admission
 from sfa.nodemanager.backend import Backend, SliverSpec, UserKeys
 from sfa.nodemanager.naming import sliver_login
@@ -81,6 +81,7 @@ class SliverInfo:
     running: bool
     processes: int
     disk_used_bytes: int
+    usage: dict[str, int] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
         record = self.record
@@ -96,6 +97,7 @@ class SliverInfo:
             "running": self.running,
             "processes": self.processes,
             "disk_used_bytes": self.disk_used_bytes,
+            "usage": dict(self.usage),
             "last_error": record.last_error,
         }
 
@@ -246,6 +248,10 @@ class NodeManager:
         """A sliver's state (no authorization: for local, read-only callers)."""
         return self._info(self._sliver(sliver_urn))
 
+    def usage(self, login: str) -> dict[str, int]:
+        """What the backend measured of a sliver (empty when it measures nothing)."""
+        return dict(self.backend.status(login).usage)
+
     def lease(self, sliver_urn: str) -> str | None:
         """The current signed lease of a sliver."""
         return self.store.current_lease(sliver_urn)
@@ -269,11 +275,15 @@ class NodeManager:
         return self.store.next_expiry()
 
     def recover(self) -> dict[str, list[str]]:
-        """After a restart: reap what expired, finish half-made slivers, restart started ones."""
+        """After a restart: reap what expired, let the backend remove its strays and remake
+        what a reboot undid, finish half-made slivers, restart started ones."""
         reaped = self.reap_expired()
         finished: list[str] = []
         restarted: list[str] = []
         with self._lock:
+            reconcile = getattr(self.backend, "reconcile", None)
+            if reconcile is not None:
+                reconcile([self._spec(r) for r in self.store.slivers() if r.state != CREATING])
             for record in self.store.slivers():
                 if record.state == CREATING:
                     self._create(record, self._stored_slice_key(record))
@@ -306,7 +316,13 @@ class NodeManager:
             "load": round(measured.load, 2),
             "free_disk_percent": round(measured.free_disk_percent, 1),
             "slivers": len(self.store.slivers()),
+            "enforcement": self.enforcement.to_dict(),
         }
+
+    @property
+    def enforcement(self) -> capabilities.Enforcement:
+        """Which resource knobs the sliver backend enforces and which it only counts."""
+        return capabilities.of_backend(self.backend)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -438,4 +454,5 @@ class NodeManager:
 
     def _info(self, record: SliverRecord) -> SliverInfo:
         status = self.backend.status(record.login)
-        return SliverInfo(record, status.running, status.processes, status.disk_used_bytes)
+        return SliverInfo(record, status.running, status.processes, status.disk_used_bytes,
+                          dict(status.usage))

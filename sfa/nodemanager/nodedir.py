@@ -6,15 +6,18 @@ NODEDIR/node.toml          urn, hostname, port, local_port, trusted_roots, uid_b
 NODEDIR/node.gid           the node's GID chain;  NODEDIR/node.pkey  its key (0600)
 NODEDIR/trusted_roots/     root GIDs (or `trusted_roots = "/path"` to share a deployment's)
 NODEDIR/db/node.sqlite     tickets, slivers, leases
-NODEDIR/slivers/<login>/   the slivers (dirbackend)
+NODEDIR/slivers/<login>/   the slivers (dirbackend; with the enforcing backend each is the
+                           mount point of NODEDIR/images/<login>.img)
 ```
+`backend = "directory"` (default) or `"enforcing"` chooses the sliver backend; `[enforcing]`
+holds the enforcing backend's settings (`sfa.nodemanager.enforcing.EnforcingConfig`).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -22,7 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfa.errors import BadArgs
 from sfa.nodemanager.admission import Admission, Thresholds, default_capacity
+from sfa.nodemanager.backend import Backend
 from sfa.nodemanager.dirbackend import DirBackend
+from sfa.nodemanager.enforcing import EnforcingBackend, EnforcingConfig
 from sfa.nodemanager.manager import NodeIdentity, NodeManager
 from sfa.nodemanager.resources import Resources
 from sfa.nodemanager.store import NodeStore
@@ -34,6 +39,7 @@ from sfa.trust.verify import TrustPolicy
 
 CONFIG_FILE = "node.toml"
 DEFAULT_UID_BASE = 200_000
+BACKENDS = ("directory", "enforcing")
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class NodeConfig:
     capacity: Resources = field(default_factory=default_capacity)
     thresholds: Thresholds = field(default_factory=Thresholds)
     strict_crypto: bool = False
+    backend: str = "directory"
+    enforcing: EnforcingConfig = field(default_factory=EnforcingConfig)
 
     def roots_dir(self, nodedir: Path) -> Path:
         return (nodedir / self.trusted_roots).resolve()
@@ -76,6 +84,8 @@ def load_node_config(nodedir: Path) -> NodeConfig:
             capacity=Resources.from_mapping(data.get("capacity", default_capacity().to_dict())),
             thresholds=thresholds,
             strict_crypto=bool(data.get("strict_crypto", False)),
+            backend=_backend_name(data.get("backend", "directory")),
+            enforcing=_enforcing(data.get("enforcing", {})),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise BadArgs(f"{path}: missing or bad setting ({exc})") from None
@@ -90,6 +100,7 @@ def write_node_config(nodedir: Path, config: NodeConfig) -> Path:
         f"local_port = {config.local_port}",
         f"trusted_roots = {_toml(config.trusted_roots)}",
         f"strict_crypto = {'true' if config.strict_crypto else 'false'}",
+        f"backend = {_toml(config.backend)}",
     ]
     if config.uid_base is not None:
         lines.append(f"uid_base = {config.uid_base}")
@@ -100,6 +111,10 @@ def write_node_config(nodedir: Path, config: NodeConfig) -> Path:
         lines.append(f"max_load = {float(config.thresholds.max_load)}")
     if config.thresholds.min_free_disk_percent is not None:
         lines.append(f"min_free_disk_percent = {float(config.thresholds.min_free_disk_percent)}")
+    if config.enforcing != EnforcingConfig():
+        lines += ["", "[enforcing]"]
+        lines += [f"{f.name} = {_toml_value(getattr(config.enforcing, f.name))}"
+                  for f in fields(EnforcingConfig)]
     path = Path(nodedir) / CONFIG_FILE
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -117,6 +132,7 @@ def create_node_dir(
     capacity: Resources | None = None,
     thresholds: Thresholds | None = None,
     uid_base: int | None = None,
+    backend: str = "directory",
 ) -> NodeConfig:
     """Make a node's data directory: a key and GID issued by `authority`, node.toml, and
     trusted roots (`trusted_roots` shared by path, else a directory holding the authority's
@@ -139,6 +155,7 @@ def create_node_dir(
         urn=gid.urn, hostname=hostname, port=port, local_port=local_port,
         trusted_roots=roots_setting, uid_base=uid_base,
         capacity=capacity or default_capacity(), thresholds=thresholds or Thresholds(),
+        backend=_backend_name(backend),
     )
     write_node_config(nodedir, config)
     return config
@@ -156,7 +173,6 @@ def open_node(nodedir: Path, *, config: NodeConfig | None = None) -> NodeManager
     if not public_keys_equal(key.public_key(), gid.public_key):
         raise BadArgs(f"{nodedir}/node.pkey is not the key of node.gid")
     (nodedir / "db").mkdir(exist_ok=True)
-    slivers = nodedir / "slivers"
     roots = TrustedRoots(config.roots_dir(nodedir))
     uid_base = config.uid_base
     if uid_base is None and os.geteuid() == 0:
@@ -167,10 +183,45 @@ def open_node(nodedir: Path, *, config: NodeConfig | None = None) -> NodeManager
         node=NodeIdentity(gid=gid, key=key, hostname=config.hostname),
         policy=TrustPolicy(roots=roots, strict_crypto=config.strict_crypto),
         store=NodeStore(nodedir / "db" / "node.sqlite"),
-        backend=DirBackend(slivers),
+        backend=make_backend(nodedir, config),
         admission=Admission(config.capacity, config.thresholds, nodedir),
         uid_base=uid_base,
     )
+
+
+def make_backend(nodedir: Path, config: NodeConfig) -> Backend:
+    """The sliver backend node.toml chooses."""
+    slivers = Path(nodedir) / "slivers"
+    if config.backend == "enforcing":
+        return EnforcingBackend(slivers, Path(nodedir) / "images", config.urn, config.enforcing)
+    return DirBackend(slivers)
+
+
+def _backend_name(value: object) -> str:
+    if value not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {value!r}")
+    return str(value)
+
+
+def _enforcing(values: object) -> EnforcingConfig:
+    if not isinstance(values, dict):
+        raise TypeError("[enforcing] must be a table")
+    known = {f.name: f for f in fields(EnforcingConfig)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"unknown [enforcing] keys: {', '.join(sorted(unknown))}")
+    config = EnforcingConfig(**values)
+    for f in fields(EnforcingConfig):
+        default = getattr(EnforcingConfig(), f.name)
+        if type(getattr(config, f.name)) is not type(default):
+            raise TypeError(f"[enforcing] {f.name} must be a {type(default).__name__}")
+    return config
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int) else _toml(str(value))
 
 
 def _load_own_key(path: Path) -> rsa.RSAPrivateKey:

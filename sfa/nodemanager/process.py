@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +68,17 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Confinement:
+    """What a backend adds around a launch: an argv prefix that execs the gate (entering a
+    namespace keeps the pid), a step run on the gated child before the script runs (joining
+    cgroups), and rlimits replacing those derived from the resources."""
+
+    prefix: tuple[str, ...] = ()
+    on_spawn: Callable[[int], None] | None = None
+    limits: Limits | None = None
+
+
+@dataclass(frozen=True)
 class Launched:
     """A started process group: its leader's pid (= pgid) and kernel start time."""
 
@@ -84,6 +95,7 @@ def launch(
     log_fd: int,
     limits: Limits,
     uid: int | None = None,
+    confinement: Confinement | None = None,
 ) -> Launched:
     """Run `sh script` in its own session and process group, limits applied, output to `log_fd`.
 
@@ -91,10 +103,12 @@ def launch(
     are set on it (prlimit) in between, so the script never runs unlimited and no Python runs
     between fork and exec (safe with threads). If the go line never comes, nothing runs. To
     run as another uid the gate is a tiny Python program that drops to it after the limits are
-    set (prlimit on another uid's process would need CAP_SYS_RESOURCE).
+    set (prlimit on another uid's process would need CAP_SYS_RESOURCE). A `confinement` wraps
+    the gate and runs its `on_spawn(pid)` before the go line.
     """
+    confinement = confinement or Confinement()
     popen = subprocess.Popen(
-        _gate_argv(script, uid),
+        [*confinement.prefix, *_gate_argv(script, uid)],
         cwd=cwd,
         env=dict(env),
         stdin=subprocess.PIPE,
@@ -106,6 +120,8 @@ def launch(
     assert popen.stdin is not None
     try:
         limits.apply_to(popen.pid)
+        if confinement.on_spawn is not None:
+            confinement.on_spawn(popen.pid)
         popen.stdin.write(b"go\n")
     except BaseException:
         popen.kill()

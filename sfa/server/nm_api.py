@@ -212,7 +212,7 @@ def start_node_manager(
     )
     local = None
     if local_port is not None:
-        local = _listen_local(reactor, LocalApi(nm.store), local_port, limits)
+        local = _listen_local(reactor, LocalApi(nm.store, usage=nm.usage), local_port, limits)
     reaper.start()
     return NodeManagerService(nm, remote, local, reaper)
 
