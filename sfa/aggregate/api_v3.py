@@ -94,7 +94,7 @@ class AggregateManagerV3:
         value: dict[str, Any] = {
             "geni_rspec": compress(text) if option_flag(opts, "geni_compressed") else text,
             "geni_urn": target.slice_urn,
-            "geni_slivers": statuses(target.slivers),
+            "geni_slivers": statuses(target.slivers, usage=self._usage(target.slivers, opts)),
         }
         if option_flag(opts, "sfa_tickets"):
             # the slice credential holder may redeem the tickets at the nodes themselves
@@ -170,8 +170,10 @@ class AggregateManagerV3:
         target, _ = self._enter("Status", peer, urns, credentials, opts)
         provisioned = [s for s in target.slivers if s.allocation is AllocationState.PROVISIONED]
         errors: dict[str, str] = {}
+        usage: dict[str, dict[str, int]] = {}
         if provisioned:
             results = self.ctx.run(self.ctx.driver.status(provisioned))
+            usage = {r.sliver_urn: r.usage for r in results if r.ok and r.usage}
             changed = [s.with_changes(operational=r.operational)
                        for s, r in zip(provisioned, results, strict=True)
                        if r.ok and r.operational is not None and r.operational != s.operational]
@@ -179,7 +181,17 @@ class AggregateManagerV3:
             if changed:
                 self.ctx.store.update(changed)
         return {"geni_urn": target.slice_urn,
-                "geni_slivers": statuses(self._current(target.slivers), errors)}
+                "geni_slivers": statuses(self._current(target.slivers), errors, usage)}
+
+    def _usage(self, slivers: Sequence[Sliver], opts: Mapping[str, Any]
+               ) -> dict[str, dict[str, int]]:
+        """Describe with `sfa_usage`: what the nodes measure of the provisioned slivers (one
+        status round trip; without the option Describe asks no node)."""
+        provisioned = [s for s in slivers if s.allocation is AllocationState.PROVISIONED]
+        if not option_flag(opts, "sfa_usage") or not provisioned:
+            return {}
+        results = self.ctx.run(self.ctx.driver.status(provisioned))
+        return {r.sliver_urn: r.usage for r in results if r.ok and r.usage}
 
     def perform_operational_action(self, peer: GID | None, urns: object, credentials: object,
                                    action: object, options: object) -> list[dict[str, Any]]:

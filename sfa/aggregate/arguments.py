@@ -144,7 +144,12 @@ def deleted_status(sliver: Sliver, error: str = "") -> dict[str, Any]:
     }
 
 
-def statuses(slivers: Sequence[Sliver], errors: Mapping[str, str] | None = None
-             ) -> list[dict[str, Any]]:
-    errors = errors or {}
-    return [sliver_status(s, errors.get(s.urn, "")) for s in slivers]
+def statuses(slivers: Sequence[Sliver], errors: Mapping[str, str] | None = None,
+             usage: Mapping[str, Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
+    """Sliver status structs; `sfa_usage` carries what the sliver's node measured of it."""
+    errors, usage = errors or {}, usage or {}
+    found = [sliver_status(s, errors.get(s.urn, "")) for s in slivers]
+    for status in found:
+        if status["geni_sliver_urn"] in usage:
+            status["sfa_usage"] = dict(usage[status["geni_sliver_urn"]])
+    return found

@@ -24,6 +24,7 @@ class SliverResult:
     error: str = ""
     login_user: str = ""
     login_port: int | None = None
+    usage: dict[str, int] | None = None  # what the node measured (cpu, memory, disk, traffic)
 
     @property
     def ok(self) -> bool:

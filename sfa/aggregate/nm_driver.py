@@ -345,9 +345,18 @@ def _state_results(slivers: Sequence[Sliver], replies: dict[str, NodeReply]
         if reply is None or not reply.ok:
             results.append(SliverResult(sliver.urn, None, _error(reply, "not sent")))
             continue
-        state = reply.value.get("state", "") if isinstance(reply.value, dict) else ""
-        results.append(SliverResult(sliver.urn, NODE_STATES.get(state)))
+        value = reply.value if isinstance(reply.value, dict) else {}
+        usage = value.get("usage")
+        results.append(SliverResult(sliver.urn, NODE_STATES.get(value.get("state", "")),
+                                    usage=_counters(usage)))
     return results
+
+
+def _counters(usage: Any) -> dict[str, int] | None:
+    """A node's usage report, kept only as name -> whole number."""
+    if not isinstance(usage, dict):
+        return None
+    return {str(k): v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 def _load(version: Any) -> float:

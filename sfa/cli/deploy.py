@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from sfa.cli.errors import fail
+from sfa.deploy.config import NODE_BACKENDS
 from sfa.deploy.layout import init_deployment
 from sfa.errors import SfaError
 from sfa.server.app import serve_deployment
@@ -22,6 +23,9 @@ from sfa.server.app import serve_deployment
               help="enable the slice manager on this port (12347 is usual; off when absent)")
 @click.option("--nm-base-port", default=12400, show_default=True, type=int)
 @click.option("--nodes", default=0, show_default=True, type=int, help="node managers to run")
+@click.option("--nm-backend", type=click.Choice(NODE_BACKENDS), default="directory",
+              show_default=True, help="sliver backend of the node managers: enforcing confines "
+              "slivers with cgroups, a disk image and optionally a network namespace (root)")
 def init(
     directory: Path,
     *,
@@ -32,12 +36,14 @@ def init(
     sm_port: int | None,
     nm_base_port: int,
     nodes: int,
+    nm_backend: str,
 ) -> None:
     """Create a deployment in DIRECTORY (new or empty): keys, GIDs, config, databases."""
     try:
         deployment = init_deployment(
             directory, authority=authority, host=host, registry_port=registry_port,
             am_port=am_port, sm_port=sm_port, nm_base_port=nm_base_port, nodes=nodes,
+            nm_backend=nm_backend,
         )
     except SfaError as error:
         fail(error)

@@ -62,6 +62,7 @@ def nodemanager(nodedir: Path, listen: str | None, port: int | None,
         f"recovered: {len(report['restarted'])} restarted, {len(report['reaped'])} reaped, "
         f"{len(report['created'])} finished"
     )
+    lines.append(nm.enforcement.summary())  # once: which knobs are enforced, which counted
     reactor.addSystemEventTrigger("before", "shutdown", service.stop)
     # Announce only once the reactor runs, so its signal handlers are installed: a SIGTERM
     # sent as soon as these lines appear shuts down cleanly.

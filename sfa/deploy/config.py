@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sfa.errors import BadArgs
+from sfa.nodemanager.config import BACKENDS as NODE_BACKENDS
 
 CONFIG_NAME = "sfa.toml"
 
@@ -71,6 +72,8 @@ class SliceMgrConfig:
 class NodesConfig:
     count: int = 0
     base_port: int = 12400
+    # the sliver backend written into each new node's node.toml: directory | enforcing
+    backend: str = "directory"
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,9 @@ def _check_value(key: str, value: Any, declared: object, where: str) -> None:
 
 
 def _check_range(key: str, value: Any, where: str) -> None:
+    if key == "backend" and value not in NODE_BACKENDS:
+        raise ConfigError(f"{where}: backend must be one of {', '.join(NODE_BACKENDS)}, "
+                          f"got {value!r}")
     if key in _NON_NEGATIVE_KEYS and value < 0:
         raise ConfigError(f"{where}: {key} must be 0 or more, got {value}")
     if key in _PORT_KEYS and not 0 <= value <= 65535:
@@ -247,7 +253,8 @@ def render_config(config: SfaConfig) -> str:
         *_section("aggregate", c.aggregate),
         "# the slice manager stays off until federation",
         *_section("slicemgr", c.slicemgr),
-        "# node managers listen on base_port, base_port + 1, ...",
+        "# node managers listen on base_port, base_port + 1, ...; backend: the sliver backend",
+        "# new nodes get (directory | enforcing: cgroups, disk image, namespaces; needs root)",
         *_section("nodes", c.nodes),
         *_section("trust", c.trust),
         *_section("limits", c.limits),

@@ -139,6 +139,7 @@ def init_deployment(
     sm_port: int | None = None,
     nm_base_port: int = 12400,
     nodes: int = 0,
+    nm_backend: str = "directory",
 ) -> Deployment:
     """Create a deployment in `directory` (absent or empty): config, root, services, database.
     A slice manager port enables the slice manager; without one it stays off (port 12347)."""
@@ -159,7 +160,7 @@ def init_deployment(
         registry=RegistrySection(port=registry_port),
         aggregate=AggregateConfig(port=am_port),
         slicemgr=slicemgr,
-        nodes=NodesConfig(count=nodes, base_port=nm_base_port),
+        nodes=NodesConfig(count=nodes, base_port=nm_base_port, backend=nm_backend),
     )
     path.mkdir(parents=True, exist_ok=True)
     deployment = Deployment(path, config)
@@ -189,7 +190,8 @@ def create_nodes(deployment: Deployment, count: int) -> None:
     config = deployment.config
     host = config.server.host
     args = [(str(deployment.authorities_dir), deployment.authority_hrn, str(deployment.nodes_dir),
-             str(deployment.trusted_roots_dir), host, node_port(config.nodes.base_port, i), i)
+             str(deployment.trusted_roots_dir), host, node_port(config.nodes.base_port, i), i,
+             config.nodes.backend)
             for i in range(1, count + 1)]
     if count >= 8:
         workers = min(os.cpu_count() or 1, 8)
@@ -208,13 +210,14 @@ def create_nodes(deployment: Deployment, count: int) -> None:
         store.close()
 
 
-def _create_node(args: tuple[str, str, str, str, str, int, int]) -> tuple[str, int, str]:
+def _create_node(args: tuple[str, str, str, str, str, int, int, str]) -> tuple[str, int, str]:
     """One node directory (runs in a worker process): (URN, port, GID PEM)."""
-    authorities, authority_hrn, nodes_dir, roots, host, port, index = args
+    authorities, authority_hrn, nodes_dir, roots, host, port, index, backend = args
     authority = AuthorityStore(Path(authorities)).get(authority_hrn)
     nodedir = Path(nodes_dir) / f"node{index}"
     node = create_node_dir(nodedir, authority=authority, hrn=f"{authority_hrn}.node{index}",
-                           hostname=host, port=port, trusted_roots=Path(roots))
+                           hostname=host, port=port, trusted_roots=Path(roots),
+                           backend=backend)
     return node.urn, port, (nodedir / "node.gid").read_text()
 
 

@@ -142,10 +142,15 @@ def start_node_managers(
     pool = CallPool(reactor, limits.max_concurrent_calls * 2, name="sfa-nodemanagers")
     running: dict[str, Served] = {}
     urls: list[NodeManagerEntry] = []
+    reported: set[str] = set()
     for nodedir in directories:
         config = load_node_config(nodedir)
         nm = open_node(nodedir, config=config)
         nm.recover()
+        summary = nm.enforcement.summary()
+        if summary not in reported:  # once, not once per node of the same kind
+            reported.add(summary)
+            log.info("{summary}", summary=summary)
         service = start_node_manager(
             reactor, nm, host=deployment.config.server.host, port=config.port,
             local_port=config.local_port or None, limits=limits, pool=pool)

@@ -62,8 +62,10 @@ def test_sigterm_right_after_the_announcement_stops_cleanly(open_dir, node1, plc
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     assert child.stdout is not None
-    lines = [child.stdout.readline() for _ in range(3)]
+    lines = [child.stdout.readline() for _ in range(4)]
     assert lines[2].startswith("recovered: "), lines
+    assert lines[3].startswith("sliver backend directory: enforced: none; only counted: "
+                               "cpu_share (no CPU scheduler weight)"), lines
     child.send_signal(signal.SIGTERM)  # at once: the handlers must already be installed
     child.wait(15)
     assert child.returncode == 0, child.stderr.read() if child.stderr else ""
