@@ -8,6 +8,7 @@ gets the error; the health check (`check_health`) marks it up again when it answ
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -353,10 +354,11 @@ def _state_results(slivers: Sequence[Sliver], replies: dict[str, NodeReply]
 
 
 def _counters(usage: Any) -> dict[str, int] | None:
-    """A node's usage report, kept only as name -> whole number."""
+    """A node's usage report as name -> whole number (counts past 32 bits come as doubles)."""
     if not isinstance(usage, dict):
         return None
-    return {str(k): v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
+    return {str(k): int(v) for k, v in usage.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def _load(version: Any) -> float:

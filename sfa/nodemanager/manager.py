@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from sfa.errors import AlreadyExists, BadArgs, Expired, Forbidden, Refused, SearchFailed, SfaError
 from sfa.nodemanager import authz, capabilities
 from sfa.nodemanager.admission import Admission
-from sfa.nodemanager.backend import Backend, SliverSpec, UserKeys
+from sfa.nodemanager.backend import Backend, SliverSpec, UserKeys, usage_on_wire
 from sfa.nodemanager.naming import sliver_login
 from sfa.nodemanager.store import (
     CREATING,
@@ -97,7 +97,7 @@ class SliverInfo:
             "running": self.running,
             "processes": self.processes,
             "disk_used_bytes": self.disk_used_bytes,
-            "usage": dict(self.usage),
+            "usage": usage_on_wire(self.usage),
             "last_error": record.last_error,
         }
 

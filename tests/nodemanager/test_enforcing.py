@@ -24,6 +24,7 @@ from sfa.nodemanager.backend import Backend, SliverSpec
 from sfa.nodemanager.enforcing import EnforcingBackend, EnforcingConfig
 from sfa.nodemanager.resources import Resources
 from tests.nodemanager.conftest import make_fifo, wait_for_fifo
+from tests.nodemanager.hosttraces import host_traces
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="cgroups, loop mounts and namespaces need root"
@@ -45,33 +46,6 @@ def make_spec(login: str, script: str, **resources: int) -> SliverSpec:
         node_gid_pem="node gid",
         initscript=script,
     )
-
-
-def leftovers(backend: EnforcingBackend, login: str) -> list[str]:
-    """Everything of one sliver still on the host: cgroup dirs, namespace, veth, mount, loop
-    device, image, directory."""
-    found: list[str] = []
-    if backend.cgroups is not None:
-        for hierarchy in backend.cgroups.layout.distinct():
-            folder = hierarchy.path(backend.tag, login)
-            if folder.exists():
-                found.append(str(folder))
-    net = netns.SliverNetwork.named(backend.tag, login)
-    found += [str(p) for p in (net.netns_path, netns.SYS_NET / net.host_veth) if p.exists()]
-    mounts = Path("/proc/self/mounts").read_text()
-    target = str(backend.sliver_dir(login))
-    if f" {target} " in mounts:
-        found.append(f"mount {target}")
-    image = backend.quotas.image(login) if backend.quotas else None
-    if image is not None:
-        if image.exists():
-            found.append(str(image))
-        loops = [line for line in os.popen("losetup -a").read().splitlines()
-                 if str(image) in line]
-        found += loops
-    if backend.sliver_dir(login).exists():
-        found.append(str(backend.sliver_dir(login)))
-    return found
 
 
 @pytest.fixture
@@ -261,9 +235,9 @@ def test_delete_leaves_nothing_behind(make_backend: Callable[..., EnforcingBacke
     backend.create(spec)
     backend.start(spec)
     assert backend.status("w15gone").running
-    assert leftovers(backend, "w15gone")  # the check below can see them
+    assert host_traces(backend, "w15gone")  # the check below can see them
     backend.destroy("w15gone")
-    assert leftovers(backend, "w15gone") == []
+    assert host_traces(backend, "w15gone") == []
     assert not backend.status("w15gone").exists
 
 
@@ -278,6 +252,6 @@ def test_reconcile_removes_strays_and_keeps_known_slivers(
     restarted = make_backend(network=True, bandwidth_unit_kbps=1000)
     removed = restarted.reconcile([kept])
     assert "w15stray" in removed
-    assert leftovers(restarted, "w15stray") == []
+    assert host_traces(restarted, "w15stray") == []
     assert restarted.status("w15kept").exists
     assert netns.SliverNetwork.named(restarted.tag, "w15kept").exists()

@@ -1,0 +1,95 @@
+"""A slice on a node manager with the enforcing backend, over TLS: the node advertises what it
+enforces, Status reports what the sliver uses, Delete leaves nothing on the host."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from sfa.nodemanager import netns
+from sfa.nodemanager.config import load_node_config, make_backend, write_node_config
+from sfa.nodemanager.enforcing import EnforcingBackend, EnforcingConfig
+from sfa.nodemanager.localapi import LocalApi
+from sfa.server.deployment import node_dirs
+from tests.nodemanager.hosttraces import host_traces
+from tests.server.nm_site import (
+    GENI3,
+    NmSite,
+    build_deployment,
+    node_proxy,
+    ok,
+    request,
+    start_site,
+    stop_site,
+)
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="cgroups, loop mounts and namespaces need root"
+)
+SLICE = "urn:publicid:IDN+plc:princeton+slice+exp1"
+LOGIN = "princeton_exp1"
+ENFORCING = EnforcingConfig(prefix=f"w15-{os.getpid()}", network=True, bandwidth_unit_kbps=1000)
+
+
+def backends(site: NmSite) -> list[EnforcingBackend]:
+    found = []
+    for nodedir in node_dirs(site.deployment):
+        backend = make_backend(nodedir, load_node_config(nodedir))
+        assert isinstance(backend, EnforcingBackend)
+        found.append(backend)
+    return found
+
+
+@pytest.fixture(scope="module")
+def site(reactor: Any, keys: list, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[NmSite]:
+    deployment, ids, _ = build_deployment(tmp_path_factory.mktemp("enf"), 1, keys, ["exp1"])
+    for nodedir in node_dirs(deployment):
+        config = load_node_config(nodedir)
+        write_node_config(nodedir, replace(config, backend="enforcing", enforcing=ENFORCING))
+    running = start_site(reactor, deployment, ids, ["exp1"])
+    try:
+        yield running
+    finally:
+        try:
+            stop_site(reactor, running)
+        finally:
+            for backend in backends(running):
+                backend.reconcile([])
+                if backend.cgroups is not None:
+                    backend.cgroups.remove_base()
+                netns.remove_owned(backend.tag, set())
+
+
+def test_enforced_sliver_reports_usage_and_delete_leaves_nothing(site: NmSite) -> None:
+    am, creds = site.am(), site.cred("exp1")
+    ok(am.Allocate(SLICE, creds, request(1, "exec sleep 60"), {}))
+    ok(am.Provision([SLICE], creds, {"geni_rspec_version": GENI3}))
+    started = ok(am.PerformOperationalAction([SLICE], creds, "geni_start", {}))
+    assert {s["geni_operational_status"] for s in started} == {"geni_ready"}
+
+    (service,) = site.nodes.values()
+    version = ok(node_proxy(service.url, site.root_file, site.ids["alice"]).GetVersion())
+    assert version["enforcement"]["backend"] == "enforcing"
+    assert set(version["enforcement"]["enforced"]) >= {"disk_mb", "bandwidth_kbps"}
+
+    (status,) = ok(am.Status([SLICE], creds, {}))["geni_slivers"]
+    usage = status["sfa_usage"]
+    assert usage["tasks"] >= 1 and usage["cpu_ns"] > 0 and usage["memory_bytes"] > 0
+    assert 0 < usage["disk_used_bytes"] <= usage["disk_quota_bytes"]
+    assert usage["sent_bytes"] >= 0 and usage["received_bytes"] >= 0
+    described = ok(am.Describe([SLICE], creds, {"geni_rspec_version": GENI3,
+                                                "sfa_usage": True}))
+    assert described["geni_slivers"][0]["sfa_usage"]["tasks"] >= 1
+    info = LocalApi(service.nm.store, usage=service.nm.usage).get_sliver_info(LOGIN)
+    assert info["usage"]["tasks"] >= 1
+
+    (backend,) = backends(site)
+    assert host_traces(backend, LOGIN)  # the check below sees what is there
+    ok(am.Delete([SLICE], creds, {}))
+    assert host_traces(backend, LOGIN) == []
+    assert not backend.sliver_dir(LOGIN).exists()
