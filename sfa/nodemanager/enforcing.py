@@ -24,6 +24,8 @@ from sfa.nodemanager.backend import BackendStatus, SliverSpec
 from sfa.nodemanager.capabilities import KNOBS, Enforcement
 from sfa.nodemanager.dirbackend import DirBackend
 
+LOGIN_SHELL = Path(__file__).with_name("sliver-shell.sh")  # joins the cgroups, then a shell
+
 
 @dataclass(frozen=True)
 class EnforcingConfig:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -21,7 +22,7 @@ import pytest
 
 from sfa.nodemanager import netns
 from sfa.nodemanager.backend import Backend, SliverSpec
-from sfa.nodemanager.enforcing import EnforcingBackend, EnforcingConfig
+from sfa.nodemanager.enforcing import LOGIN_SHELL, EnforcingBackend, EnforcingConfig
 from sfa.nodemanager.resources import Resources
 from tests.nodemanager.conftest import make_fifo, wait_for_fifo
 from tests.nodemanager.hosttraces import host_traces
@@ -255,3 +256,30 @@ def test_reconcile_removes_strays_and_keeps_known_slivers(
     assert host_traces(restarted, "w15stray") == []
     assert restarted.status("w15kept").exists
     assert netns.SliverNetwork.named(restarted.tag, "w15kept").exists()
+
+
+def test_login_shell_joins_the_slivers_cgroups(backend: EnforcingBackend) -> None:
+    """A login runs as the sliver's uid through the sliver shell: its processes land in the
+    sliver's cgroups; a login that cannot join is refused."""
+    require(backend, "tasks")
+    uid = 230_000 + os.getpid() % 1000
+    spec = replace(make_spec("w15login", ""), uid=uid)
+    backend.create(spec)
+    home = backend.sliver_dir("w15login") / "home" / "w15login"
+
+    def login(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["/bin/sh", str(LOGIN_SHELL), "-c", command], user=uid, group=uid, extra_groups=[],
+            env={"HOME": str(home), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+            timeout=20, check=False,
+        )
+
+    joined = login("cat /proc/self/cgroup")
+    assert joined.returncode == 0, joined.stderr
+    lines = [line for line in joined.stdout.splitlines() if f"/{backend.tag}/w15login" in line]
+    assert {line.split(":")[1] for line in lines} >= {"pids", "memory", "cpu"}, joined.stdout
+    assert backend.cgroups is not None
+    os.chown(backend.cgroups.procs_files("w15login")[0], 0, 0)  # no longer the sliver's
+    refused = login("echo inside")
+    assert refused.returncode == 1 and "inside" not in refused.stdout
+    assert "login refused" in refused.stderr
