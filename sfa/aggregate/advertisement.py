@@ -57,7 +57,7 @@ def _ad_node(node: Node, used: NodeUsage, am_urn: str, is_available: bool) -> rs
         sliver_types=[rs.SliverType(name) for name in node.sliver_types],
         location=rs.Location(node.country, str(node.latitude), str(node.longitude)),
         available=is_available,
-        resources=rs.NodeResources(amounts, free, node.load),
+        resources=rs.NodeResources(amounts, free, node.load, node.enforced),
     )
 
 

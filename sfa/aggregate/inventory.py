@@ -43,6 +43,7 @@ class Node:
     last_seen: datetime | None = None
     load: float = 0.0
     login_port: int = 22
+    enforced: tuple[str, ...] | None = None  # knobs its node manager enforces (None: unknown)
 
     @property
     def name(self) -> str:

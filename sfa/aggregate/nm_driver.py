@@ -169,6 +169,10 @@ class NodeManagerDriver:
                     for call, reply in zip(calls, replies, strict=True)]
         changed = await self.client.in_thread(self.store.set_liveness_many, observed,
                                               self.clock())
+        enforced = [(call.node_urn, knobs) for call, reply in zip(calls, replies, strict=True)
+                    if reply.ok and (knobs := _enforced(reply.value)) is not None]
+        if enforced:
+            await self.client.in_thread(self.store.set_enforcement_many, enforced)
         return HealthReport(tuple(u for u, ok, _ in observed if ok),
                             tuple(u for u, ok, _ in observed if not ok), changed)
 
@@ -351,6 +355,15 @@ def _state_results(slivers: Sequence[Sliver], replies: dict[str, NodeReply]
         results.append(SliverResult(sliver.urn, NODE_STATES.get(value.get("state", "")),
                                     usage=_counters(usage)))
     return results
+
+
+def _enforced(version: Any) -> tuple[str, ...] | None:
+    """The knobs a node manager's GetVersion says it enforces (None when it does not say)."""
+    report = version.get("enforcement") if isinstance(version, dict) else None
+    enforced = report.get("enforced") if isinstance(report, dict) else None
+    if not isinstance(enforced, dict):
+        return None
+    return tuple(sorted(k for k in enforced if isinstance(k, str) and k.isidentifier()))
 
 
 def _counters(usage: Any) -> dict[str, int] | None:

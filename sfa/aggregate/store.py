@@ -79,9 +79,14 @@ def _create_v2(handle: sqlite_utils.Database) -> None:
         handle.execute(statement)
 
 
+def _create_v3(handle: sqlite_utils.Database) -> None:
+    handle.execute("ALTER TABLE nodes ADD COLUMN enforced TEXT")
+
+
 MIGRATIONS = (
     Migration(1, "nodes, slices, slivers and slot claims", _create_v1),
     Migration(2, "init scripts, node managers, slice keys and tickets", _create_v2),
+    Migration(3, "the resource knobs each node manager enforces", _create_v3),
 )
 
 
@@ -163,6 +168,18 @@ class AggregateStore:
                 "UPDATE nodes SET up = ?, load = ?, last_seen = ? WHERE urn = ?", rows)
         self._changed(nodes=True)
         return sum(1 for up, _, _, urn in rows if before.get(urn) != up)
+
+    def set_enforcement_many(self, reports: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        """Record which knobs each node's manager enforces (from its GetVersion); the
+        advertisement changes only when a report does."""
+        rows = [(" ".join(knobs), urn) for urn, knobs in reports]
+        with self.database.transaction() as handle:
+            before = {r["urn"]: r["enforced"]
+                      for r in handle.query("SELECT urn, enforced FROM nodes")}
+            changed = [(text, urn) for text, urn in rows if before.get(urn, text) != text]
+            handle.conn.executemany("UPDATE nodes SET enforced = ? WHERE urn = ?", changed)
+        if changed:
+            self._changed(nodes=True)
 
     def usage(self) -> dict[str, NodeUsage]:
         """Claimed slots per node (nodes with no claim are absent)."""
@@ -312,6 +329,7 @@ def _node_row(node: Node) -> dict[str, Any]:
         "resources": json.dumps(asdict(node.resources)), "up": int(node.up),
         "last_seen": format_rfc3339(node.last_seen) if node.last_seen else None,
         "load": node.load, "login_port": node.login_port,
+        "enforced": None if node.enforced is None else " ".join(node.enforced),
     }
 
 
@@ -325,6 +343,7 @@ def _node(row: dict[str, Any]) -> Node:
         resources=NodeResources(**json.loads(row["resources"])), up=bool(row["up"]),
         last_seen=parse_rfc3339(row["last_seen"]) if row["last_seen"] else None,
         load=row["load"], login_port=row["login_port"],
+        enforced=None if row.get("enforced") is None else tuple(row["enforced"].split()),
     )
 
 

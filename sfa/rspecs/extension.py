@@ -64,6 +64,11 @@ def load_from_text(text: str | None) -> float | None:
         return None
 
 
+def knobs_from_text(text: str | None) -> tuple[str, ...] | None:
+    """The `enforced` attribute of `<sfa:resources>`: knob names (None when absent)."""
+    return None if text is None else tuple(text.split())
+
+
 def amounts_from_element(element: etree._Element) -> ResourceAmounts:
     """Read the amount attributes of `capacity`, `free` or `request`."""
     get = element.get
@@ -73,7 +78,8 @@ def amounts_from_element(element: etree._Element) -> ResourceAmounts:
 
 def resources_from_element(element: etree._Element) -> NodeResources:
     """Read `<sfa:resources>`."""
-    result = NodeResources(load=load_from_text(element.get("load")))
+    result = NodeResources(load=load_from_text(element.get("load")),
+                           enforced=knobs_from_text(element.get("enforced")))
     for child in element:
         if child.tag == CAPACITY_TAG:
             result.capacity = amounts_from_element(child)

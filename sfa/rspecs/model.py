@@ -103,11 +103,13 @@ class ResourceAmounts:
 
 @dataclass(slots=True)
 class NodeResources:
-    """A node's capacity, what is still free of it, and its load (our extension)."""
+    """A node's capacity, what is still free of it, its load and the resource knobs its node
+    manager enforces (our extension)."""
 
     capacity: ResourceAmounts = field(default_factory=ResourceAmounts)
     free: ResourceAmounts | None = None
     load: float | None = None
+    enforced: tuple[str, ...] | None = None  # knobs the node enforces (the others: counted)
 
 
 @dataclass(slots=True)

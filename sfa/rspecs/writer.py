@@ -325,6 +325,8 @@ class _Writer:
         if node.resources is not None:
             res = node.resources
             load = f' load="{res.load!r}"' if res.load is not None else ""
+            if res.enforced is not None:
+                load += f' enforced="{" ".join(res.enforced)}"'
             self.out.append(f"    <{p}:resources{load}>\n      <{p}:capacity"
                             + _amounts(res.capacity) + "/>\n")
             if res.free is not None:

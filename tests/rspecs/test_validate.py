@@ -40,6 +40,15 @@ def test_our_extension_is_checked_by_our_xsd(ad_model: RSpec, schemas_dir: Path)
     assert any("spare" in e.message for e in validate(unknown, schemas_dir))
 
 
+def test_the_enforced_knobs_are_a_list_of_names_in_our_xsd(ad_model: RSpec,
+                                                            schemas_dir: Path) -> None:
+    ad_model.nodes[0].resources.enforced = ("cpu_share", "disk_mb")  # type: ignore[union-attr]
+    text = write_rspec(ad_model)
+    assert validate(text, schemas_dir) == []
+    bad = text.replace('enforced="cpu_share disk_mb"', 'enforced="cpu share 1%"', 1)
+    assert any("enforced" in e.message for e in validate(bad, schemas_dir))
+
+
 def test_opstate_is_checked_by_its_xsd(ad_model: RSpec, schemas_dir: Path) -> None:
     bad = write_rspec(ad_model).replace(' start="geni_notready"', "")
     errors = validate(bad, schemas_dir)

@@ -9,11 +9,13 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from twisted.internet.threads import blockingCallFromThread
 
 from sfa.nodemanager import netns
 from sfa.nodemanager.config import load_node_config, make_backend, write_node_config
 from sfa.nodemanager.enforcing import EnforcingBackend, EnforcingConfig
 from sfa.nodemanager.localapi import LocalApi
+from sfa.rspecs.reader import read_rspec
 from sfa.server.deployment import node_dirs
 from tests.nodemanager.hosttraces import host_traces
 from tests.server.nm_site import (
@@ -63,6 +65,22 @@ def site(reactor: Any, keys: list, tmp_path_factory: pytest.TempPathFactory
                 if backend.cgroups is not None:
                     backend.cgroups.remove_base()
                 netns.remove_owned(backend.tag, set())
+
+
+def test_the_ad_says_what_each_node_enforces(reactor: Any, site: NmSite) -> None:
+    """After a health check (GetVersion at every node manager), each node of the
+    advertisement carries the knobs its node manager enforces."""
+    from twisted.internet.defer import Deferred  # noqa: PLC0415
+
+    assert site.driver is not None
+    driver = site.driver
+    blockingCallFromThread(reactor, lambda: Deferred.fromCoroutine(driver.check_health()))
+    (backend,) = backends(site)
+    ad = ok(site.am().ListResources(site.cred("alice"), {"geni_rspec_version": GENI3}))
+    (node,) = read_rspec(ad).nodes
+    assert node.resources is not None
+    assert node.resources.enforced == tuple(sorted(backend.enforcement.enforced))
+    assert "disk_mb" in node.resources.enforced
 
 
 def test_enforced_sliver_reports_usage_and_delete_leaves_nothing(site: NmSite) -> None:
