@@ -283,3 +283,27 @@ def test_login_shell_joins_the_slivers_cgroups(backend: EnforcingBackend) -> Non
     refused = login("echo inside")
     assert refused.returncode == 1 and "inside" not in refused.stdout
     assert "login refused" in refused.stderr
+
+
+def test_mechanisms_turned_off_are_only_counted_and_rlimits_stay(
+    make_backend: Callable[..., EnforcingBackend], open_dir: Path
+) -> None:
+    """The fallback: a knob without its mechanism is reported as counted, with the reason,
+    and the init script keeps the directory backend's rlimits for it."""
+    backend = make_backend(cgroups=False, disk_quota=False)
+    report = backend.enforcement
+    assert report.enforced == {}
+    assert report.counted["memory_mb"] == "cgroups = false in node.toml"
+    assert report.counted["disk_mb"] == "disk_quota = false in node.toml"
+    assert backend.cgroups is None and backend.quotas is None
+    fifo = make_fifo(open_dir)
+    record = open_dir / "limits.txt"
+    spec = make_spec("w15plain", f"cat /proc/$$/limits > {record}; echo done > {fifo}",
+                     memory_mb=64, tasks=77)
+    backend.create(spec)
+    backend.start(spec)
+    assert wait_for_fifo(fifo) == "done\n"
+    limits = record.read_text()
+    assert f"{64 * 1024 * 1024}" in limits.split("Max address space")[1].splitlines()[0]
+    assert "77" in limits.split("Max processes")[1].splitlines()[0]
+    assert backend.usage("w15plain") == {}

@@ -6,15 +6,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from twisted.internet.threads import blockingCallFromThread
 
 from sfa.nodemanager import netns
-from sfa.nodemanager.config import load_node_config, make_backend, write_node_config
+from sfa.nodemanager.backend import SliverSpec
+from sfa.nodemanager.config import load_node_config, make_backend, open_node, write_node_config
 from sfa.nodemanager.enforcing import EnforcingBackend, EnforcingConfig
 from sfa.nodemanager.localapi import LocalApi
+from sfa.nodemanager.resources import Resources
 from sfa.rspecs.reader import read_rspec
 from sfa.server.deployment import node_dirs
 from tests.nodemanager.hosttraces import host_traces
@@ -111,3 +114,25 @@ def test_enforced_sliver_reports_usage_and_delete_leaves_nothing(site: NmSite) -
     ok(am.Delete([SLICE], creds, {}))
     assert host_traces(backend, LOGIN) == []
     assert not backend.sliver_dir(LOGIN).exists()
+
+
+def test_restart_removes_what_belongs_to_no_sliver(site: NmSite) -> None:
+    """A node manager starting again (recover) removes cgroups, mounts, images and namespaces
+    of its tag that no sliver of its database owns."""
+    (backend,) = backends(site)
+    stray = SliverSpec(
+        login="w15stray", slice_urn="urn:publicid:IDN+plc+slice+stray",
+        sliver_urn="urn:publicid:IDN+plc+sliver+stray", node_urn="urn:publicid:IDN+plc+node+x",
+        expires=datetime.now(UTC) + timedelta(hours=1), resources=Resources(disk_mb=8),
+        slice_gid_pem="-", node_gid_pem="-", initscript="exec sleep 60",
+    )
+    backend.create(stray)
+    backend.start(stray)
+    assert host_traces(backend, "w15stray")
+    (nodedir,) = node_dirs(site.deployment)
+    restarted = open_node(nodedir)
+    try:
+        restarted.recover()
+    finally:
+        restarted.store.database.close()
+    assert host_traces(backend, "w15stray") == []
