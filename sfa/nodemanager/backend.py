@@ -63,13 +63,6 @@ class BackendStatus:
     usage: dict[str, int] = field(default_factory=dict)  # what an enforcing backend measured
 
 
-def usage_on_wire(usage: dict[str, int]) -> dict[str, int | float]:
-    """Usage counters for XML-RPC, whose integers are 32-bit: larger counts (bytes, ns) travel
-    as doubles, exact up to 2**53."""
-    return {name: value if -(2**31) <= value < 2**31 else float(value)
-            for name, value in usage.items()}
-
-
 @runtime_checkable
 class Backend(Protocol):
     """The five operations of a sliver backend."""

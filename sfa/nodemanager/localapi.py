@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sfa.errors import BadArgs, SearchFailed
-from sfa.nodemanager.backend import usage_on_wire
 from sfa.nodemanager.store import NodeStore, SliverRecord
+from sfa.rpc.numbers import counts_on_wire
 from sfa.timeutil import format_rfc3339
 from sfa.xrn import hrn_to_urn
 
@@ -43,7 +43,7 @@ class LocalApi:
             "resources": record.resources.to_dict(),
             "state": record.state,
             "users": [user.urn for user in record.users],
-            "usage": usage_on_wire(self.usage(record.login)) if self.usage else {},
+            "usage": counts_on_wire(self.usage(record.login)) if self.usage else {},
         }
 
     def _find(self, slice_name: str) -> SliverRecord:

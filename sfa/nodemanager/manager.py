@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from sfa.errors import AlreadyExists, BadArgs, Expired, Forbidden, Refused, SearchFailed, SfaError
 from sfa.nodemanager import authz, capabilities
 from sfa.nodemanager.admission import Admission
-from sfa.nodemanager.backend import Backend, SliverSpec, UserKeys, usage_on_wire
+from sfa.nodemanager.backend import Backend, SliverSpec, UserKeys
 from sfa.nodemanager.naming import sliver_login
 from sfa.nodemanager.store import (
     CREATING,
@@ -31,6 +31,7 @@ from sfa.nodemanager.store import (
     SliverRecord,
 )
 from sfa.nodemanager.terms import TicketTerms, terms_of
+from sfa.rpc.numbers import counts_on_wire
 from sfa.timeutil import format_rfc3339, utcnow
 from sfa.trust.gid import GID
 from sfa.trust.keys import private_key_to_pem
@@ -97,7 +98,7 @@ class SliverInfo:
             "running": self.running,
             "processes": self.processes,
             "disk_used_bytes": self.disk_used_bytes,
-            "usage": usage_on_wire(self.usage),
+            "usage": counts_on_wire(self.usage),
             "last_error": record.last_error,
         }
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sfa.server.deployment import node_dirs
 from twisted.internet.threads import blockingCallFromThread
 
 from sfa.nodemanager import netns
@@ -19,7 +20,6 @@ from sfa.nodemanager.enforcing import EnforcingBackend, EnforcingConfig
 from sfa.nodemanager.localapi import LocalApi
 from sfa.nodemanager.resources import Resources
 from sfa.rspecs.reader import read_rspec
-from sfa.server.deployment import node_dirs
 from tests.nodemanager.hosttraces import host_traces
 from tests.server.nm_site import (
     GENI3,
