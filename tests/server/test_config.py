@@ -59,6 +59,7 @@ aggregate = "https://am.example:12346/"
         ('[authority]\nhrn = "plc"\n[registry]\nenabled = 1\n', "enabled must be a bool"),
         ('[authority]\nhrn = "plc"\n[limits]\nmax_request_bytes = 0\n', "positive"),
         ('[authority]\nhrn = "plc"\n[peers.x]\nregistry = "u"\nsecret = 1\n', "'secret'"),
+        ('[authority]\nhrn = "plc"\n[nodes]\nbackend = "vserver"\n', "directory, enforcing"),
         ("[server]\nhost = '127.0.0.1'\n", "hrn is required"),
         ("[authority\n", "not valid TOML"),
     ],

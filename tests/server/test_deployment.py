@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from sfa.cli.main import main
 from sfa.deploy.config import load_config
 from sfa.deploy.layout import Deployment, init_deployment, service_names
 from sfa.errors import AlreadyExists, BadArgs
+from sfa.nodemanager.config import load_node_config, write_node_config
+from sfa.nodemanager.enforcing import EnforcingConfig
 from sfa.storage.registry_schema import open_registry_database
 from sfa.trust.chain import verify_gid_chain
 
@@ -103,3 +106,34 @@ def test_cli_init_then_refuses_again(tmp_path: Path):
     again = runner.invoke(main, ["init", str(target), "--authority", "ple"])
     assert again.exit_code == 1
     assert "ALREADYEXISTS" in again.output
+
+
+def test_cli_init_chooses_the_nodes_sliver_backend(tmp_path: Path):
+    target = tmp_path / "enf"
+    made = CliRunner().invoke(main, ["init", str(target), "--authority", "ple", "--nodes", "1",
+                                     "--nm-base-port", "0", "--nm-backend", "enforcing"])
+    assert made.exit_code == 0, made.output
+    assert load_config(target).nodes.backend == "enforcing"
+    node = load_node_config(target / "nodes" / "node1")
+    assert node.backend == "enforcing" and node.enforcing == EnforcingConfig()
+    refused = CliRunner().invoke(main, ["init", str(tmp_path / "x"), "--authority", "ple",
+                                        "--nm-backend", "vserver"])
+    assert refused.exit_code == 2 and "vserver" in refused.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_node_toml_enforcing_settings_round_trip_and_bad_ones_are_refused(tmp_path: Path):
+    target = tmp_path / "n"
+    init_deployment(target, authority="ple", nodes=1, nm_base_port=0)
+    nodedir = target / "nodes" / "node1"
+    config = load_node_config(nodedir)
+    assert config.backend == "directory"
+    chosen = EnforcingConfig(prefix="w15-t", network=True, bandwidth_unit_kbps=1000)
+    write_node_config(nodedir, replace(config, backend="enforcing", enforcing=chosen))
+    assert load_node_config(nodedir).enforcing == chosen
+    text = (nodedir / "node.toml").read_text()
+    for bad, named in (("network = true", "network = 1"), ("prefix = ", "prefixx = ")):
+        (nodedir / "node.toml").write_text(text.replace(bad, named, 1))
+        with pytest.raises(BadArgs) as caught:
+            load_node_config(nodedir)
+        assert "[enforcing]" in caught.value.message

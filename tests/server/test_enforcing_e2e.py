@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sfa.server.deployment import node_dirs
 from twisted.internet.threads import blockingCallFromThread
 
+from sfa.deploy.layout import node_dirs
 from sfa.nodemanager import netns
 from sfa.nodemanager.backend import SliverSpec
 from sfa.nodemanager.config import load_node_config, make_backend, open_node, write_node_config
