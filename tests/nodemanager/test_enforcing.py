@@ -262,7 +262,7 @@ def test_login_shell_joins_the_slivers_cgroups(backend: EnforcingBackend) -> Non
     """A login runs as the sliver's uid through the sliver shell: its processes land in the
     sliver's cgroups; a login that cannot join is refused."""
     require(backend, "tasks")
-    uid = 230_000 + os.getpid() % 1000
+    uid = 233_000 + os.getpid() % 1000  # apart from other suites' fixed sliver uids
     spec = replace(make_spec("w15login", ""), uid=uid)
     backend.create(spec)
     home = backend.sliver_dir("w15login") / "home" / "w15login"
