@@ -136,3 +136,19 @@ def test_restart_removes_what_belongs_to_no_sliver(site: NmSite) -> None:
     finally:
         restarted.store.database.close()
     assert host_traces(backend, "w15stray") == []
+
+
+def test_expiry_leaves_nothing_behind(site: NmSite) -> None:
+    """The node manager reaps a sliver whose lease ended: cgroups, namespace, mount, loop
+    device and image go with it, as with Delete."""
+    am, creds = site.am(), site.cred("exp1")
+    ok(am.Allocate(SLICE, creds, request(1, "exec sleep 60"), {}))
+    ok(am.Provision([SLICE], creds, {"geni_rspec_version": GENI3}))
+    ok(am.PerformOperationalAction([SLICE], creds, "geni_start", {}))
+    (service,) = site.nodes.values()
+    (backend,) = backends(site)
+    assert host_traces(backend, LOGIN)
+    reaped = service.nm.reap_expired(datetime.now(UTC) + timedelta(days=400))
+    assert len(reaped) == 1
+    assert host_traces(backend, LOGIN) == []
+    ok(am.Delete([SLICE], creds, {}))  # the aggregate's record; the node has nothing left
