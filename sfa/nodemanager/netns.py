@@ -12,9 +12,12 @@ The host end carries the owner's tag as its interface alias so that strays are r
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import ipaddress
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,8 @@ NSENTER = "/usr/bin/nsenter"
 NETNS_DIR = Path("/run/netns")
 SYS_NET = Path("/sys/class/net")
 DEFAULT_POOL = "10.213.0.0/16"
+# several node managers of one host choose /30s from the same pool one at a time
+POOL_LOCK = Path("/run/lock/sfa-sliver-addresses.lock")
 
 
 class NetworkError(OSError):
@@ -73,21 +78,25 @@ def create(net: SliverNetwork, rate_kbit: int, pool: str = DEFAULT_POOL) -> None
         shape(net, rate_kbit)
         return
     remove(net)
-    subnet = free_subnet(pool)
-    host_address, sliver_address = list(subnet.hosts())[:2]
-    prefix = subnet.prefixlen
     try:
-        _run(IP, "netns", "add", net.namespace)
-        _run(IP, "link", "add", net.host_veth, "type", "veth", "peer", "name", net.sliver_veth)
-        _run(IP, "link", "set", net.host_veth, "alias", f"{net.tag}/{net.namespace}")
-        _run(IP, "link", "set", net.sliver_veth, "netns", net.namespace)
-        _run(IP, "addr", "add", f"{host_address}/{prefix}", "dev", net.host_veth)
-        _run(IP, "link", "set", net.host_veth, "up")
-        inside = (IP, "-n", net.namespace)
-        _run(*inside, "addr", "add", f"{sliver_address}/{prefix}", "dev", net.sliver_veth)
-        _run(*inside, "link", "set", net.sliver_veth, "up")
-        _run(*inside, "link", "set", "lo", "up")
-        _run(*inside, "route", "add", "default", "via", str(host_address))
+        with _pool_lock():
+            subnet = free_subnet(pool)
+            host_address, sliver_address = list(subnet.hosts())[:2]
+            prefix = subnet.prefixlen
+            _run(IP, "netns", "add", net.namespace)
+            _batch(IP, (), [
+                f"link add {net.host_veth} type veth peer name {net.sliver_veth}",
+                f"link set {net.host_veth} alias {net.tag}/{net.namespace}",
+                f"link set {net.sliver_veth} netns {net.namespace}",
+                f"addr add {host_address}/{prefix} dev {net.host_veth}",
+                f"link set {net.host_veth} up",
+            ])
+        _batch(IP, ("-n", net.namespace), [
+            f"addr add {sliver_address}/{prefix} dev {net.sliver_veth}",
+            f"link set {net.sliver_veth} up",
+            "link set lo up",
+            f"route add default via {host_address}",
+        ])
         shape(net, rate_kbit)
     except NetworkError:
         remove(net)
@@ -98,12 +107,12 @@ def shape(net: SliverNetwork, rate_kbit: int) -> None:
     """One HTB class at `rate_kbit` (rate = ceil) on both ends: what the sliver sends leaves
     through its end, what it receives through the node's."""
     for prefix, device in ((("-n", net.namespace), net.sliver_veth), ((), net.host_veth)):
-        tc = (TC, *prefix)
-        if "qdisc htb 1: root" not in _run(*tc, "qdisc", "show", "dev", device):
-            _run(*tc, "qdisc", "replace", "dev", device, "root", "handle", "1:", "htb",
-                 "default", "10")
-        _run(*tc, "class", "replace", "dev", device, "parent", "1:", "classid", "1:10", "htb",
-             "rate", f"{rate_kbit}kbit", "ceil", f"{rate_kbit}kbit")
+        commands = []
+        if "qdisc htb 1: root" not in _run(TC, *prefix, "qdisc", "show", "dev", device):
+            commands.append(f"qdisc replace dev {device} root handle 1: htb default 10")
+        commands.append(f"class replace dev {device} parent 1: classid 1:10 htb "
+                        f"rate {rate_kbit}kbit ceil {rate_kbit}kbit")
+        _batch(TC, prefix, commands)
 
 
 def remove(net: SliverNetwork) -> None:
@@ -191,8 +200,22 @@ def free_subnet(pool: str) -> ipaddress.IPv4Network:
     raise NetworkError(f"the sliver address pool {pool} is exhausted")
 
 
-def _run(*argv: str) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+@contextmanager
+def _pool_lock() -> Iterator[None]:
+    POOL_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(POOL_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _batch(tool: str, options: tuple[str, ...], commands: list[str]) -> None:
+    """Several `ip` / `tc` commands in one process (`-batch -`). Names are the tag and a
+    sanitized login (no blanks or newlines), so no line can carry another command."""
+    _run(tool, *options, "-batch", "-", stdin="".join(f"{line}\n" for line in commands))
+
+
+def _run(*argv: str, stdin: str | None = None) -> str:
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise NetworkError(f"{' '.join(argv)}: {result.stderr.strip() or result.returncode}")
     return result.stdout
