@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from sfa.errors import BadArgs, BadVersion
-from sfa.rpc.numbers import counts_on_wire
 from sfa.timeutil import format_rfc3339, parse_rfc3339
 
 from .slivers import AllocationState, Sliver, UserKeys
@@ -152,5 +151,5 @@ def statuses(slivers: Sequence[Sliver], errors: Mapping[str, str] | None = None,
     found = [sliver_status(s, errors.get(s.urn, "")) for s in slivers]
     for status in found:
         if status["geni_sliver_urn"] in usage:
-            status["sfa_usage"] = counts_on_wire(usage[status["geni_sliver_urn"]])
+            status["sfa_usage"] = dict(usage[status["geni_sliver_urn"]])
     return found

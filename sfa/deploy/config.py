@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sfa.errors import BadArgs
-from sfa.nodemanager.config import BACKENDS as NODE_BACKENDS
+from sfa.nodemanager.nodedir import BACKENDS as NODE_BACKENDS
 
 CONFIG_NAME = "sfa.toml"
 

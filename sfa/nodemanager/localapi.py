@@ -7,7 +7,6 @@ from typing import Any
 
 from sfa.errors import BadArgs, SearchFailed
 from sfa.nodemanager.store import NodeStore, SliverRecord
-from sfa.rpc.numbers import counts_on_wire
 from sfa.timeutil import format_rfc3339
 from sfa.xrn import hrn_to_urn
 
@@ -43,7 +42,7 @@ class LocalApi:
             "resources": record.resources.to_dict(),
             "state": record.state,
             "users": [user.urn for user in record.users],
-            "usage": counts_on_wire(self.usage(record.login)) if self.usage else {},
+            "usage": self.usage(record.login) if self.usage else {},
         }
 
     def _find(self, slice_name: str) -> SliverRecord:

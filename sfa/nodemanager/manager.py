@@ -31,7 +31,6 @@ from sfa.nodemanager.store import (
     SliverRecord,
 )
 from sfa.nodemanager.terms import TicketTerms, terms_of
-from sfa.rpc.numbers import counts_on_wire
 from sfa.timeutil import format_rfc3339, utcnow
 from sfa.trust.gid import GID
 from sfa.trust.keys import private_key_to_pem
@@ -98,7 +97,7 @@ class SliverInfo:
             "running": self.running,
             "processes": self.processes,
             "disk_used_bytes": self.disk_used_bytes,
-            "usage": counts_on_wire(self.usage),
+            "usage": dict(self.usage),
             "last_error": record.last_error,
         }
 

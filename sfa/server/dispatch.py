@@ -107,11 +107,27 @@ class Dispatcher:
         try:
             if isinstance(reply, xmlrpc.client.Fault):
                 return xmlrpc.client.dumps(reply).encode(), reply.faultCode
-            text = xmlrpc.client.dumps((reply,), methodresponse=True, allow_none=True)
+            try:
+                text = xmlrpc.client.dumps((reply,), methodresponse=True, allow_none=True)
+            except OverflowError:  # counters past 32 bits (bytes, nanoseconds of usage)
+                text = xmlrpc.client.dumps((_widen(reply),), methodresponse=True,
+                                           allow_none=True)
             return text.encode(), 0
         except (TypeError, OverflowError, ValueError):
             log.failure("{service}: cannot marshal a reply", service=self.service)
             return self._marshal(self.replies.error(ServerError(GENERIC_SERVER_ERROR)))
+
+
+def _widen(value: Any) -> Any:
+    """XML-RPC integers are 32-bit: larger ones, in lists and structs too, become doubles
+    (exact up to 2**53)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**31) <= value < 2**31:
+        return float(value)
+    if isinstance(value, list | tuple):
+        return [_widen(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _widen(item) for key, item in value.items()}
+    return value
 
 
 def parse_call(data: bytes) -> tuple[tuple[Any, ...], str]:

@@ -14,8 +14,8 @@ from sfa.cli.main import main
 from sfa.deploy.config import load_config
 from sfa.deploy.layout import Deployment, init_deployment, service_names
 from sfa.errors import AlreadyExists, BadArgs
-from sfa.nodemanager.config import load_node_config, write_node_config
 from sfa.nodemanager.enforcing import EnforcingConfig
+from sfa.nodemanager.nodedir import load_node_config, write_node_config
 from sfa.storage.registry_schema import open_registry_database
 from sfa.trust.chain import verify_gid_chain
 

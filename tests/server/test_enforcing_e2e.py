@@ -15,9 +15,9 @@ from twisted.internet.threads import blockingCallFromThread
 from sfa.deploy.layout import node_dirs
 from sfa.nodemanager import netns
 from sfa.nodemanager.backend import SliverSpec
-from sfa.nodemanager.config import load_node_config, make_backend, open_node, write_node_config
 from sfa.nodemanager.enforcing import EnforcingBackend, EnforcingConfig
 from sfa.nodemanager.localapi import LocalApi
+from sfa.nodemanager.nodedir import load_node_config, make_backend, open_node, write_node_config
 from sfa.nodemanager.resources import Resources
 from sfa.rspecs.reader import read_rspec
 from tests.nodemanager.hosttraces import host_traces

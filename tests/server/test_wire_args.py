@@ -6,7 +6,8 @@ from xmlrpc.client import Binary
 import pytest
 
 from sfa.errors import BadArgs, GeniCode, MissingArgs
-from sfa.server.dispatch import CallContext, parse_call
+from sfa.server.dispatch import CallContext, Dispatcher, parse_call
+from sfa.server.envelope import FaultReplies
 from sfa.server.wire_args import binary_as_text, call_args, forward, rspec_text
 
 CALL = CallContext(method="Describe", peer=None, client_address="127.0.0.1")
@@ -73,3 +74,18 @@ def test_parse_call_turns_base64_into_bytes_at_every_depth() -> None:
     params, method = parse_call(body)
     assert method == "Allocate"
     assert params == (b"<credential/>", [b"a", "b"], {"geni_value": b"c", "when": "d"})
+
+
+def test_a_reply_with_counts_past_32_bits_travels_with_them_as_doubles() -> None:
+    """Usage counters (bytes, nanoseconds) outgrow XML-RPC's 32-bit integers: the reply
+    carries them as doubles instead of failing, small integers stay integers."""
+    big = 5 * 2**40
+    dispatcher = Dispatcher(service="t", handlers={
+        "Usage": lambda call, params: {"usage": {"sent_bytes": big, "tasks": 3},
+                                       "list": [2**31, -(2**31)], "flag": True}},
+        replies=FaultReplies(), anonymous_methods=frozenset({"Usage"}))
+    outcome = dispatcher.handle(xmlrpc.client.dumps((), "Usage").encode(), (), "127.0.0.1")
+    (value,), _ = xmlrpc.client.loads(outcome.body)
+    assert value == {"usage": {"sent_bytes": float(big), "tasks": 3},
+                     "list": [float(2**31), -(2**31)], "flag": True}
+    assert isinstance(value["usage"]["tasks"], int) and isinstance(value["list"][1], int)
