@@ -115,6 +115,7 @@ def test_cpu_shares_divide_one_cpu_by_weight(backend: EnforcingBackend) -> None:
     after = [backend.usage(s.login)["cpu_ns"] for s in (light, heavy)]
     used_light, used_heavy = (b - a for a, b in zip(before, after, strict=True))
     ratio = used_heavy / max(used_light, 1)
+    print(f"CPU ratio heavy/light {ratio:.2f} over 3 s")  # shown with pytest -s
     assert 2 <= ratio <= 8, f"CPU ratio {ratio:.2f} (light {used_light}, heavy {used_heavy} ns)"
 
 
@@ -225,6 +226,7 @@ def test_bandwidth_is_shaped_on_the_slivers_veth(
     window = [(t, n) for t, n in received if t >= start]
     seconds = window[-1][0] - start
     mbit = sum(n for _, n in window) * 8 / seconds / 1e6
+    print(f"measured {mbit:.2f} Mbit/s over {seconds:.2f} s for an 8 Mbit/s limit")
     assert 8 * 0.6 <= mbit <= 8 * 1.2, f"measured {mbit:.2f} Mbit/s for an 8 Mbit/s limit"
     usage = backend.usage("w15net")
     assert usage["sent_bytes"] >= sum(n for _, n in received)
