@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sfa.errors import BadArgs, BadVersion
-from sfa.timeutil import format_rfc3339, parse_rfc3339
+from sfa.timeutil import format_rfc3339, parse_time
 
 from .slivers import AllocationState, Sliver, UserKeys
 
@@ -67,26 +67,15 @@ def require_rspec_version(options: Mapping[str, Any]) -> None:
 
 
 def time_argument(value: object, name: str) -> datetime:
-    """An RFC 3339 string or XML-RPC dateTime argument, as aware UTC (BADARGS otherwise)."""
-    if isinstance(value, datetime):
-        return parse_rfc3339(value)  # type: ignore[arg-type]
+    """A time argument in any form `parse_time` reads (an XML-RPC dateTime too), as aware
+    UTC (BADARGS otherwise)."""
     text = getattr(value, "value", value)  # xmlrpc.client.DateTime
-    if not isinstance(text, str) or not text.strip():
-        raise BadArgs(f"{name} must be an RFC 3339 time such as 2030-01-31T12:00:00Z")
+    if isinstance(text, str) and not text.strip():
+        raise BadArgs(f"{name} must be a time such as 2030-01-31T12:00:00Z")
     try:
-        return parse_rfc3339(text)
-    except BadArgs:
-        compact = _compact_iso(text)
-        if compact is None:
-            raise
-        return compact
-
-
-def _compact_iso(text: str) -> datetime | None:
-    """xmlrpc's `20300131T12:00:00` form."""
-    if len(text) >= 17 and text[8] == "T" and text[:8].isdigit():
-        return parse_rfc3339(f"{text[:4]}-{text[4:6]}-{text[6:8]}{text[8:]}")
-    return None
+        return parse_time(text)
+    except BadArgs as exc:
+        raise BadArgs(f"{name}: {exc.message}") from None
 
 
 def optional_time(options: Mapping[str, Any], name: str) -> datetime | None:

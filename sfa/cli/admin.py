@@ -32,7 +32,7 @@ from sfa.registry.admin import RegistryAdmin
 from sfa.registry.records import Record
 from sfa.server.am_api import AGGREGATE_DB
 from sfa.server.registry_api import registry_logic_config
-from sfa.timeutil import parse_rfc3339
+from sfa.timeutil import parse_time
 from sfa.trust.keys import save_private_key
 from sfa.xrn import hrn_to_urn, validate_hrn
 
@@ -141,7 +141,7 @@ def slice_add(
 ) -> None:
     """Register slice HRN with its researchers."""
     with _registry(deployment) as registry:
-        when = parse_rfc3339(expires) if expires else None
+        when = parse_time(expires) if expires else None
         record = registry.admin_add_slice(hrn, researchers, expires=when)
         shown = record.to_wire()
         click.echo(f"registered slice {record.hrn}, expires {shown.get('expires')}")

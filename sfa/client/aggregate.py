@@ -4,9 +4,7 @@ parallel, with a result line per node."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,27 +16,9 @@ from sfa.client.state import SliceState, SliceStates
 from sfa.errors import BadArgs
 from sfa.rpc.transport import Outcome, fan_out
 from sfa.rspecs.reader import read_rspec
-from sfa.timeutil import parse_rfc3339, utcnow
 
 R = TypeVar("R")
 ACTIONS = {"start": "geni_start", "stop": "geni_stop", "restart": "geni_restart"}
-_RELATIVE = re.compile(r"^\+(\d+)([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_when(text: str, now: datetime | None = None) -> datetime:
-    """RFC 3339, or `+N` followed by m, h, d or w (from now)."""
-    match = _RELATIVE.match(text.strip())
-    if match:
-        amount, unit = int(match.group(1)), _UNITS[match.group(2)]
-        return (now or utcnow()) + timedelta(**{unit: amount})
-    try:
-        return parse_rfc3339(text)
-    except BadArgs:
-        raise BadArgs(f"not a time: {text!r:.40}; use RFC 3339 (2030-01-31T12:00:00Z) "
-                      "or +2d, +5h, +30m, +1w") from None
-
-
 def select(session: Session, nicks: Sequence[str], version: int | None = None
            ) -> list[AmClient]:
     """The aggregates named with -a (default: every configured one; the slice manager when

@@ -25,6 +25,7 @@ from sfa.client.output import Output
 from sfa.client.session import Session, session_paths
 from sfa.errors import BadArgs, GeneralError, SfaError
 from sfa.rpc.transport import CallSettings
+from sfa.timeutil import parse_time
 from sfa.trust.gid import GID
 from sfa.trust.keys import generate_private_key, public_key_to_openssh, save_private_key
 from sfa.trust.roots import TrustedRoots
@@ -194,7 +195,7 @@ def _record_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="A public key file (OpenSSH or PEM); a user's first key is its GID's."),
         click.option("--researcher", "researchers", multiple=True, help="A slice's researcher."),
         click.option("--pi", "pis", multiple=True, help="An authority's PI."),
-        click.option("--expires", help="A slice's expiry: RFC 3339 or +30d."),
+        click.option("--expires", help="A slice's expiry: RFC 3339, a date, or +30d, +2w, +1m."),
         click.option("--description"), click.option("--url"), click.option("--name"),
         click.option("--hostname"),
     ]
@@ -204,12 +205,11 @@ def _record_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _fields(params: dict[str, Any]) -> registry.RecordFields:
-    from sfa.client.aggregate import parse_when  # noqa: PLC0415 - shared parser
 
     expires = params.pop("expires")
     keys = registry.read_public_keys(list(params.pop("keys")))
     return registry.RecordFields(
-        keys=keys, expires=parse_when(expires) if expires else None,
+        keys=keys, expires=parse_time(expires) if expires else None,
         researchers=list(params.pop("researchers")), pis=list(params.pop("pis")), **params)
 
 

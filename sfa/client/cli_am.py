@@ -11,6 +11,7 @@ import click
 from sfa.client import aggregate, registry, slicewide
 from sfa.client.cli import CliState, main, sfi_command, slice_hrn
 from sfa.client.output import Output
+from sfa.timeutil import parse_time
 
 RSPEC_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -121,8 +122,8 @@ def status(state: CliState, out: Output, *, nicks: tuple[str, ...], api: str | N
 @click.argument("when", metavar="TIME")
 def renew(state: CliState, out: Output, *, nicks: tuple[str, ...], api: str | None,
           slice_name: str, when: str) -> None:
-    """Renew the slivers until TIME (RFC 3339, or +2d, +5h)."""
-    hrn, until = slice_hrn(slice_name), aggregate.parse_when(when)
+    """Renew the slivers until TIME (RFC 3339, a date, epoch seconds, +2d, +5h, +1w)."""
+    hrn, until = slice_hrn(slice_name), parse_time(when)
     aggregate.sliver_command(state.session(), out, nicks, _api(api), hrn=hrn,
                              call=lambda c: c.renew(hrn, until))
 
@@ -189,9 +190,9 @@ _key_command("nukekeys", "Remove every key from every sliver of the slice.", "nu
 @click.argument("when", metavar="TIME")
 def renewslice(state: CliState, out: Output, *, nicks: tuple[str, ...], slice_name: str,
                when: str) -> None:
-    """Extend the slice (registry) and all its slivers until TIME (RFC 3339, +2d, +5h)."""
+    """Extend the slice (registry) and all its slivers until TIME (RFC 3339, a date, +2d, +1w)."""
     slicewide.renew_slice(state.session(), out, nicks, slice_hrn(slice_name),
-                          aggregate.parse_when(when))
+                          parse_time(when))
 
 
 @sfi_command(main)

@@ -8,12 +8,10 @@ import json
 import ssl
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from sfa.client.aggregate import parse_when
 from sfa.client.config import (
     AggregateEntry,
     ClientConfig,
@@ -24,18 +22,6 @@ from sfa.client.config import (
 from sfa.client.output import Output
 from sfa.errors import BadArgs, GeniCode, TimedOut
 from sfa.rpc.transport import fan_out, transport_error
-
-
-def test_parse_when_relative_and_rfc3339() -> None:
-    now = datetime(2030, 1, 1, tzinfo=UTC)
-    assert parse_when("+2d", now) == now + timedelta(days=2)
-    assert parse_when("+5h", now) == now + timedelta(hours=5)
-    assert parse_when("+30m", now) == now + timedelta(minutes=30)
-    assert parse_when("+1w", now) == now + timedelta(weeks=1)
-    assert parse_when("2030-02-01T00:00:00Z") == datetime(2030, 2, 1, tzinfo=UTC)
-    for bad in ("+2y", "tomorrow", "+-1d", ""):
-        with pytest.raises(BadArgs):
-            parse_when(bad, now)
 
 
 def test_config_round_trip_and_refusals(tmp_path: Path) -> None:
