@@ -158,8 +158,9 @@ class NodeManager:
         return Redemption(lease, terms.sliver_urn, terms.expires, login)
 
     def renew(self, sliver_urn: str, renewal_xml: str) -> Redemption:
-        """Extend a sliver with a renewal: a ticket of the issuing AM for the same sliver
-        with a later expiry. Idempotent by the renewal's serial."""
+        """Set a sliver's expiry with a renewal: a ticket of the issuing AM for the same sliver
+        with a new expiry, later or earlier (AM API v3 Renew may shorten). Idempotent by the
+        renewal's serial."""
         terms = self._verify(renewal_xml)
         with self._lock:
             record = self._sliver(sliver_urn)
@@ -170,11 +171,6 @@ class NodeManager:
             earlier = self._earlier_redemption(terms)
             if earlier is not None:
                 return earlier
-            if terms.expires < record.expires:
-                raise BadArgs(
-                    f"a renewal must not shorten the lease (now until "
-                    f"{format_rfc3339(record.expires)})"
-                )
             self.admission.check(terms.resources, self.store.allocated(excluding=sliver_urn))
             lease = self._sign_lease(terms.serial, sliver_urn, terms.expires)
             with self.store.transaction():

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from geni.minigcf import amapi2  # geni-lib, a test dependency (setup.cfg [dev])
 from twisted.internet.threads import blockingCallFromThread
 
 from sfa.errors import GeniCode
 from sfa.nodemanager.localapi import LocalApi
 from sfa.nodemanager.store import NodeStore
+from sfa.timeutil import format_rfc3339, parse_rfc3339, utcnow
 from sfa.trust.gid import GID
 from sfa.trust.keys import load_private_key, public_key_to_openssh
 from tests.server.nm_site import (
@@ -27,7 +30,7 @@ from tests.server.nm_site import (
     stop_site,
 )
 
-SLICES = ["exp1", "exp2", "exp3", "exp4"]
+SLICES = ["exp1", "exp2", "exp3", "exp4", "exp5"]
 LIMITS = "cat /proc/$$/limits > limits.tmp; mv limits.tmp limits.txt"
 
 
@@ -242,3 +245,45 @@ def _restart_node(reactor: Any, site: NmSite, node_urn: str) -> None:
                                   limits=site.deployment.config.limits)
 
     site.nodes[node_urn] = blockingCallFromThread(reactor, start)
+
+
+def _node_expiry(site: NmSite, node_urn: str, sliver_urn: str) -> datetime:
+    store = NodeStore(node_dir(site, node_urn) / "db" / "node.sqlite")
+    try:
+        (record,) = [r for r in store.slivers() if r.sliver_urn == sliver_urn]
+        return record.expires
+    finally:
+        store.database.close()
+
+
+def test_renew_may_shorten_down_to_the_node_leases(site: NmSite) -> None:
+    """Issue 12 item 2. AM API v3 Renew(urns, creds, time, options) to an earlier time than the
+    current expiry, as omni `renew` and the acceptance suite do; then geni-lib 0.9.9.4's v2
+    `amapi2.renewsliver` (RenewSliver(slice_urn, [cred strings], "%Y-%m-%dT%H:%M:%S+00:00",
+    {})), shorter again. Each sets the expiry, at the aggregate and on the node's lease; a
+    time already past is still refused and changes nothing."""
+    (sliver, node), = provisioned_slice(site, "exp5", 1).items()
+    am, creds, urn = site.am(), site.cred("exp5"), slice_urn("exp5")
+    now = utcnow().replace(microsecond=0)
+    ok(am.Renew([urn], creds, format_rfc3339(now + timedelta(days=5)), {}))
+    shorter = now + timedelta(hours=3)
+    (renewed,) = ok(am.Renew([urn], creds, format_rfc3339(shorter), {}))
+    assert parse_rfc3339(renewed["geni_expires"]) == shorter
+    assert _node_expiry(site, node, sliver) == shorter
+
+    alice = site.ids["alice"]
+    v2_url = site.aggregate.url + "am/2"
+    shortest = now + timedelta(hours=1)
+    reply = amapi2.renewsliver(v2_url, str(site.root_file), str(alice.cert_file),
+                               str(alice.key_file), [site.creds["exp5"]], urn, shortest)
+    assert reply["code"]["geni_code"] == 0, reply["output"]
+    assert _node_expiry(site, node, sliver) == shortest
+    store = site.store()
+    try:
+        assert [s.expires for s in store.slivers_of(urn)] == [shortest]
+    finally:
+        store.close()
+
+    past = am.Renew([urn], creds, format_rfc3339(now - timedelta(minutes=1)), {})
+    assert past["code"]["geni_code"] == GeniCode.OUTOFRANGE
+    assert _node_expiry(site, node, sliver) == shortest
