@@ -1,6 +1,6 @@
 """One sfi run: the user's key and GID, credentials (cached), and endpoints to talk to.
 
-Bootstrap (`spec/registry-api.md`): private key -> self-signed certificate (CN = hrn) ->
+Bootstrap (`spec/registry-api.md`): private key -> self-signed certificate (CN = hrn only) ->
 GetSelfCredential over TLS with it -> Resolve -> the user's real GID, used from then on.
 Registry calls follow referrals to peer registries with the user's own identity.
 """
@@ -29,11 +29,11 @@ from sfa.rpc.transport import (
 )
 from sfa.trust.chain import verify_gid_chain
 from sfa.trust.credential import Credential
-from sfa.trust.gid import GID, create_gid
+from sfa.trust.gid import GID, create_bootstrap_certificate
 from sfa.trust.keys import load_private_key, public_keys_equal
 from sfa.trust.roots import TrustedRoots
 from sfa.trust.verify import TrustPolicy
-from sfa.xrn import hrn_authority, hrn_to_urn
+from sfa.xrn import hrn_authority
 
 MAX_REFERRALS = 3
 _REFERRAL = re.compile(r"ask the registry of \S+ at (https://\S+)")
@@ -89,8 +89,7 @@ class Session:
     def bootstrap(self) -> GID:
         """Self-signed certificate -> user credential -> Resolve -> the real GID (cached)."""
         user = self.config.user
-        self_signed = create_gid(urn=hrn_to_urn(user, "user"), public_key=self.key.public_key(),
-                                 issuer_key=self.key, cn=user)
+        self_signed = create_bootstrap_certificate(user, self.key)
         cert_file = self.config.cache_dir / "self-signed.gid"
         cert_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         cert_file.write_text(self_signed.to_pem())

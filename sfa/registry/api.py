@@ -40,6 +40,7 @@ from sfa.trust.credential import create_credential
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import AuthorityStore
 from sfa.trust.keys import load_public_key, public_keys_equal
+from sfa.trust.trusted_certs import trusted_certificates
 from sfa.trust.verify import (
     TrustPolicy,
     VerifiedCall,
@@ -230,12 +231,14 @@ class Registry:
         return stored.gid
 
     def Update(self, caller: GID, record: Mapping[str, Any], creds: Credentials) -> int:
-        """Change a record's writable fields; a user's new first key re-issues the GID."""
+        """Change a record's writable fields; a user's new first key re-issues the GID. A `gid`
+        field equal to the stored GID is ignored (clients send back what Resolve gave)."""
         xrn = wire_name(record)
-        changes = parse_wire_fields(record, xrn.type)
         self.referrals.check_ours(xrn.hrn)
+        stored = self.book.get(xrn)
+        changes = parse_wire_fields(record, xrn.type, stored_gid=stored.gid)
         self._authorize(creds, caller, "update", [xrn.urn], "subtree")
-        self.book.update(self.book.get(xrn), changes)
+        self.book.update(stored, changes)
         return 1
 
     def Remove(
@@ -267,11 +270,7 @@ class Registry:
 
     def get_trusted_certs(self, caller: GID, cred: Any = None) -> list[str]:
         """Our own GID without a credential; every trusted root with one."""
-        if not cred:
-            return [self.gid.to_pem()]
-        self._authorize(cred, caller, "gettrustedcerts")
-        self.policy.roots.reload_if_changed()
-        return [root.to_pem() for root in self.policy.roots.roots]
+        return trusted_certificates(self.gid, self.policy, caller, cred)
 
 
 def _credential_list(creds: Credentials) -> list[Any]:

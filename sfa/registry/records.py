@@ -12,8 +12,9 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sfa.errors import BadArgs, Forbidden, MissingArgs
-from sfa.timeutil import format_rfc3339, parse_rfc3339
+from sfa.errors import BadArgs, Forbidden, MissingArgs, SfaError
+from sfa.timeutil import format_rfc3339, parse_time
+from sfa.trust.gid import GID
 from sfa.xrn import Xrn, hrn_authority, hrn_to_urn, validate_hrn
 
 RECORD_TYPES = ("authority", "user", "slice", "node")
@@ -184,12 +185,15 @@ def wire_name(data: Mapping[str, Any]) -> Xrn:
     return Xrn.from_hrn(validate_hrn(_text(data["hrn"], "hrn")), type_)
 
 
-def parse_wire_fields(data: Mapping[str, Any], type: str) -> dict[str, Any]:
+def parse_wire_fields(
+    data: Mapping[str, Any], type: str, stored_gid: str | None = None
+) -> dict[str, Any]:
     """The writable fields present in `data`, canonical names, values checked and normalized.
 
-    Fields the registry computes (`reg-slices`, dates, ...) are ignored; `gid` is refused.
+    Fields the registry computes (`reg-slices`, dates, ...) are ignored; a `gid` is refused
+    unless it is `stored_gid` itself (clients such as omni send back the record they resolved).
     """
-    if "gid" in data:
+    if "gid" in data and not _same_gid(data["gid"], stored_gid):
         raise Forbidden(
             "the registry issues GIDs itself: remove the 'gid' field (send your public key in "
             "'reg-keys' instead)"
@@ -212,9 +216,19 @@ def record_from_wire(data: Mapping[str, Any]) -> Record:
     return cls(hrn=xrn.hrn, **parse_wire_fields(data, xrn.type))
 
 
+def _same_gid(sent: Any, stored: str | None) -> bool:
+    """True when `sent` is the stored GID's certificate (compared as certificates, not text)."""
+    if not stored or not isinstance(sent, str | bytes):
+        return False
+    try:
+        return GID.from_pem(sent).certificate == GID.from_pem(stored).certificate
+    except (SfaError, ValueError):
+        return False
+
+
 def _parse_value(name: str, value: Any) -> Any:
     if name == "expires":
-        return parse_rfc3339(value)
+        return parse_time(value)
     if name in _LIST_FIELDS:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list | tuple) or len(items) > MAX_LIST:

@@ -37,7 +37,7 @@ from sfa.server.listener import RunningService
 from sfa.server.nm_transport import TwistedNodeClient
 from sfa.server.registry_api import trust_policy
 from sfa.server.tls import ServerTLSContext
-from sfa.server.wire_args import call_args, forward, rspec_text
+from sfa.server.wire_args import call_args, forward, rspec_text, trusted_certs_handler
 from sfa.server.xmlrpc import CallContext, CallPool, Handler, XmlRpcResource, XmlRpcSite
 from sfa.trust.gid import GID
 
@@ -213,10 +213,11 @@ def start_aggregate_service(
     pool = CallPool(reactor, limits.max_concurrent_calls, name=f"sfa-{name}")
     replies = EnvelopeReplies()
     constant = frozenset({"GetVersion"})
-    v3_resource = XmlRpcResource(service=name, handlers=v3_handlers(v3), replies=replies,
-                                 pool=pool, constant_methods=constant)
+    trusted = {"get_trusted_certs": trusted_certs_handler(gid, v3.ctx.policy)}
+    v3_resource = XmlRpcResource(service=name, handlers=v3_handlers(v3) | trusted,
+                                 replies=replies, pool=pool, constant_methods=constant)
     v2_resource = XmlRpcResource(service=f"{name}-v2",
-                                 handlers=v2_handlers(AggregateManagerV2(v3)),
+                                 handlers=v2_handlers(AggregateManagerV2(v3)) | trusted,
                                  replies=replies, pool=pool, constant_methods=constant)
     routes: dict[bytes, resource.Resource] = {p: v3_resource for p in V3_PATHS}
     routes[V2_PATH] = v2_resource

@@ -23,7 +23,7 @@ from sfa.rpc.transport import AmEndpoint, TlsIdentity, client_context
 from sfa.server.envelope import Envelope, EnvelopeReplies
 from sfa.server.listener import RunningService, start_service
 from sfa.server.registry_api import trust_policy
-from sfa.server.wire_args import call_args, forward, rspec_text
+from sfa.server.wire_args import call_args, forward, rspec_text, trusted_certs_handler
 from sfa.server.xmlrpc import CallContext, Handler
 from sfa.slicemgr.fanout import AggregateLink, FanOut
 from sfa.slicemgr.holders import SliceHolders
@@ -112,6 +112,7 @@ def sm_handlers(sm: SliceManager) -> dict[str, Handler]:
         "Renew": on_slivers(sm.renew, 3, 4),
         "Delete": on_slivers(sm.delete, 2, 3),
         "Shutdown": on_slivers(sm.shutdown, 2, 3),
+        "get_trusted_certs": trusted_certs_handler(sm.gid, sm.policy),
     }
 
 

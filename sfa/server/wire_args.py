@@ -1,12 +1,17 @@
-"""Argument plumbing shared by the XML-RPC handlers: arity checks and base64 text."""
+"""Argument plumbing shared by the XML-RPC handlers: arity checks, base64 text, and the
+handlers every AM API service shares."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 from sfa.errors import BadArgs, MissingArgs
 from sfa.server.dispatch import CallContext, Handler
+from sfa.trust.gid import GID
+from sfa.trust.trusted_certs import trusted_certificates
+from sfa.trust.verify import TrustPolicy
 
 
 def call_args(call: CallContext, params: tuple[Any, ...], least: int, most: int) -> list[Any]:
@@ -41,3 +46,8 @@ def forward(method: Callable[..., Any], least: int, most: int) -> Handler:
         return method(call.peer, *call_args(call, params, least, most))
 
     return handler
+
+
+def trusted_certs_handler(own: GID, policy: TrustPolicy) -> Handler:
+    """`get_trusted_certs([cred])` for an AM API service, as the registry answers it."""
+    return forward(functools.partial(trusted_certificates, own, policy), 0, 1)

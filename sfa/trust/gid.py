@@ -279,6 +279,26 @@ def _authority_key_id(issuer: GID) -> x509.AuthorityKeyIdentifier:
     )
 
 
+def create_bootstrap_certificate(
+    hrn: str, key: rsa.RSAPrivateKey, lifetime: timedelta = timedelta(days=365)
+) -> GID:
+    """A self-signed certificate with only `CN=<hrn>` (no URN): what a client presents to the
+    registry's bootstrap (`registry-api.md`), which reads nothing from it but its key."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hrn[:CN_MAX])])
+    now = utcnow()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + lifetime)
+        .sign(key, hashes.SHA256())
+    )
+    return GID(certificate=cert)
+
+
 def create_gid(
     *,
     urn: str,

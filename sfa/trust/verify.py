@@ -94,11 +94,22 @@ def verify_caller(
 
 
 def _verify_peer(peer: GID, policy: TrustPolicy, at: datetime, allow_self_signed: bool) -> bool:
-    """Verify the TLS caller; True when it was accepted only as a lone self-signed one."""
+    """Verify the TLS caller; True when it was accepted only as a lone self-signed one (its
+    key is then all it proves: SFA's sfi bootstraps on a certificate with only `CN=<hrn>`)."""
+    lone_self_signed = allow_self_signed and peer.is_self_signed and not peer.chain
+    if not peer.urn:
+        if not lone_self_signed:
+            raise CredentialInvalid(
+                f"certificate {peer.subject_cn[:64]!r} carries no URN: a certificate with only "
+                "a CN serves the registry bootstrap (GetSelfCredential, then Resolve of your "
+                "own record); connect with the GID your registry issued you"
+            )
+        _check_self_signed(peer, policy, at)
+        return True
     try:
         verify_gid_chain(peer, policy.roots, at=at, strict_crypto=policy.strict_crypto)
     except CredentialSignerUntrusted:
-        if not (allow_self_signed and peer.is_self_signed and not peer.chain):
+        if not lone_self_signed:
             raise
         _check_self_signed(peer, policy, at)
         return True
@@ -118,15 +129,10 @@ def verify_credential(
 ) -> Credential:
     """Verify one privilege credential completely (signatures, signer chains, delegation
     rules, expiry) as of `at`; who presents it and for what is `authorize`'s business."""
-    wire = decode_credential(cred)
-    if wire.kind != "geni_sfa":
+    (parsed,) = _classify([decode_credential(cred)], policy)
+    if parsed.kind != "geni_sfa":
         raise CredentialInvalid("a geni_abac credential is not a privilege credential")
-    when = as_utc(at) if at else utcnow()
-    cached = _from_cache(wire.xml, policy, when)
-    if cached is not None:
-        return cached
-    root = parse_credential_document(wire.xml, policy.max_credential_bytes)
-    return _verify_sfa(root, wire.xml, policy, when)
+    return _verified(parsed, policy, as_utc(at) if at else utcnow())
 
 
 def _cache_key(xml: str, policy: TrustPolicy) -> Hashable:
@@ -140,15 +146,6 @@ def _cached_entry(xml: str, policy: TrustPolicy) -> VerifiedEntry | None:
     if policy.verified_cache is None:
         return None
     return policy.verified_cache.get(_cache_key(xml, policy))
-
-
-def _from_cache(xml: str, policy: TrustPolicy, at: datetime) -> Credential | None:
-    """A credential verified before under these roots and policy, its time checks rerun."""
-    entry = _cached_entry(xml, policy)
-    if entry is None:
-        return None
-    _check_times(entry.credential, entry.signers, policy, at)
-    return entry.credential
 
 
 def _verify_sfa(root: etree._Element, xml: str, policy: TrustPolicy, at: datetime) -> Credential:
@@ -393,6 +390,7 @@ def _classify(wires: list[WireCredential], policy: TrustPolicy) -> list[_Parsed]
             continue
         root = parse_credential_document(wire.xml, policy.max_credential_bytes)
         content_type = (root.findtext("credential/type") or "").strip()
+        # An unknown label (omni's `geni_unknown`) leaves it to the document, as for v2 strings.
         kind = "geni_abac" if wire.kind == "geni_abac" or content_type == "abac" else "geni_sfa"
         parsed.append(_Parsed(kind, wire.xml, root))
     return parsed

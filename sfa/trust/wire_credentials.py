@@ -14,12 +14,17 @@ SFA_VERSIONS = frozenset({"2", "3"})
 ABAC_VERSIONS = frozenset({"1"})
 
 
+KNOWN_TYPES = frozenset({"geni_sfa", "geni_abac"})
+
+
 @dataclass(frozen=True)
 class WireCredential:
-    """One credential off the wire: its kind (`geni_sfa` / `geni_abac`) and XML text."""
+    """One credential off the wire: its kind (`geni_sfa` / `geni_abac`, or `` when the client's
+    label is one we do not know and the document itself decides), XML text, and the label."""
 
     kind: str
     xml: str
+    label: str = ""
 
 
 def decode_credential(value: Any) -> WireCredential:
@@ -32,10 +37,14 @@ def decode_credential(value: Any) -> WireCredential:
 
 def _decode_struct(value: Mapping[str, Any]) -> WireCredential:
     kind = value.get("geni_type")
-    if not isinstance(kind, str) or kind.lower() not in ("geni_sfa", "geni_abac"):
+    if not isinstance(kind, str) or not kind.strip():
         raise CredentialInvalid(
-            f"unknown credential geni_type {kind!r}: expected 'geni_sfa' or 'geni_abac'"
+            f"credential geni_type {kind!r} is not a name: expected 'geni_sfa' or 'geni_abac'"
         )
+    if kind.lower() not in KNOWN_TYPES:
+        # omni labels a delegated credential `geni_unknown` (version "0"): read the document.
+        value_text = _xml_text(value.get("geni_value"), f"{kind[:40]} geni_value")
+        return WireCredential("", value_text, kind[:40])
     kind = kind.lower()
     version = value.get("geni_version")
     if isinstance(version, bool) or not isinstance(version, str | int):
