@@ -178,6 +178,11 @@ def _normalize_type(type: str) -> tuple[str, str | None]:
     return lowered, None
 
 
+def is_authority_type(type: str) -> bool:
+    """True for `authority` and every `authority+<service>` (`am`, but also a foreign `ca`)."""
+    return type == "authority" or type.startswith("authority+")
+
+
 def _public_type(service: str | None, base: str) -> str:
     if base != "authority":
         return base
@@ -211,7 +216,8 @@ def _check_urn_text(urn: str) -> None:
 
 
 def urn_to_hrn(urn: str) -> tuple[str, str]:
-    """(hrn, type) of a URN; type is `authority` for `+authority+sa`, `authority+am` etc."""
+    """(hrn, type) of a URN; type is `authority` for `+authority+sa`, `authority+am` etc.
+    (`authority+ca` and any other `+authority+<name>` read, though never written)."""
     _check_urn_text(urn)
     fields = urn[len(URN_PREFIX) + 1 :].split("+", 2)
     if len(fields) != 3 or not all(fields):
@@ -221,9 +227,12 @@ def urn_to_hrn(urn: str) -> tuple[str, str]:
     components = [_decode_field(part, urn) for part in authority_text.split(":")]
     name = _decode_field(name_text, urn)
     if type_text.lower() == "authority":
-        if name.lower() not in AUTHORITY_SERVICES:
+        # Read leniently: other software names authorities `+authority+ca` (C-BAS, the GENI
+        # clearinghouse) and so on; only the services of AUTHORITY_SERVICES are ever written.
+        if not _TYPE_RE.match(name.lower()):
             services = "|".join(AUTHORITY_SERVICES)
-            raise BadArgs(f"authority URN must end in +authority+{services}: {urn[:120]!r}")
+            raise BadArgs(f"authority URN must end in +authority+{services} (or another "
+                          f"plain service name): {urn[:120]!r}")
         base, base_service = "authority", name.lower()
     else:
         base, base_service = _normalize_type(type_text)

@@ -16,6 +16,7 @@ from sfa.xrn import (
     hrn_split,
     hrn_to_urn,
     is_authority_for,
+    is_authority_type,
     publicid_to_urn,
     urn_to_hrn,
     urn_to_publicid,
@@ -154,7 +155,8 @@ def test_non_string_names_refused() -> None:
         "urn:publicid:IDN++user+alice",
         "urn:publicid:IDN+plc::x+user+alice",
         "urn:publicid:IDN+plc+user+",
-        "urn:publicid:IDN+plc+authority+xx",
+        "urn:publicid:IDN+plc+authority+x%2Fy",
+        "urn:publicid:IDN+plc+authority+9",
         "urn:publicid:IDN+plc+bad type+x",
         "urn:publicid:IDN+plc+user+a b",
         "urn:publicid:IDN+plc+user+a\nb",
@@ -172,6 +174,16 @@ def test_non_string_names_refused() -> None:
 def test_bad_urns_refused(urn: str) -> None:
     _refused(urn_to_hrn, urn)
     _refused(validate_urn, urn)
+
+
+def test_foreign_authority_names_are_read_never_written() -> None:
+    """C-BAS signs as `+authority+ca`: read as an authority, but we never write such a name."""
+    cbas = "urn:publicid:IDN+cbas.eict.de+authority+ca"
+    assert urn_to_hrn(cbas) == ("cbas\\.eict\\.de", "authority+ca")
+    assert is_authority_type(urn_to_hrn(cbas)[1]) and is_authority_type("authority")
+    assert not is_authority_type("user")
+    _refused(validate_urn, cbas)
+    _refused(hrn_to_urn, "cbas\\.eict\\.de", "authority+ca")
 
 
 def test_validate_urn_type_check() -> None:

@@ -1,7 +1,8 @@
 """GID chain verification: every rule of `spec/trust.md` "Chain verification", cached.
 
 A GID is trusted when every certificate is within its validity window, each signature really
-verifies with its issuer's public key, every issuer is a CA named `+authority+sa`, each issuer is
+verifies with its issuer's public key, every issuer is a CA with an authority URN (ours are
+`+authority+sa`; other software's `+authority+ca` and the like are read too), each issuer is
 authority (by HRN, component-wise) for its child, the chain ends at a trusted root (same subject
 AND public key) that is authority for the leaf, and the chain is at most `max_depth` long.
 """
@@ -30,6 +31,7 @@ from sfa.errors import (
 from sfa.timeutil import as_utc, utcnow
 from sfa.trust.gid import GID
 from sfa.trust.roots import TrustedRoots
+from sfa.xrn import is_authority_type
 
 MAX_DEPTH = 8
 MIN_KEY_BITS = 1024
@@ -123,9 +125,9 @@ def _check_issuer(child: GID, issuer: GID, strict_crypto: bool) -> None:
             f"{_name(issuer)} is not a CA (basicConstraints CA:FALSE) and cannot issue "
             f"{_name(child)}"
         )
-    if issuer.type != "authority":
+    if not is_authority_type(issuer.type):
         raise CredentialSignerUntrusted(
-            f"issuer {_name(issuer)} is not an authority (+authority+sa) URN"
+            f"issuer {_name(issuer)} is not an authority (+authority+<name>) URN"
         )
     if not issuer.is_authority_for(child):
         raise CredentialSignerUntrusted(

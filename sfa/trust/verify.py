@@ -39,7 +39,7 @@ from sfa.trust.speaksfor import verify_speaksfor
 from sfa.trust.verified_cache import VerifiedCredentials, VerifiedEntry
 from sfa.trust.wire_credentials import WireCredential, decode_credential, decode_credential_list
 from sfa.trust.xmldsig import check_unique_ids, read_signatures, verify_signed_element
-from sfa.xrn import is_authority_for, urn_to_hrn
+from sfa.xrn import is_authority_for, is_authority_type, urn_to_hrn
 
 TargetMatch = Literal["exact", "subtree", "any"]
 
@@ -224,7 +224,7 @@ def _check_root_issuer(
     """The first issuer is an authority over the target, or the target GID's own issuer."""
     target = credential.target_gid
     verify_gid_chain(target, policy.roots, at=at, strict_crypto=policy.strict_crypto)
-    if signer.is_ca and signer.type == "authority" and signer.is_authority_for(target):
+    if signer.is_ca and is_authority_type(signer.type) and signer.is_authority_for(target):
         return
     issuer = target.parent
     if issuer is not None and public_keys_equal(issuer.public_key, signer.public_key):

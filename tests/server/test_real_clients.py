@@ -14,9 +14,13 @@ import xmlrpc.client
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
 from twisted.internet.threads import blockingCallFromThread
 
@@ -27,10 +31,18 @@ from sfa.server.service import start_service
 from sfa.server.sm_api import open_slicemgr, sm_handlers
 from sfa.storage.registry_schema import open_registry_database
 from sfa.timeutil import parse_rfc3339, utcnow
-from sfa.trust.credential import delegate_credential, parse_credential
+from sfa.trust.credential import create_credential, delegate_credential, parse_credential
 from sfa.trust.gid import GID
+from sfa.trust.keys import generate_private_key
 from tests.server.conftest import Identity, proxy, write_identity
-from tests.server.test_am_api import GENI3, SLICES, AmSite, ok, site  # noqa: F401 - fixture
+from tests.server.test_am_api import (  # noqa: F401 - site: the fixture
+    GENI3,
+    SLICES,
+    AmSite,
+    ok,
+    request,
+    site,
+)
 
 ALICE = "urn:publicid:IDN+plc+user+alice"
 
@@ -230,3 +242,58 @@ def test_sfi_trusted_at_the_aggregate_and_slice_manager(site: AmSite,  # noqa: F
         blockingCallFromThread(reactor, sm.stop)
         manager.fanout.close()
         manager.holders.close()
+
+
+# --- item 7: a C-BAS clearinghouse (FELIX) signs as +authority+ca ------------------------------
+
+CBAS = "urn:publicid:IDN+cbas.eict.de+authority+ca"
+
+
+def foreign_gid(urn: str, key: RSAPrivateKey, issuer: GID | None, issuer_key: RSAPrivateKey,
+                *, is_ca: bool = False) -> GID:
+    """A certificate as other GENI software issues it: CN, the URN and a UUID in
+    subjectAltName, basicConstraints; we cannot write `+authority+ca` names ourselves."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, urn.rsplit("+", 1)[1])])
+    san = x509.SubjectAlternativeName([x509.UniformResourceIdentifier(urn),
+                                       x509.UniformResourceIdentifier(f"urn:uuid:{uuid4()}")])
+    now = utcnow()
+    cert = (x509.CertificateBuilder().subject_name(name)
+            .issuer_name(issuer.certificate.subject if issuer else name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+            .add_extension(san, critical=False)
+            .sign(issuer_key, hashes.SHA256()))
+    return GID(cert, (issuer.certificate,) if issuer else ())
+
+
+def test_cbas_authority_ca_credentials_are_accepted(site: AmSite,  # noqa: F811
+                                                    tmp_path: Path) -> None:
+    """A FELIX user of C-BAS: its member and slice certificates are issued, and its slice
+    credential signed, by `urn:publicid:IDN+cbas.eict.de+authority+ca`; with that root
+    trusted, our aggregate serves the slice (the chain check refused any authority URN not
+    ending in +authority+sa|am|sm|cm|ma)."""
+    ca_key, user_key, slice_key = (generate_private_key() for _ in range(3))
+    ca = foreign_gid(CBAS, ca_key, None, ca_key, is_ca=True)
+    user = foreign_gid("urn:publicid:IDN+cbas.eict.de+user+felixuser", user_key, ca, ca_key)
+    slice_urn = "urn:publicid:IDN+cbas.eict.de+slice+felix1"
+    slice_gid = foreign_gid(slice_urn, slice_key, ca, ca_key)
+    credential = create_credential(owner=user, target=slice_gid, privileges="*",
+                                   expires=utcnow() + timedelta(days=1), signer_key=ca_key,
+                                   signer=ca)
+    wire = [{"geni_type": "geni_sfa", "geni_version": 3, "geni_value": credential.xml}]
+    am = proxy(site.aggregate.url + "am/3", site.root_file,
+               write_identity(tmp_path, "felixuser", user, user_key))
+    rspec = request('<node client_id="f" exclusive="false"/>')
+    untrusted = am.Allocate(slice_urn, wire, rspec, {})
+    assert untrusted["code"]["geni_code"] == GeniCode.CREDENTIAL_SIGNER_UNTRUSTED
+    root_file = site.deployment.trusted_roots_dir / "cbas.gid"
+    root_file.write_text(ca.to_pem())
+    try:
+        allocated = ok(am.Allocate(slice_urn, wire, rspec, {}))
+        assert [s["geni_allocation_status"] for s in allocated["geni_slivers"]] == [
+            "geni_allocated"]
+        deleted = ok(am.Delete([slice_urn], wire, {}))
+        assert [s["geni_allocation_status"] for s in deleted] == ["geni_unallocated"]
+    finally:
+        root_file.unlink()
