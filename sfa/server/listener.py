@@ -27,9 +27,11 @@ class RunningService:
     site: XmlRpcSite
 
     def stop(self) -> Deferred[Any]:
-        """Stop listening, then let the calls in progress finish and stop the pool."""
+        """Stop listening, let the calls in progress finish and stop the pool, then close
+        every connection with a TLS close_notify once its last response is written."""
         deferred = maybeDeferred(self.port.stopListening)
         deferred.addCallback(lambda _: self.pool.stop())
+        deferred.addCallback(lambda _: self.site.close_connections())
         return deferred
 
 

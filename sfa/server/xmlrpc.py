@@ -14,9 +14,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from cryptography import x509
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.protocol import connectionDone
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.web import http, resource, server
 
@@ -35,6 +38,7 @@ __all__ = [
     "ANONYMOUS_METHODS",
     "CallContext",
     "CallPool",
+    "ClosableChannel",
     "Handler",
     "LimitedRequest",
     "Pool",
@@ -144,20 +148,91 @@ class LimitedRequest(server.Request):
         super().handleContentChunk(data)
 
 
+class ClosableChannel(http.HTTPChannel):
+    """An HTTP/1.1 connection its site can close gracefully: after its current response, with
+    a TLS close_notify and nothing more. TCP stays open, so the next request of a kept-alive
+    client meets no reset (it is discarded); the client reads the clean end, and Python's
+    stock xmlrpc.client then retries on a new connection. A bare close makes it SSLEOFError."""
+
+    site: XmlRpcSite
+    closing = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.closed: Deferred[None] = Deferred()  # the close_notify is under way, or lost
+        self.site.channels.add(self)
+
+    def close_gracefully(self) -> Deferred[None]:
+        """Close after the response in progress (now when idle)."""
+        self.closing = True
+        if not self.requests:
+            self._close()
+        return self.closed
+
+    def dataReceived(self, data: bytes) -> None:
+        if not (self.closing and not self.requests):
+            super().dataReceived(data)
+
+    def requestDone(self, request: Any) -> None:
+        super().requestDone(request)
+        if self.closing and not self.requests:
+            self._close()
+
+    def _close(self) -> None:
+        self.loseConnection()
+        self._fire_closed()
+
+    def _fire_closed(self) -> None:
+        if not self.closed.called:
+            self.closed.callback(None)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.site.channels.discard(self)
+        try:
+            super().connectionLost(reason)
+        finally:
+            self._fire_closed()
+
+
 class XmlRpcSite(server.Site):
-    """A Site with a request size limit, an idle timeout and no server banner."""
+    """A Site with a request size limit, an idle timeout, no server banner, and a graceful
+    close of every connection (`close_connections`)."""
 
     requestFactory = LimitedRequest
+    protocol = ClosableChannel  # type: ignore[assignment]  # HTTP/1.1 only: no ALPN here
+    # A connection whose response is still not written by then is aborted.
+    close_timeout = 5.0
 
     def __init__(self, root: resource.Resource, *, max_request_bytes: int, idle_timeout: float):
         super().__init__(root, timeout=idle_timeout)
         self.max_request_bytes = max_request_bytes
         self.displayTracebacks = False
+        self.channels: set[ClosableChannel] = set()
 
     def buildProtocol(self, addr: Any) -> Any:
         channel = super().buildProtocol(addr)
         channel.abortTimeout = 5
         return channel
+
+    def close_connections(self) -> Deferred[Any]:
+        """Close every connection gracefully; fires once every close_notify is sent."""
+        reactor: Any = self.reactor
+        closing = [channel.close_gracefully() for channel in list(self.channels)]
+        laggards = reactor.callLater(self.close_timeout, self._abort_busy)
+
+        def sent(_: Any) -> Deferred[None]:
+            if laggards.active():
+                laggards.cancel()
+            # The alerts sit in the TCP buffers until the reactor next writes: one turn.
+            return deferLater(reactor, 0, lambda: None)
+
+        return DeferredList(closing).addBoth(sent)
+
+    def _abort_busy(self) -> None:
+        for channel in list(self.channels):
+            if not channel.closed.called:
+                transport: Any = channel.transport
+                transport.abortConnection()
 
 
 class XmlRpcResource(resource.Resource):

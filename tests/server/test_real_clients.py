@@ -26,6 +26,7 @@ from twisted.internet.threads import blockingCallFromThread
 
 from sfa.errors import GeniCode
 from sfa.rspecs.reader import read_rspec
+from sfa.server.app import start_registry_in_threads
 from sfa.server.envelope import EnvelopeReplies
 from sfa.server.service import start_service
 from sfa.server.sm_api import open_slicemgr, sm_handlers
@@ -297,3 +298,28 @@ def test_cbas_authority_ca_credentials_are_accepted(site: AmSite,  # noqa: F811
         assert [s["geni_allocation_status"] for s in deleted] == ["geni_unallocated"]
     finally:
         root_file.unlink()
+
+
+# --- item 8: a stock Python client keeps its connection across `sfa serve` restarts -----------
+
+def test_kept_alive_stock_client_reconnects_after_a_restart(site: AmSite,  # noqa: F811
+                                                            reactor: Any) -> None:
+    """Python's `xmlrpc.client.ServerProxy` (HTTP/1.1 keep-alive) retries a call once when its
+    kept connection turns out closed (RemoteDisconnected, ECONNRESET), but not on an
+    SSLEOFError: a TLS connection closed without close_notify. The registry stops and starts
+    again on the same port; the client's next call must succeed."""
+    client = registry(site, site.ids["alice"])
+    watcher = registry(site, site.ids["alice"])
+    assert client.GetVersion({})["hrn"] == "plc" and watcher.GetVersion({})["hrn"] == "plc"
+    kept = client("transport")._connection[1]  # the connection the next call would reuse
+    watched = watcher("transport")._connection[1]
+    assert kept is not None and kept.sock is not None and watched.sock is not None
+    port = int(site.registry.url.rstrip("/").rsplit(":", 1)[1])
+    blockingCallFromThread(reactor, site.registry.stop)
+    # What a kept connection reads now: a clean TLS end (b""), not ssl.SSLEOFError.
+    watched.sock.settimeout(10)
+    assert watched.sock.recv(1) == b""
+    site.registry = blockingCallFromThread(reactor, lambda: start_registry_in_threads(
+        reactor, site.deployment, host="127.0.0.1", port=port))
+    assert client.GetVersion({})["hrn"] == "plc"
+    assert client("transport")._connection[1] is not kept  # it reconnected by itself
