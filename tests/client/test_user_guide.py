@@ -3,8 +3,11 @@ against the test servers; each must succeed and print the `Success on ...` lines
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,21 +21,30 @@ DEFAULT_REGISTRY = "https://127.0.0.1:12345/"
 DEFAULT_AM = "https://127.0.0.1:12346/"
 
 
-def guide_steps(text: str) -> list[tuple[str, list[str]]]:
-    """(command line, expected result lines) of every console block, in order."""
-    steps: list[tuple[str, list[str]]] = []
-    inside = False
+def guide_blocks(text: str) -> list[tuple[str, str, list[str]]]:
+    """In order: ("console", command line, expected result lines) for every command of the
+    console blocks, ("python", script, []) for every python block."""
+    steps: list[tuple[str, str, list[str]]] = []
+    inside = ""
     for line in text.splitlines():
         if line.startswith("```"):
-            inside = line.strip() == "```console"
+            inside = "" if inside else line.strip()[3:]
+            if inside == "python":
+                steps.append(("python", "", []))
             continue
-        if not inside:
-            continue
-        if line.startswith("$ "):
-            steps.append((line[2:], []))
-        elif steps and line.startswith(("Success on ", "Error on ")):
-            steps[-1][1].append(line)
+        if inside == "python":
+            steps[-1] = ("python", steps[-1][1] + line + "\n", [])
+        elif inside == "console" and line.startswith("$ "):
+            steps.append(("console", line[2:], []))
+        elif inside == "console" and steps and line.startswith(("Success on ", "Error on ")):
+            steps[-1][2].append(line)
     return steps
+
+
+def guide_steps(text: str) -> list[tuple[str, list[str]]]:
+    """(command line, expected result lines) of every console block, in order."""
+    return [(command, expected) for kind, command, expected in guide_blocks(text)
+            if kind == "console"]
 
 
 def test_guide_has_every_command() -> None:
@@ -55,9 +67,12 @@ def test_user_guide_examples_run(world: World, tmp_path: Path,
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("SFI_DIR", raising=False)
     urls = {DEFAULT_REGISTRY: world.plc.registry.url, DEFAULT_AM: world.plc.aggregate.url}
-    steps = guide_steps(GUIDE.read_text())
-    assert len(steps) > 30
-    for command, expected in steps:
+    steps = guide_blocks(GUIDE.read_text())
+    assert len(steps) > 30 and any(kind == "python" for kind, _, _ in steps)
+    for kind, command, expected in steps:
+        if kind == "python":  # geni-lib, a test dependency: run as a user would run it
+            _run_script(_real(command, urls, home), work, home)
+            continue
         words = shlex.split(command)
         assert words[0] == "sfi", command
         args = [_real(word, urls, home) for word in words[1:]]
@@ -75,3 +90,11 @@ def _real(word: str, urls: dict[str, str], home: Path) -> str:
     if word.startswith("~/"):
         return str(home / word[2:])
     return word
+
+
+def _run_script(script: str, work: Path, home: Path) -> None:
+    env = {**os.environ, "HOME": str(home)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"{script}\n{done.stdout}\n{done.stderr}"
+    assert "Traceback" not in done.stderr
