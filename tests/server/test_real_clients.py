@@ -183,6 +183,27 @@ def test_omni_renewslice_sends_back_the_resolved_record(site: AmSite) -> None:  
     assert parse_rfc3339(renewed["expires"]) == wanted
 
 
+def test_sfi_renew_sends_the_time_as_typed(site: AmSite) -> None:  # noqa: F811
+    """SFA sfi 3.1 `renew SLICE TIME` sends TIME as typed ("don't try to be smart on the time
+    format, server-side will"): Renew([slice urn], [slice credential string], TIME,
+    {"call_id": ...}); `sfatime.utcparse` read `+Nd`, `+Nw`, `+Nm` (four weeks) and a date.
+    A shorter time than the current expiry is legal too (item 2)."""
+    am, urn = site.am(), SLICES[2]
+    creds = [site.creds["exp3"]]
+    ok(am.Allocate(urn, creds, request('<node client_id="r" exclusive="false"/>'), {}))
+    ok(am.Provision([urn], creds, {"geni_rspec_version": GENI3}))
+    today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    for typed, expected in (
+            ("+1m", utcnow() + timedelta(weeks=4)),  # within the 30-day slice credential
+            ("+2w", utcnow() + timedelta(weeks=2)),
+            (str((today + timedelta(days=3)).date()), today + timedelta(days=3)),
+            ("+1d", utcnow() + timedelta(days=1))):
+        (renewed,) = ok(am.Renew([urn], creds, typed, {"call_id": "sfi-renew"}))
+        got = parse_rfc3339(renewed["geni_expires"])
+        assert abs((got - expected).total_seconds()) < 120, (typed, got)
+    ok(am.Delete([urn], creds, {}))
+
+
 # --- item 5: omni labels a delegated credential geni_unknown ----------------------------------
 
 def test_omni_geni_unknown_label_is_read_from_the_document(site: AmSite) -> None:  # noqa: F811
