@@ -235,10 +235,9 @@ class Registry:
         field equal to the stored GID is ignored (clients send back what Resolve gave)."""
         xrn = wire_name(record)
         self.referrals.check_ours(xrn.hrn)
-        stored = self.book.get(xrn)
-        changes = parse_wire_fields(record, xrn.type, stored_gid=stored.gid)
         self._authorize(creds, caller, "update", [xrn.urn], "subtree")
-        self.book.update(stored, changes)
+        stored = self.book.get(xrn)
+        self.book.update(stored, parse_wire_fields(record, xrn.type, stored_gid=stored.gid))
         return 1
 
     def Remove(
