@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from sfa.errors import SfaError
-from sfa.timeutil import format_rfc3339, parse_rfc3339, utcnow
+from sfa.timeutil import format_rfc3339, parse_time, utcnow
 from sfa.trust.credential import (
     Credential,
     create_credential,
@@ -43,7 +43,7 @@ def _gid(path: str) -> GID:
 
 def _expires(text: str | None, target: GID) -> datetime:
     if text:
-        return parse_rfc3339(text)
+        return parse_time(text)
     return min(utcnow() + DEFAULT_LIFETIME, target.not_after)
 
 
@@ -91,7 +91,8 @@ def cred() -> None:
 @click.option("--owner", "owner_path", required=True, type=click.Path(exists=True))
 @click.option("--target", "target_path", required=True, type=click.Path(exists=True))
 @click.option("--privileges", default="*", show_default=True, help="a,b,c or *")
-@click.option("--expires", default=None, help="RFC 3339 (default: 30 days, capped by target)")
+@click.option("--expires", default=None,
+              help="RFC 3339, a date, +30d ... (default: 30 days, capped by target)")
 @click.option("--delegatable", is_flag=True, help="let the owner delegate these privileges")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 def issue(  # noqa: PLR0917
@@ -126,7 +127,8 @@ def issue(  # noqa: PLR0917
 @click.option("--gid", "gid_path", required=True, type=click.Path(exists=True))
 @click.option("--to", "to_path", required=True, type=click.Path(exists=True))
 @click.option("--privileges", default=None, help="a,b,c (default: all delegatable)")
-@click.option("--expires", default=None, help="RFC 3339 (capped at the parent's expiry)")
+@click.option("--expires", default=None,
+              help="RFC 3339, a date, +7d ... (capped at the parent's expiry)")
 @click.option("--delegatable", is_flag=True, help="let the delegate delegate further")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 def delegate(  # noqa: PLR0917
@@ -147,7 +149,7 @@ def delegate(  # noqa: PLR0917
             signer_key=load_private_key(Path(key_path).read_bytes()),
             signer=_gid(gid_path),
             privileges=_privileges(privileges),
-            expires=parse_rfc3339(expires) if expires else None,
+            expires=parse_time(expires) if expires else None,
             delegatable=delegatable,
         ),
         out,
@@ -157,7 +159,7 @@ def delegate(  # noqa: PLR0917
 @cred.command("verify")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--roots", "roots_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--at", default=None, help="verify as of this RFC 3339 time")
+@click.option("--at", default=None, help="verify as of this time (RFC 3339, a date, epoch seconds)")
 @click.option("--caller", "caller_path", default=None, type=click.Path(exists=True),
               help="GID of the presenter (checks ownership)")
 @click.option("--target", default=None, help="URN the credential must be for")
@@ -175,7 +177,7 @@ def verify(  # noqa: PLR0917
     """Verify FILE against the trusted roots in --roots; exit 1 with the GENI code if refused."""
     try:
         policy = TrustPolicy(roots=TrustedRoots(roots_dir), strict_crypto=strict)
-        when = parse_rfc3339(at) if at else None
+        when = parse_time(at) if at else None
         xml = Path(file).read_text()
         needed = operation_for(operation) if operation else None
         targets = (target,) if target else ()

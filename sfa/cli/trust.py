@@ -18,7 +18,7 @@ import click
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfa.errors import BadArgs, SfaError
-from sfa.timeutil import format_rfc3339, parse_rfc3339
+from sfa.timeutil import format_rfc3339, parse_time
 from sfa.trust.chain import verify_gid_chain
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import Authority
@@ -158,14 +158,14 @@ def gid_service(
 @gid.command("verify")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--roots", "roots_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--at", default=None, help="verify as of this RFC 3339 time")
+@click.option("--at", default=None, help="verify as of this time (RFC 3339, a date, epoch seconds)")
 @click.option("--strict", is_flag=True, help="refuse MD5/SHA-1 and short keys")
 def gid_verify(file: str, roots_dir: str, at: str | None, strict: bool) -> None:
     """Verify a GID chain against the trusted roots in --roots."""
 
     def action() -> None:
         subject = GID.from_pem(_read(file))
-        when = parse_rfc3339(at) if at else None
+        when = parse_time(at) if at else None
         root = verify_gid_chain(subject, TrustedRoots(roots_dir), at=when, strict_crypto=strict)
         click.echo(f"OK {subject.urn} chains to trusted root {root.urn}")
 
