@@ -55,6 +55,9 @@ def test_bootstrap_from_bare_key(world: World, alice_dir: Path) -> None:
     assert gid.urn == "urn:publicid:IDN+plc+user+alice" and not gid.is_self_signed
     assert verify_gid_chain(gid, TrustedRoots(alice_dir / "trusted_roots")).hrn == "plc"
     assert public_keys_equal(gid.public_key, world.keys["alice"].public_key())
+    # It bootstrapped as SFA's sfi does: a self-signed certificate with only CN=<hrn>.
+    boot = GID.from_pem((_cache(alice_dir) / "self-signed.gid").read_bytes())
+    assert boot.is_self_signed and boot.subject_cn == "plc.alice" and not boot.urn
     cached = GID.from_pem((_cache(alice_dir) / "user.gid").read_bytes())
     assert cached == gid
     user_cred = parse_credential((_cache(alice_dir) / "creds" / "user-plc.alice.cred")
