@@ -16,7 +16,7 @@ from sfa.errors import (
 )
 from sfa.timeutil import utcnow
 from sfa.trust.credential import delegate_credential
-from sfa.trust.gid import create_gid
+from sfa.trust.gid import create_bootstrap_certificate, create_gid
 from sfa.trust.keys import generate_private_key
 from sfa.trust.verify import authorize, verify_caller, verify_credential
 from sfa.trust.wire_credentials import decode_credential
@@ -150,6 +150,22 @@ def test_self_signed_caller_only_when_allowed(door) -> None:
         verify_caller(gid, door, allow_self_signed=True, at=utcnow() + timedelta(days=3650))
 
 
+def test_cn_only_caller_only_for_the_bootstrap(princeton, alice, door) -> None:
+    """SFA sfi's bootstrap certificate names nobody (CN only): where self-signed callers are
+    allowed it proves its key; anywhere else it is refused, saying why."""
+    cn_only = create_bootstrap_certificate("plc.princeton.alice", alice.key)
+    assert not cn_only.urn
+    assert verify_caller(cn_only, door, allow_self_signed=True) == cn_only
+    with pytest.raises(CredentialInvalid, match=r"no URN.*bootstrap"):
+        verify_caller(cn_only, door)
+    cred = issue(princeton, alice.gid, alice.gid)
+    call = authorize([cred.xml], cn_only, door, operation="resolve", target_match="any",
+                     allow_self_signed_caller=True)
+    assert call.caller == alice.gid and call.tls_caller == cn_only
+    with pytest.raises(CredentialInvalid, match="no URN"):
+        authorize([cred.xml], cn_only, door, operation="resolve", target_match="any")
+
+
 def test_untrusted_tls_caller_refused_before_credentials(slice_cred, mallory, door) -> None:
     with pytest.raises(CredentialSignerUntrusted):
         authorize([slice_cred.xml], mallory.gid, door, operation=None)
@@ -165,6 +181,20 @@ def test_decode_credential_forms() -> None:
         decode_credential({"geni_type": "geni_sfa", "geni_version": True, "geni_value": "<x/>"})
     with pytest.raises(CredentialInvalid, match="UTF-8"):
         decode_credential(b"\xff\xfe<")
+    unknown = decode_credential({"geni_type": "geni_unknown", "geni_version": "0",
+                                 "geni_value": "<x/>"})
+    assert (unknown.kind, unknown.label) == ("", "geni_unknown")  # the document will decide
+
+
+def test_unknown_label_is_decided_by_the_document(slice_cred, alice, door) -> None:
+    """omni's `geni_unknown` (version "0") on an SFA credential: verified as one."""
+    wire = {"geni_type": "geni_unknown", "geni_version": "0", "geni_value": slice_cred.xml}
+    assert verify_credential(wire, door).target_urn == slice_cred.target_urn
+    assert authorize([wire], alice.gid, door, operation="createsliver",
+                     target_match="any").credentials[0].target_urn == slice_cred.target_urn
+    with pytest.raises(CredentialInvalid, match="signed-credential"):
+        authorize([{"geni_type": "geni_unknown", "geni_version": "0",
+                    "geni_value": "<rspec/>"}], alice.gid, door, operation=None)
 
 
 def _self_signed(principal, name: str = "alice"):
