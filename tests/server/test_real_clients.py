@@ -28,7 +28,7 @@ from sfa.errors import GeniCode
 from sfa.rspecs.reader import read_rspec
 from sfa.server.app import start_registry_in_threads
 from sfa.server.envelope import EnvelopeReplies
-from sfa.server.service import start_service
+from sfa.server.listener import start_service
 from sfa.server.sm_api import open_slicemgr, sm_handlers
 from sfa.storage.registry_schema import open_registry_database
 from sfa.timeutil import parse_rfc3339, utcnow
