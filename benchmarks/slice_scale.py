@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,10 @@ from sfa.trust.gid import GID  # noqa: E402
 from sfa.trust.keys import generate_private_key, public_key_to_openssh  # noqa: E402
 
 GENI3 = {"type": "GENI", "version": "3"}
-# One node-manager process: serves DIR/nodes[index::count] and prints "node URN URL" per node,
-# then "ready"; answers each line on stdin with "cpu SECONDS DESCRIPTORS"; exits at its end.
+Launch = Callable[..., "subprocess.Popen[str]"]
+# One node-manager process: serves DIR/nodes[index::count] on HOST (default 127.0.0.1) and
+# prints "node URN URL" per node, then "ready"; answers each line on stdin with
+# "cpu SECONDS DESCRIPTORS"; exits at its end.
 NODES_CHILD = """
 import os, resource, sys, threading
 sys.path.insert(0, {repo!r})
@@ -59,6 +61,7 @@ from sfa.server.nm_api import start_node_manager
 from sfa.server.xmlrpc import CallPool
 deployment = Deployment.load(sys.argv[1])
 index, count = int(sys.argv[2]), int(sys.argv[3])
+host = sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1"
 def start():
     limits = deployment.config.limits
     threads = int(os.environ.get("SLICE_SCALE_THREADS", "0")) or limits.max_concurrent_calls * 2
@@ -67,7 +70,7 @@ def start():
         config = load_node_config(nodedir)
         nm = open_node(nodedir, config=config)
         nm.recover()
-        service = start_node_manager(reactor, nm, host="127.0.0.1", port=0, limits=limits,
+        service = start_node_manager(reactor, nm, host=host, port=0, limits=limits,
                                      pool=pool)
         print("node", nm.urn, service.url)
     print("ready", flush=True)
@@ -174,14 +177,17 @@ def run_once(am: Any, user: GID, slice_urn: str, cred: str, count: int, *,
     return times
 
 
-def start_nodes(deployment: Deployment, processes: int, profile: str
+def start_nodes(deployment: Deployment, processes: int, profile: str,
+                launch: Launch | None = None, hosts: Sequence[str] = ("127.0.0.1",)
                 ) -> list[subprocess.Popen[str]]:
-    """The node-manager processes; their URLs go into the aggregate's inventory."""
+    """The node-manager processes (process i listens on hosts[i % len(hosts)], started by
+    `launch(i, argv, **popen_options)`); their URLs go into the aggregate's inventory."""
+    launch = launch or (lambda _, argv, **options: subprocess.Popen(argv, **options))
     code = NODES_CHILD.format(repo=str(REPO))
     env = {**os.environ, "SLICE_SCALE_PROFILE": profile}
-    children = [subprocess.Popen([sys.executable, "-c", code, str(deployment.directory),
-                                  str(index), str(processes)], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    children = [launch(index, [sys.executable, "-c", code, str(deployment.directory), str(index),
+                        str(processes), hosts[index % len(hosts)]], stdin=subprocess.PIPE,
+                       stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
                 for index in range(processes)]
     entries = []
     for child in children:
