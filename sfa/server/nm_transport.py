@@ -4,7 +4,9 @@ The aggregate's GID is the client certificate. A node's certificate must chain t
 roots (OpenSSL checks signatures, validity and CA flags) and be exactly the node the aggregate
 expects at that address (its URN and public key, from the inventory): node GIDs carry no host
 names, so the identity is pinned instead. Calls run with bounded parallelism and a per-call
-timeout; persistent connections are reused (Provision then geni_start costs one handshake).
+timeout; persistent connections are reused (Provision then geni_start costs one handshake),
+and a new connection to a node resumes the TLS session of the last one (no RSA signature on
+either side), as long as the node is still pinned to the same URN and key.
 """
 
 from __future__ import annotations
@@ -47,14 +49,18 @@ _RETRIED = (ResponseNeverReceived, RequestTransmissionFailed, RequestNotSent)
 class _PinnedNode:
     """TLS to one node: chain checked by OpenSSL against the roots, leaf pinned to the node."""
 
-    def __init__(self, context: SSL.Context, expected: GID | None) -> None:
+    def __init__(self, context: SSL.Context, expected: GID | None,
+                 session: SSL.Session | None = None) -> None:
         self.context = context
         self.expected = expected
+        self.session = session
 
     def clientConnectionForTLS(self, tls_protocol: Any) -> SSL.Connection:
         connection = SSL.Connection(self.context, None)
         connection.set_app_data(tls_protocol)
         connection.set_verify(SSL.VERIFY_PEER, self._verify)
+        if self.session is not None:  # the node verified and pinned when it was made
+            connection.set_session(self.session)
         connection.set_connect_state()
         return connection
 
@@ -174,7 +180,11 @@ class TwistedNodeClient:
         self.timeout = timeout
         self.node_gids = node_gids
         self._context = client_context(gid, key, roots)
+        # A resumed session gives the node our certificate but not the issuers we sent: resume
+        # only when there is no intermediate for the node to miss.
+        self._resumable = all(c.issuer == c.subject for c in gid.chain)
         self._idle: dict[tuple[str, int], HTTP11ClientProtocol] = {}
+        self._sessions: dict[tuple[str, int], tuple[bytes, SSL.Session]] = {}
         self._semaphore: defer.DeferredSemaphore | None = None
 
     def in_thread(self, function: Callable[..., T], *args: Any) -> defer.Deferred[T]:
@@ -236,9 +246,34 @@ class TwistedNodeClient:
         response.deliverBody(_Collect(done))  # type: ignore[call-arg,misc]
         done.addTimeout(self.timeout, self.reactor)
         data: bytes = await done
+        self._keep_session(where, expected, protocol)
         if response.code != 200:
             raise ConnectionError(f"HTTP {response.code}")
         return data
+
+    def _keep_session(self, where: tuple[str, int], expected: GID | None,
+                      protocol: HTTP11ClientProtocol) -> None:
+        """Remember the TLS session of a connection that answered, for the next connection
+        to the same address and pinned node (TLS 1.3 tickets arrive after the handshake)."""
+        handle = getattr(protocol.transport, "getHandle", None)
+        connection = handle() if handle is not None else None
+        if not self._resumable or expected is None or not isinstance(connection,
+                                                                     SSL.Connection):
+            return
+        session = connection.get_session()
+        if session is not None:
+            self._sessions[where] = (_pin(expected), session)
+
+    def _session_for(self, where: tuple[str, int], expected: GID | None
+                     ) -> SSL.Session | None:
+        kept = self._sessions.get(where)
+        if kept is None or expected is None or kept[0] != _pin(expected):
+            return None
+        return kept[1]
+
+    def forget_sessions(self) -> None:
+        """The next connection to every node is a full handshake."""
+        self._sessions.clear()
 
     def _connect(self, where: tuple[str, int], expected: GID | None
                  ) -> defer.Deferred[HTTP11ClientProtocol]:
@@ -247,7 +282,8 @@ class TwistedNodeClient:
         def idle(protocol: HTTP11ClientProtocol) -> None:
             self._idle[where] = protocol
 
-        factory = TLSMemoryBIOFactory(_PinnedNode(self._context, expected),  # type: ignore[arg-type]
+        creator = _PinnedNode(self._context, expected, self._session_for(where, expected))
+        factory = TLSMemoryBIOFactory(creator,  # type: ignore[arg-type]
                                       True, _Connect(ready, idle))  # type: ignore[arg-type]
         self.reactor.connectTCP(where[0], where[1], factory, timeout=self.timeout)
         ready.addTimeout(self.timeout, self.reactor)
@@ -259,6 +295,11 @@ class TwistedNodeClient:
         for protocol in idle:
             protocol.transport.loseConnection()  # type: ignore[union-attr,misc]
         return defer.succeed(None)
+
+
+def _pin(gid: GID) -> bytes:
+    """What a session is bound to: the node's URN and public key."""
+    return gid.urn.encode() + b"\0" + public_key_der(gid.public_key)
 
 
 def _reply(data: bytes) -> NodeReply:
