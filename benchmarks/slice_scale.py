@@ -147,9 +147,14 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(function: Callable[..., Any], *args: Any) -> tuple[float, Any]:
-    started = time.perf_counter()
+def timed(function: Callable[..., Any], *args: Any, cpu: dict[str, float] | None = None,
+          label: str = "") -> tuple[float, Any]:
+    """Wall seconds of function(*args) and its result; with `cpu`, this process's CPU
+    seconds during the call go into cpu[label]."""
+    started, used = time.perf_counter(), cpu_seconds()
     result = function(*args)
+    if cpu is not None:
+        cpu[label] = cpu_seconds() - used
     return time.perf_counter() - started, result
 
 
@@ -159,10 +164,12 @@ def run_once(am: Any, user: GID, slice_urn: str, cred: str, count: int, *,
              "geni_rspec_version": GENI3}
     times: dict[str, float] = {}
     cpu, node_cpu = cpu_seconds(), node_usage(children)[0]
+    phases: dict[str, float] = {}
     times["allocate"], allocated = timed(am.allocate, user, slice_urn, [cred], request(count),
-                                         {})
+                                         {}, cpu=phases, label="allocate")
     assert len(allocated["geni_slivers"]) == count
-    times["provision"], provisioned = timed(am.provision, user, [slice_urn], [cred], users)
+    times["provision"], provisioned = timed(am.provision, user, [slice_urn], [cred], users,
+                                            cpu=phases, label="provision")
     errors = [s["geni_error"] for s in provisioned["geni_slivers"] if s.get("geni_error")]
     assert not errors, errors[:3]
     times["start"], started = timed(am.perform_operational_action, user, [slice_urn], [cred],
@@ -171,6 +178,7 @@ def run_once(am: Any, user: GID, slice_urn: str, cred: str, count: int, *,
     assert not failed, failed[:3]
     times["total"] = times["allocate"] + times["provision"] + times["start"]
     times["am cpu"] = cpu_seconds() - cpu
+    times["am cpu allocate"], times["am cpu provision"] = phases["allocate"], phases["provision"]
     times["nodes cpu"] = node_usage(children)[0] - node_cpu
     times["cpu use"] = (times["am cpu"] + times["nodes cpu"]) / (2 * times["total"])
     times["delete"], _ = timed(am.delete, user, [slice_urn], [cred], {})

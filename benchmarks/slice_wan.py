@@ -14,7 +14,7 @@ opens one connection per node (`--forget-sessions` also drops the TLS sessions i
 
     .venv/bin/python benchmarks/slice_wan.py [--nodes 100] [--rtt 80] [--jitter 10]
         [--loss 0.01] [--sites 4] [--processes-per-site 1] [--parallelism 32]
-        [--no-sequential] [--forget-sessions]
+        [--no-sequential] [--forget-sessions] [--profile DIR]
 
 Needs root (network namespaces, TUN devices). Everything it makes is removed at its end.
 """
@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from twisted.internet.threads import blockingCallFromThread  # noqa: E402
 
 from benchmarks.slice_scale import (  # noqa: E402
+    ThreadProfiles,
     make_deployment,
     run_once,
     start_nodes,
@@ -64,6 +65,8 @@ def parse_args() -> argparse.Namespace:
                         help="skip the parallelism 1 mode")
     parser.add_argument("--forget-sessions", action="store_true",
                         help="no TLS session resumption: every connection a full handshake")
+    parser.add_argument("--profile", default="",
+                        help="write cProfile stats (thread CPU) of every process to DIR")
     return parser.parse_args()
 
 
@@ -87,14 +90,19 @@ def main() -> None:
 
         started = time.perf_counter()
         hosts = [wan.site_address(site) for site in range(args.sites)]
-        children = start_nodes(deployment, processes, "", launch, hosts)
+        profile = os.path.abspath(args.profile) if args.profile else ""
+        if profile:
+            os.makedirs(profile, exist_ok=True)
+        children = start_nodes(deployment, processes, profile, launch, hosts)
         print(f"  {processes} node processes listening after "
               f"{time.perf_counter() - started:.1f} s", flush=True)
         wan.enter_hub()
+        profiles = ThreadProfiles(profile, "aggregate")
         try:
             measure(args, wan, deployment, (user, slice_urn, cred), children)
         finally:
             stop_nodes(children)
+            profiles.save()
 
 
 def measure(args: argparse.Namespace, wan: EmulatedWan, deployment: Any,
@@ -132,8 +140,11 @@ def measure(args: argparse.Namespace, wan: EmulatedWan, deployment: Any,
             shown = ", ".join(f"{k} {v:.0%}" if k == "cpu use" else f"{k} {v:.2f} s"
                               for k, v in times.items())
             print(f"  {label}: {shown}", flush=True)
-            print(f"  {label}: aggregate CPU {1000 * times['am cpu'] / args.nodes:.2f} ms per "
-                  f"node; load {os.getloadavg()[0]:.2f}", flush=True)
+            per_node = {k: 1000 * times[f"am cpu{k}"] / args.nodes
+                        for k in ("", " allocate", " provision")}
+            print(f"  {label}: aggregate CPU per node {per_node['']:.2f} ms (allocate "
+                  f"{per_node[' allocate']:.2f}, provision {per_node[' provision']:.2f}); "
+                  f"load {os.getloadavg()[0]:.2f}", flush=True)
         if len(totals) == 2:
             ratio = totals["parallelism 1"] / totals[modes[0][0]]
             print(f"  parallel is {ratio:.1f}x parallelism 1", flush=True)
