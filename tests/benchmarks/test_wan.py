@@ -16,8 +16,8 @@ from benchmarks.slice_scale import start_nodes, stop_nodes
 from benchmarks.wan import EmulatedWan, LinkShape, missing_mechanism
 from sfa.aggregate.nm_book import NodeManagerBook
 from sfa.aggregate.store import AggregateStore
+from sfa.deploy.layout import Deployment, init_deployment
 from sfa.server.am_api import AGGREGATE_DB
-from sfa.server.deployment import Deployment, init_deployment
 
 pytestmark = pytest.mark.skipif(bool(missing_mechanism()), reason=missing_mechanism())
 
