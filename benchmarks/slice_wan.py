@@ -9,12 +9,15 @@ per mode: the times, the aggregate's own CPU (this process's rusage) in all and 
 the node processes' CPU, the delay line's CPU, and the load average.
 
 Before the modes the aggregate checks every node's health once, untimed, as its health timer
-does in a deployment; before each mode its connections to the nodes are closed, so every mode
-opens one connection per node (`--forget-sessions` also drops the TLS sessions it could resume).
+does in a deployment. `--connections` says what each mode starts from: `resumed` (default)
+closes the aggregate's connections first, so each node costs a new connection that resumes the
+health check's TLS session; `full` also forgets the sessions (a full handshake per node);
+`kept` leaves the health check's connections open, as in a deployment whose health timer
+(every 30 s) keeps them alive within the nodes' idle timeout (60 s).
 
     .venv/bin/python benchmarks/slice_wan.py [--nodes 100] [--rtt 80] [--jitter 10]
         [--loss 0.01] [--sites 4] [--processes-per-site 1] [--parallelism 32]
-        [--no-sequential] [--forget-sessions] [--profile DIR]
+        [--no-sequential] [--connections resumed|full|kept] [--profile DIR]
 
 Needs root (network namespaces, TUN devices). Everything it makes is removed at its end.
 """
@@ -63,8 +66,8 @@ def parse_args() -> argparse.Namespace:
                         help="the parallel mode's limit (default: the aggregate's setting)")
     parser.add_argument("--no-sequential", action="store_true",
                         help="skip the parallelism 1 mode")
-    parser.add_argument("--forget-sessions", action="store_true",
-                        help="no TLS session resumption: every connection a full handshake")
+    parser.add_argument("--connections", choices=("resumed", "full", "kept"),
+                        default="resumed", help="what each mode starts from (see above)")
     parser.add_argument("--profile", default="",
                         help="write cProfile stats (thread CPU) of every process to DIR")
     return parser.parse_args()
@@ -78,7 +81,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     shape = LinkShape(rtt_ms=args.rtt, jitter_ms=args.jitter, loss=args.loss)
     print(f"{args.nodes} nodes behind {args.sites} sites: RTT {args.rtt:g} ms "
-          f"± {args.jitter:g} ms, loss {args.loss:.1%} per direction; "
+          f"± {args.jitter:g} ms, loss {args.loss:.1%} per direction; connections "
+          f"{args.connections}; "
           f"load {os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="slice-wan-") as tmp, \
             EmulatedWan(args.sites, shape) as wan:
@@ -128,11 +132,10 @@ def measure(args: argparse.Namespace, wan: EmulatedWan, deployment: Any,
         totals = {}
         for label, limit in modes:
             client.parallelism = limit
-            blockingCallFromThread(reactor, client.close)
-            if args.forget_sessions:
-                forget = getattr(client, "forget_sessions", None)
-                if forget is not None:
-                    forget()
+            if args.connections != "kept":
+                blockingCallFromThread(reactor, client.close)
+            if args.connections == "full":
+                client.forget_sessions()
             network_cpu = wan.delay_line_cpu()
             times = run_once(am, *slice_args, args.nodes, children=children)
             times["delay line cpu"] = wan.delay_line_cpu() - network_cpu
