@@ -138,6 +138,10 @@ class EmulatedWan:
         self._processes.append(process)
         return process
 
+    @property
+    def delay_line_pid(self) -> int | None:
+        return self._delay.pid if self._delay is not None else None
+
     def delay_line_cpu(self) -> float:
         """CPU seconds the delay line has used so far (the emulated network's cost here)."""
         if self._delay is None:
