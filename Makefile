@@ -21,6 +21,12 @@ tools:
 	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q xmlsec1 >/dev/null 2>&1)) || \
 	    echo "WARNING: could not install xmlsec1; interop tests will be skipped" >&2; \
 	  else echo "WARNING: xmlsec1 missing and cannot be installed here; interop tests will be skipped" >&2; fi; }
+	@command -v ip >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -q iproute2 >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q iproute2 >/dev/null 2>&1)) || \
+	    echo "WARNING: could not install iproute2; the emulated-WAN tests will be skipped" >&2; \
+	  else echo "WARNING: ip (iproute2) missing; the emulated-WAN tests will be skipped" >&2; fi; }
 
 demo: $(STAMP)
 	$(BIN)/python -m sfa.demo
