@@ -13,8 +13,15 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# The interop tests need the stock xmlsec1 and openssl programs; install them when we can.
+# The interop tests need the stock xmlsec1 and openssl programs, the OMF tests Prosody (an XMPP
+# pubsub server); install them when we can.
 tools:
+	@command -v prosody >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -q prosody >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q prosody >/dev/null 2>&1)) || \
+	    echo "WARNING: could not install prosody; OMF tests will be skipped" >&2; \
+	  else echo "WARNING: prosody missing and cannot be installed here; OMF tests will be skipped" >&2; fi; }
 	@command -v xmlsec1 >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    (apt-get install -y -q xmlsec1 >/dev/null 2>&1 || \

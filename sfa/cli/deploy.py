@@ -26,6 +26,10 @@ from sfa.server.app import serve_deployment
 @click.option("--nm-backend", type=click.Choice(NODE_BACKENDS), default="directory",
               show_default=True, help="sliver backend of the node managers: enforcing confines "
               "slivers with cgroups, a disk image and optionally a network namespace (root)")
+@click.option("--xmpp", is_flag=True,
+              help="configure Prosody (XMPP pubsub) in DIR/xmpp for OMF experiment control")
+@click.option("--xmpp-port", default=0, show_default=True, type=int,
+              help="Prosody's client port with --xmpp (0: a port free now)")
 def init(
     directory: Path,
     *,
@@ -37,6 +41,8 @@ def init(
     nm_base_port: int,
     nodes: int,
     nm_backend: str,
+    xmpp: bool,
+    xmpp_port: int,
 ) -> None:
     """Create a deployment in DIRECTORY (new or empty): keys, GIDs, config, databases."""
     try:
@@ -44,12 +50,17 @@ def init(
             directory, authority=authority, host=host, registry_port=registry_port,
             am_port=am_port, sm_port=sm_port, nm_base_port=nm_base_port, nodes=nodes,
             nm_backend=nm_backend,
+            xmpp_port=xmpp_port if xmpp else None,
         )
     except SfaError as error:
         fail(error)
         return
     click.echo(f"created deployment {deployment.directory} for authority {authority}")
     click.echo(f"root GID: {deployment.trusted_roots_dir / (authority + '.gid')}")
+    if deployment.config.xmpp.enabled:
+        xmpp_conf = deployment.config.xmpp
+        click.echo(f"xmpp: Prosody configured in {deployment.xmpp_dir} "
+                   f"({xmpp_conf.host}:{xmpp_conf.port}, pubsub {xmpp_conf.pubsub})")
     click.echo(f"run it with: sfa serve {deployment.directory}")
 
 

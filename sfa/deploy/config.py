@@ -77,6 +77,19 @@ class NodesConfig:
 
 
 @dataclass(frozen=True)
+class XmppConfig:
+    """The XMPP pubsub server for OMF experiment control (docs/omf.md)."""
+
+    enabled: bool = False
+    # true: `sfa serve` runs Prosody from DIR/xmpp as a child; false: use a running server
+    managed: bool = True
+    host: str = "127.0.0.1"
+    port: int = 5222
+    domain: str = "localhost"
+    pubsub: str = "pubsub.localhost"
+
+
+@dataclass(frozen=True)
 class TrustConfig:
     strict_crypto: bool = False
     max_delegation_depth: int = 8
@@ -108,6 +121,7 @@ class SfaConfig:
     nodes: NodesConfig = field(default_factory=NodesConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    xmpp: XmppConfig = field(default_factory=XmppConfig)
     peers: dict[str, PeerConfig] = field(default_factory=dict)
 
     @property
@@ -125,6 +139,7 @@ _SECTIONS: dict[str, type] = {
     "nodes": NodesConfig,
     "trust": TrustConfig,
     "limits": LimitsConfig,
+    "xmpp": XmppConfig,
 }
 _PORT_KEYS = ("port", "base_port")
 _NON_NEGATIVE_KEYS = ("worker_processes", "count")
@@ -258,6 +273,8 @@ def render_config(config: SfaConfig) -> str:
         *_section("nodes", c.nodes),
         *_section("trust", c.trust),
         *_section("limits", c.limits),
+        "# OMF experiment control over XMPP pubsub (`sfa init --xmpp`)",
+        *_section("xmpp", c.xmpp),
     ]
     for hrn, peer in sorted(c.peers.items()):
         lines += _section(f'peers."{hrn}"', peer)

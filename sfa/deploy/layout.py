@@ -7,6 +7,8 @@
     DIR/services/<name>.pkey    with DNS:/IP: names for the host
     DIR/db/registry.sqlite      created and migrated
     DIR/db/aggregate.sqlite     the aggregate: inventory (with each node manager's URL and GID)
+    DIR/xmpp/                   with `--xmpp`: Prosody's configuration, data and accounts
+                                (sfa.server.prosody)
     DIR/nodes/<name>/           one node manager each (sfa.nodemanager.nodedir); its slivers in
                                 DIR/nodes/<name>/slivers/<login>/
 
@@ -35,12 +37,14 @@ from sfa.deploy.config import (
     ServerConfig,
     SfaConfig,
     SliceMgrConfig,
+    XmppConfig,
     load_config,
     render_config,
     service_url,
 )
 from sfa.errors import AlreadyExists, BadArgs
 from sfa.nodemanager.nodedir import create_node_dir
+from sfa.server.prosody import free_port, init_deployment_xmpp
 from sfa.storage.registry_schema import open_registry_database
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import Authority, AuthorityStore
@@ -99,6 +103,10 @@ class Deployment:
         return self.data_dir / "nodes"
 
     @property
+    def xmpp_dir(self) -> Path:
+        return self.data_dir / "xmpp"
+
+    @property
     def registry_db(self) -> Path:
         return self.db_dir / "registry.sqlite"
 
@@ -140,16 +148,19 @@ def init_deployment(
     nm_base_port: int = 12400,
     nodes: int = 0,
     nm_backend: str = "directory",
+    xmpp_port: int | None = None,
 ) -> Deployment:
     """Create a deployment in `directory` (absent or empty): config, root, services, database.
-    A slice manager port enables the slice manager; without one it stays off (port 12347)."""
+    A slice manager port enables the slice manager; without one it stays off (port 12347).
+    An XMPP port (0 = a free one now) configures Prosody for OMF experiment control."""
     path = Path(directory).resolve()
     _refuse_non_empty(path)
     validate_hrn(authority)
     if len(hrn_split(authority)) != 1:
         raise BadArgs(f"the deployment's authority must be a top-level HRN, not {authority!r}")
     slicemgr = SliceMgrConfig() if sm_port is None else SliceMgrConfig(enabled=True, port=sm_port)
-    _check_ports(registry_port, am_port, slicemgr.port, nm_base_port)
+    _check_ports(registry_port, am_port, slicemgr.port, nm_base_port,
+                 *(() if xmpp_port is None else (xmpp_port,)))
     if nodes < 0:
         raise BadArgs(f"--nodes must be 0 or more, got {nodes}")
     service_names(host)  # refuse a bad host before anything is written
@@ -161,6 +172,8 @@ def init_deployment(
         aggregate=AggregateConfig(port=am_port),
         slicemgr=slicemgr,
         nodes=NodesConfig(count=nodes, base_port=nm_base_port, backend=nm_backend),
+        xmpp=XmppConfig() if xmpp_port is None else XmppConfig(
+            enabled=True, host=host, port=xmpp_port or free_port(host)),
     )
     path.mkdir(parents=True, exist_ok=True)
     deployment = Deployment(path, config)
@@ -175,6 +188,8 @@ def init_deployment(
     open_registry_database(deployment.registry_db).close()
     if nodes:
         create_nodes(deployment, nodes)
+    if config.xmpp.enabled:
+        init_deployment_xmpp(deployment, root, nodes)
     (path / "sfa.toml").write_text(render_config(config), encoding="utf-8")
     return deployment
 

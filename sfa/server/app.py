@@ -20,6 +20,7 @@ from sfa.server.am_api import AGGREGATE_DB, start_deployment_aggregate
 from sfa.server.envelope import FaultReplies, ReplyStyle
 from sfa.server.listener import RunningService, start_service
 from sfa.server.nm_api import start_node_manager
+from sfa.server.prosody import start_deployment_prosody
 from sfa.server.registry_api import registry_handlers
 from sfa.server.sm_api import start_deployment_slicemgr
 from sfa.server.workers import ProcessCallPool
@@ -165,6 +166,11 @@ def start_node_managers(
     return running
 
 
+def _warn(message: str) -> None:
+    sys.stderr.write(f"sfa serve: {message}\n")
+    sys.stderr.flush()
+
+
 def _announcer(stream: TextIO) -> Callable[[str], None]:
     def announce(line: str) -> None:
         stream.write(line + "\n")
@@ -197,9 +203,14 @@ def serve_deployment(directory: Path | str, *, stdout: TextIO | None = None) -> 
     def stop_services() -> Any:
         return gatherResults([service.stop() for service in services.values()])
 
+    prosody = start_deployment_prosody(deployment, announce, _warn)
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", stop_services)
-    reactor.run()
+    try:
+        reactor.run()
+    finally:
+        if prosody is not None:
+            prosody.stop()
     if failures:
         raise Unavailable(f"could not start the services of {directory}: {failures[0]}")
     announce("stopped")
