@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("sfa.cli.deploy", "serve"),
     "admin": ("sfa.cli.admin", "admin"),
     "nodemanager": ("sfa.cli.nodemanager", "nodemanager"),
+    "rc": ("sfa.omf.rc_program", "rc"),
 }
 
 

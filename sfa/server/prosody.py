@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sfa.errors import BadArgs, Unavailable
+from sfa.omf.config import XmppServer
 from sfa.trust.gid import create_gid
 from sfa.trust.hierarchy import Authority
 from sfa.trust.keys import generate_private_key, save_private_key
@@ -43,19 +44,6 @@ AGGREGATE_ACCOUNT = "aggregate"
 SCRAM_ITERATIONS = 10000
 _PR_SET_PDEATHSIG = 1
 _XMPP_LIFETIME_DAYS = 365
-
-
-@dataclass(frozen=True)
-class XmppServer:
-    """Where the pubsub server is and what it is called."""
-
-    host: str  # address to connect to
-    port: int  # client-to-server port
-    domain: str  # the virtual host of every account: <name>@<domain>
-    pubsub: str  # the pubsub service's JID
-
-    def jid(self, account: str) -> str:
-        return f"{account}@{self.domain}"
 
 
 @dataclass(frozen=True)

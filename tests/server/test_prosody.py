@@ -16,7 +16,7 @@ import pytest
 from sfa.server.config import load_config
 from sfa.server.prosody import ProsodyPaths, account_password, prosody_installed
 
-SFA = [sys.executable, "-m", "sfa.server.cli"]
+SFA = [sys.executable, "-m", "sfa.cli.main"]
 needs_prosody = pytest.mark.skipif(not prosody_installed(),
                                    reason="prosody is not installed (apt-get install prosody)")
 

@@ -1,0 +1,148 @@
+"""The XMPP edge of OMF: a slixmpp client for XEP-0060 pubsub (asyncio), logged in with SASL
+over TLS whose server certificate must chain to the deployment's root.
+
+Items are `<omf xmlns="urn:sfa:omf:1">JSON</omf>`; `on_item(node, text)` gets each one
+published on a node the client subscribed to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.xmlstream import ET
+
+from sfa.errors import Forbidden, SfaError, TimedOut, Unavailable
+from sfa.omf.config import XmppLogin
+from sfa.omf.messages import NAMESPACE
+
+log = logging.getLogger("sfa.omf.xmpp")
+ItemHandler = Callable[[str, str], Awaitable[None]]
+IQ_TIMEOUT = 30
+
+
+class PubsubClient:
+    """One logged-in account and the pubsub operations OMF needs."""
+
+    def __init__(self, login: XmppLogin, on_item: ItemHandler | None = None) -> None:
+        self.login = login
+        self.on_item = on_item
+        self.client = slixmpp.ClientXMPP(f"{login.jid}/omf", login.password)
+        self.client.ssl_context = ssl.create_default_context(cafile=str(login.ca_file))
+        self.client.register_plugin("xep_0060")
+        self.pubsub: Any = self.client.plugin["xep_0060"]
+        self.client.add_event_handler("pubsub_publish", self._published)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def connect(self, timeout: float = 20.0) -> None:
+        """Log in; Forbidden on bad credentials, Unavailable when the server is unreachable."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def settle(error: SfaError | None) -> None:
+            if not ready.done():
+                ready.set_exception(error) if error else ready.set_result(None)
+
+        async def session_start(_event: Any) -> None:
+            self.client.send_presence()
+            settle(None)
+
+        self.client.add_event_handler("session_start", session_start)
+        self.client.add_event_handler(
+            "failed_auth", lambda _e: settle(Forbidden(f"XMPP login refused for {self.login.jid}")))
+        server = self.login.server
+        self.client.connect(host=server.host, port=server.port)
+        try:
+            await asyncio.wait_for(ready, timeout)
+        except TimeoutError:
+            self.client.disconnect()
+            raise Unavailable(f"no XMPP session with {server.host}:{server.port} "
+                              f"within {timeout:g} s") from None
+
+    async def close(self) -> None:
+        self.client.disconnect()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def create_node(self, node: str) -> None:
+        """Create a node (an existing one is fine)."""
+        try:
+            await self.pubsub.create_node(self.login.server.pubsub, node, timeout=IQ_TIMEOUT)
+        except IqError as exc:
+            if exc.condition != "conflict":
+                raise _refusal(exc, f"create {node}") from None
+        except IqTimeout:
+            raise TimedOut(f"creating {node} timed out") from None
+
+    async def delete_node(self, node: str) -> None:
+        """Delete a node (an absent one is fine)."""
+        try:
+            await self.pubsub.delete_node(self.login.server.pubsub, node, timeout=IQ_TIMEOUT)
+        except IqError as exc:
+            if exc.condition != "item-not-found":
+                raise _refusal(exc, f"delete {node}") from None
+        except IqTimeout:
+            raise TimedOut(f"deleting {node} timed out") from None
+
+    async def set_publishers(self, node: str, jids: Iterable[str]) -> None:
+        """Make `jids` publishers of `node` (only they, and owners, may publish there)."""
+        affiliations = [(jid, "publisher") for jid in jids]
+        if affiliations:
+            await self._iq(self.pubsub.modify_affiliations, node, affiliations,
+                           what=f"grant publishing on {node}")
+
+    async def list_nodes(self) -> list[str]:
+        """Every node of the pubsub service."""
+        try:
+            reply = await self.pubsub.get_nodes(self.login.server.pubsub, timeout=IQ_TIMEOUT)
+        except IqError as exc:
+            raise _refusal(exc, "list nodes") from None
+        except IqTimeout:
+            raise TimedOut("listing pubsub nodes timed out") from None
+        return [str(node) for _jid, node, _name in reply["disco_items"]["items"] if node]
+
+    async def subscribe(self, node: str) -> None:
+        await self._iq(self.pubsub.subscribe, node, what=f"subscribe to {node}")
+
+    async def unsubscribe(self, node: str) -> None:
+        await self._iq(self.pubsub.unsubscribe, node, what=f"unsubscribe from {node}")
+
+    async def publish(self, node: str, text: str) -> None:
+        payload = ET.Element(f"{{{NAMESPACE}}}omf")
+        payload.text = text
+        await self._iq(self.pubsub.publish, node, payload=payload, what=f"publish on {node}")
+
+    async def _iq(self, method: Callable[..., Awaitable[Any]], node: str, *args: Any,
+                  what: str, **kwargs: Any) -> Any:
+        try:
+            return await method(self.login.server.pubsub, node, *args, timeout=IQ_TIMEOUT,
+                                **kwargs)
+        except IqError as exc:
+            raise _refusal(exc, what) from None
+        except IqTimeout:
+            raise TimedOut(f"{what}: no answer within {IQ_TIMEOUT} s") from None
+
+    def _published(self, message: Any) -> None:
+        if self.on_item is None:
+            return
+        items = message["pubsub_event"]["items"]
+        node = str(items["node"])
+        for item in items.iterables:
+            payload = item["payload"]
+            if payload is None or payload.tag != f"{{{NAMESPACE}}}omf":
+                continue
+            task = asyncio.ensure_future(self.on_item(node, payload.text or ""))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+
+def _refusal(exc: IqError, what: str) -> SfaError:
+    condition = exc.condition or "error"
+    if condition in ("forbidden", "not-authorized"):
+        return Forbidden(f"the pubsub server refused to {what} ({condition})")
+    return Unavailable(f"the pubsub server could not {what} ({condition})")

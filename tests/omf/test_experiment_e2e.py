@@ -1,0 +1,144 @@
+"""End to end over a real Prosody: the /OMF tree for a 4-node slice, four real `sfa rc`
+processes subscribed, a senders/receivers experiment on loopback run by the EC, outputs
+collected, and the tree removed."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+from sfa.omf.ec import ExperimentController
+from sfa.omf.experiment import parse_experiment
+from sfa.omf.provision import create_experiment_groups, create_slice_tree, remove_slice_tree
+from sfa.omf.tree import resource_node
+from sfa.omf.xmpp import PubsubClient
+from sfa.server.prosody import AGGREGATE_ACCOUNT
+from tests.omf.conftest import ROOT, Pki, Xmpp, await_ready, start_rc
+
+NODES = ["node1", "node2", "node3", "node4"]
+
+RECEIVER = """
+import os, socket
+address = "127.0.0.%d" % (20 + int(os.environ["OMF_INDEX"]))
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind((address, int(os.environ["PORT"])))
+server.listen()
+server.settimeout(30)
+conn, _ = server.accept()
+data = b""
+while chunk := conn.recv(4096):
+    data += chunk
+print(os.environ["OMF_NODE"], "received:", data.decode())
+"""
+
+SENDER = """
+import os, socket, time
+address = "127.0.0.%d" % (20 + int(os.environ["OMF_INDEX"]))
+deadline = time.monotonic() + 20
+while True:
+    try:
+        conn = socket.create_connection((address, int(os.environ["PORT"])), timeout=5)
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.05)
+conn.sendall(("hello from " + os.environ["OMF_NODE"]).encode())
+conn.close()
+print("sent to", address)
+"""
+
+
+def experiment_text(port: int) -> str:
+    def toml_string(code: str) -> str:
+        return '"""' + code.replace("\\", "\\\\") + '"""'
+
+    return f"""
+[experiment]
+slice = "{ROOT}.sa"
+name = "pingpong"
+timeout_seconds = 45
+
+[groups]
+receivers = ["{ROOT}.node1", "{ROOT}.node2"]
+senders = ["{ROOT}.node3", "{ROOT}.node4"]
+
+[properties.receivers]
+PORT = "{port}"
+
+[properties.senders]
+PORT = "{port}"
+
+[[step]]
+group = "receivers"
+app = "listen"
+command = ["python3", "-c", {toml_string(RECEIVER)}]
+wait = "started"
+
+[[step]]
+group = "senders"
+app = "send"
+command = ["python3", "-c", {toml_string(SENDER)}]
+
+[[step]]
+wait_for = "listen"
+"""
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.20", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_two_group_experiment_end_to_end(xmpp: Xmpp, pki: Pki, tmp_path: Path):
+    slice_hrn = f"{ROOT}.sa"
+    node_hrns = [f"{ROOT}.{n}" for n in NODES]
+    experiment = parse_experiment(experiment_text(free_loopback_port()))
+    alice_ec = xmpp.ec_login("alice", "sa")
+    rcs = []
+
+    async def scenario() -> None:
+        admin = PubsubClient(xmpp.login(AGGREGATE_ACCOUNT))
+        await admin.connect()
+        made = await create_slice_tree(admin, slice_hrn, node_hrns, domain=xmpp.server.domain,
+                                       ec_jids=[alice_ec.jid])
+        assert set(made) <= set(await admin.list_nodes())
+        rcs.extend(start_rc(xmpp, pki, "sa", n, tmp_path / n) for n in NODES)
+        await asyncio.to_thread(await_ready, rcs)
+        await create_experiment_groups(admin, slice_hrn, "pingpong-1", experiment.groups,
+                                       [alice_ec.jid])
+        events: list[dict] = []
+        ec_client = PubsubClient(alice_ec)
+        ec = ExperimentController(
+            experiment, "pingpong-1", pki.identity("alice", "sa"), pubsub=ec_client,
+            rc_keys={rc.node_hrn: rc.key.public_key() for rc in rcs}, on_event=events.append)
+        ec_client.on_item = ec.on_item
+        await ec_client.connect()
+        run = await ec.run()
+        await ec_client.close()
+        results = run.results()
+        for index, receiver in enumerate(node_hrns[:2]):
+            listen = results[receiver]["listen"]
+            assert listen["exit_code"] == 0, listen
+            assert f"received: hello from {node_hrns[2 + index]}" in listen["stdout"]
+        for sender in node_hrns[2:]:
+            assert results[sender]["send"]["exit_code"] == 0, results[sender]
+        assert run.succeeded and not run.refused
+        kinds = [e["event"] for e in events]
+        assert kinds.count("hello") == 4 and kinds.count("joined") == 4
+        assert kinds.count("started") == 4 and kinds.count("exited") == 4
+        removed = await remove_slice_tree(admin, slice_hrn)
+        assert resource_node(slice_hrn, node_hrns[0]) in removed
+        assert "/OMF/w13o.sa/pingpong-1/senders" in removed
+        left = await admin.list_nodes()
+        assert not [n for n in left if n.startswith(f"/OMF/{slice_hrn}")], left
+        await admin.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 90))
+    finally:
+        for rc in rcs:
+            rc.stop()
