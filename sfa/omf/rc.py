@@ -96,6 +96,7 @@ class ResourceController:
     async def _dispatch(self, message: Message) -> None:
         body = message.body
         if message.kind == HELLO:
+            log.info("accepted hello from %s", message.sender)
             await self._inform(message, "hello")
         elif message.kind == "join":
             await self._join(message, body)
@@ -124,6 +125,7 @@ class ResourceController:
         node = group_node(self.slice_hrn, experiment, name)
         self._groups[node] = _Group(experiment, name, index)
         await self.pubsub.subscribe(node)
+        log.info("joined %s", node)
         await self._inform(message, "joined", group=node)
 
     def _exec(self, message: Message, group: _Group, body: Mapping[str, Any]) -> None:

@@ -8,7 +8,9 @@ published on a node the client subscribed to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -32,7 +34,8 @@ class PubsubClient:
     def __init__(self, login: XmppLogin, on_item: ItemHandler | None = None) -> None:
         self.login = login
         self.on_item = on_item
-        self.client = slixmpp.ClientXMPP(f"{login.jid}/omf", login.password)
+        self.client = slixmpp.ClientXMPP(f"{login.jid}/omf-{secrets.token_hex(4)}",
+                                         login.password)
         self.client.ssl_context = ssl.create_default_context(cafile=str(login.ca_file))
         self.client.register_plugin("xep_0060")
         self.pubsub: Any = self.client.plugin["xep_0060"]
@@ -65,9 +68,12 @@ class PubsubClient:
                               f"within {timeout:g} s") from None
 
     async def close(self) -> None:
-        self.client.disconnect()
+        """Close the stream and wait (briefly) for the server to end it."""
         for task in list(self._tasks):
             task.cancel()
+        done = self.client.disconnect(wait=1.0)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.ensure_future(done), 3)
 
     async def create_node(self, node: str) -> None:
         """Create a node (an existing one is fine)."""

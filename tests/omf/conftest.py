@@ -3,6 +3,8 @@ sb), and real `sfa rc` processes; skipped only when prosody is not installed."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -164,3 +167,16 @@ def await_ready(rcs: list[RcProcess]) -> None:
         assert rc.process.stdout is not None
         line = rc.process.stdout.readline()
         assert line.startswith("ready rc /OMF/"), (line, rc.process.poll(), rc.log)
+
+
+def close_loop(loop: asyncio.AbstractEventLoop, clients: dict[str, Any]) -> None:
+    """Finish slixmpp's leftover tasks and drop its clients before the loop closes (their
+    finalizers schedule callbacks on it)."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    clients.clear()
+    gc.collect()
+    asyncio.set_event_loop(None)
+    loop.close()
