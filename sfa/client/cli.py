@@ -332,7 +332,7 @@ def rspec_show(state: CliState, out: Output, *, file: Path) -> None:
 
 
 def _register_am_commands() -> None:
-    from sfa.client import cli_am  # noqa: PLC0415, F401 - registers on `main`
+    from sfa.client import cli_am, cli_exp  # noqa: PLC0415, F401 - register on `main`
 
 
 _register_am_commands()

@@ -46,9 +46,10 @@ class XmppLogin:
     """A server, the CA file its certificate must chain to, and an account."""
 
     server: XmppServer
-    ca_file: Path
+    ca_file: Path | None  # None: trust `ca_pem` instead
     account: str
     password: str
+    ca_pem: str = ""
 
     @property
     def jid(self) -> str:

@@ -55,13 +55,17 @@ async def create_slice_tree(admin: PubsubAdmin, slice_hrn: str, node_hrns: list[
     return made
 
 
-async def remove_slice_tree(admin: PubsubAdmin, slice_hrn: str) -> list[str]:
-    """Delete /OMF/<slice> and every node below it (experiments and groups included: pubsub
-    node names are flat, so each is found and deleted); the nodes deleted."""
-    top = slice_node(slice_hrn)
+async def remove_subtree(admin: PubsubAdmin, top: str) -> list[str]:
+    """Delete `top` and every node below it (pubsub node names are flat, so each one is
+    found and deleted); the nodes deleted."""
     doomed = [n for n in await admin.list_nodes() if n == top or n.startswith(top + "/")]
     await remove_nodes(admin, doomed)
     return doomed
+
+
+async def remove_slice_tree(admin: PubsubAdmin, slice_hrn: str) -> list[str]:
+    """Delete /OMF/<slice> with its resources, experiments and groups."""
+    return await remove_subtree(admin, slice_node(slice_hrn))
 
 
 async def remove_nodes(admin: PubsubAdmin, nodes: Iterable[str]) -> None:

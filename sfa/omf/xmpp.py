@@ -36,7 +36,8 @@ class PubsubClient:
         self.on_item = on_item
         self.client = slixmpp.ClientXMPP(f"{login.jid}/omf-{secrets.token_hex(4)}",
                                          login.password)
-        self.client.ssl_context = ssl.create_default_context(cafile=str(login.ca_file))
+        self.client.ssl_context = ssl.create_default_context(
+            cafile=str(login.ca_file) if login.ca_file else None, cadata=login.ca_pem or None)
         self.client.register_plugin("xep_0060")
         self.pubsub: Any = self.client.plugin["xep_0060"]
         self.client.add_event_handler("pubsub_publish", self._published)

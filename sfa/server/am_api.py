@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -35,6 +36,7 @@ from sfa.server.envelope import Envelope, EnvelopeReplies
 from sfa.server.expiry_timer import ExpiryTimer
 from sfa.server.listener import RunningService
 from sfa.server.nm_transport import TwistedNodeClient
+from sfa.server.omf_aggregate import OmfEdge, omf_v3_handlers, start_omf_edge
 from sfa.server.registry_api import trust_policy
 from sfa.server.tls import ServerTLSContext
 from sfa.server.wire_args import call_args, forward, rspec_text, trusted_certs_handler
@@ -186,6 +188,7 @@ class AggregateService:
     timer: ReapTimer
     health: HealthTimer | None = None
     client: TwistedNodeClient | None = None
+    omf: OmfEdge | None = None
 
     @property
     def url(self) -> str:
@@ -195,6 +198,8 @@ class AggregateService:
         self.timer.stop()
         if self.health is not None:
             self.health.stop()
+        if self.omf is not None:
+            self.omf.stop()
         stopping = maybeDeferred(self.running.stop)
         if self.client is not None:
             client = self.client
@@ -205,6 +210,7 @@ class AggregateService:
 def start_aggregate_service(
     reactor: Any, v3: AggregateManagerV3, *, gid: GID, key: Any, host: str, port: int,
     limits: LimitsConfig, name: str = "aggregate", reap_ceiling: timedelta = REAP_CEILING,
+    extra_handlers: Callable[[Mapping[str, Handler]], Mapping[str, Handler]] | None = None,
 ) -> AggregateService:
     """Listen for the AM API v3 and v2 on one port; start the reap timer.
 
@@ -214,8 +220,11 @@ def start_aggregate_service(
     replies = EnvelopeReplies()
     constant = frozenset({"GetVersion"})
     trusted = {"get_trusted_certs": trusted_certs_handler(gid, v3.ctx.policy)}
-    v3_resource = XmlRpcResource(service=name, handlers=v3_handlers(v3) | trusted,
-                                 replies=replies, pool=pool, constant_methods=constant)
+    handlers = v3_handlers(v3) | trusted
+    if extra_handlers is not None:
+        handlers.update(extra_handlers(handlers))
+    v3_resource = XmlRpcResource(service=name, handlers=handlers, replies=replies,
+                                 pool=pool, constant_methods=constant)
     v2_resource = XmlRpcResource(service=f"{name}-v2",
                                  handlers=v2_handlers(AggregateManagerV2(v3)) | trusted,
                                  replies=replies, pool=pool, constant_methods=constant)
@@ -284,12 +293,15 @@ def start_deployment_aggregate(reactor: Any, deployment: Deployment) -> Aggregat
     identity = deployment.service_identity("aggregate")
     config = deployment.config.aggregate
     am = open_aggregate(deployment, reactor)
+    omf = start_omf_edge(deployment, am)
     service = start_aggregate_service(
         reactor, am, gid=identity.gid, key=identity.key,
         host=deployment.config.server.host, port=config.port,
         limits=deployment.config.limits,
         reap_ceiling=timedelta(seconds=config.reap_interval_seconds),
+        extra_handlers=None if omf is None else partial(omf_v3_handlers, omf),
     )
+    service.omf = omf
     driver = am.ctx.driver
     if isinstance(driver, NodeManagerDriver):
         service.health = HealthTimer(reactor, driver, config.health_interval_seconds)

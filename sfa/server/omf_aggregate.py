@@ -1,0 +1,206 @@
+"""The aggregate's OMF edge: an asyncio thread holding the aggregate's XMPP session (the
+pubsub administrator), Prosody's account store, and the XML-RPC methods an EC calls:
+
+    OMFEnableSlice(slice_urn, credentials, options)      /OMF tree + RC accounts for the slice
+    OMFSession(slice_urn, credentials, options)          an XMPP account for the caller's EC
+    OMFCreateExperiment(slice_urn, credentials, {experiment, groups})
+    OMFDeleteExperiment(slice_urn, credentials, {experiment})   its owner only
+
+Each passes the same trust door as the AM API (a credential for the slice granting
+PerformOperationalAction). Delete (and expiry, checked every `RECONCILE_SECONDS`) removes the
+tree and the RC accounts of a slice with no slivers left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine, Mapping
+from concurrent.futures import Future
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sfa.aggregate.api_v3 import AggregateManagerV3
+from sfa.aggregate.nm_book import NodeManagerBook
+from sfa.aggregate.service import slice_urn_argument
+from sfa.errors import BadArgs, Unavailable
+from sfa.omf.aggregate import OMF_DB, OmfAggregate, OmfBook
+from sfa.omf.config import XmppLogin
+from sfa.omf.provision import create_system_tree
+from sfa.omf.xmpp import PubsubClient
+from sfa.server.deployment import Deployment
+from sfa.server.dispatch import CallContext, Handler
+from sfa.server.prosody import (
+    AGGREGATE_ACCOUNT,
+    ProsodyPaths,
+    account_password,
+    create_account,
+    deployment_prosody,
+    prosody_installed,
+    remove_account,
+    xmpp_server,
+)
+from sfa.server.wire_args import call_args
+from sfa.trust.keys import generate_private_key, load_private_key, private_key_to_pem
+from sfa.trust.rights import operation_for
+from sfa.xrn import urn_to_hrn
+
+log = logging.getLogger("sfa.aggregate.omf")
+CONTROL = operation_for("PerformOperationalAction")
+RECONCILE_SECONDS = 5.0
+CALL_TIMEOUT = 60.0
+
+
+class ProsodyAccounts:
+    """Accounts written into the deployment's Prosody store."""
+
+    def __init__(self, paths: ProsodyPaths, domain: str) -> None:
+        self.paths, self.domain = paths, domain
+
+    def create(self, account: str, password: str | None = None) -> str:
+        return create_account(self.paths, self.domain, account, password)
+
+    def remove(self, account: str) -> None:
+        remove_account(self.paths, self.domain, account)
+
+
+class OmfEdge:
+    """The asyncio thread and the OMF logic it serves."""
+
+    def __init__(self, deployment: Deployment, am: AggregateManagerV3) -> None:
+        self.deployment = deployment
+        self.am = am
+        server = xmpp_server(deployment.config.xmpp)
+        paths = deployment_prosody(deployment)
+        login = XmppLogin(server, deployment.trusted_roots_dir / f"{deployment.authority_hrn}.gid",
+                          AGGREGATE_ACCOUNT, account_password(paths, AGGREGATE_ACCOUNT))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="sfa-omf", daemon=True)
+        self.thread.start()
+        self.client: PubsubClient = self._submit(_make_client(login)).result(CALL_TIMEOUT)
+        self.omf = OmfAggregate(server, ProsodyAccounts(paths, server.domain), self.client,
+                                self.run, OmfBook(deployment.db_dir / OMF_DB))
+        self._stopping = threading.Event()
+        self._reconciler: asyncio.Future[None] | None = None
+        self.ready: Future[Any] = self._submit(self._bootstrap())
+
+    def _submit(self, coroutine: Coroutine[Any, Any, Any]) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run a pubsub coroutine on the OMF thread and wait for it (from a pool thread)."""
+        self.ready.result(CALL_TIMEOUT)
+        return self._submit(coroutine).result(CALL_TIMEOUT)
+
+    async def _bootstrap(self) -> None:
+        """Log in, make /OMF, /OMF/system and one node per inventory node, follow them."""
+        await self.client.connect()
+        nodes = [urn_to_hrn(n.urn)[0] for n in self.am.ctx.store.nodes()]
+        made = await create_system_tree(self.client, nodes)
+        for node in made[2:]:
+            await self.client.subscribe(node)
+        self.client.on_item = self._system_item
+        log.info("OMF: /OMF/system ready with %d nodes", len(made) - 2)
+        self._reconciler = asyncio.ensure_future(self._reconcile_forever())
+
+    async def _system_item(self, topic: str, _text: str) -> None:
+        log.warning("OMF: a command on %s was not executed: system commands are not served "
+                    "yet (use the AM API)", topic)
+
+    async def _reconcile_forever(self) -> None:
+        while not self._stopping.is_set():
+            await asyncio.sleep(RECONCILE_SECONDS)
+            try:
+                await asyncio.to_thread(self.reconcile)
+            except Exception:
+                log.exception("OMF: reconciling slices with their slivers failed")
+
+    def reconcile(self) -> list[str]:
+        """Remove the tree of every OMF slice that has no sliver left (Delete, expiry)."""
+        gone = [urn for urn in self.omf.book.slices()
+                if not self.am.ctx.store.slivers_of(urn)]
+        for urn in gone:
+            self.omf.disable_slice(urn)
+            log.info("OMF: removed the tree and RC accounts of %s", urn)
+        return gone
+
+    def slice_key(self, slice_urn: str) -> rsa.RSAPrivateKey:
+        """The slice's key pair (the one its tickets carry; made here for other drivers)."""
+        book = NodeManagerBook(self.am.ctx.store.database)
+        pem = book.slice_key(slice_urn) or book.add_slice_key(
+            slice_urn, private_key_to_pem(generate_private_key()).decode())
+        return load_private_key(pem.encode())
+
+    def stop(self) -> None:
+        self._stopping.set()
+        try:
+            self._submit(self.client.close()).result(10)
+        except Exception:
+            log.warning("OMF: closing the XMPP session failed", exc_info=True)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.omf.book.close()
+
+
+async def _make_client(login: XmppLogin) -> PubsubClient:
+    return PubsubClient(login)  # made on the OMF loop, which slixmpp binds to
+
+
+def omf_v3_handlers(edge: OmfEdge, v3: Mapping[str, Handler]) -> dict[str, Handler]:
+    """The OMF XML-RPC methods, and v3's Delete followed by removing a slice's OMF tree."""
+    am = edge.am
+    delete = v3.get("Delete")
+
+    def enter(call: CallContext, params: tuple[Any, ...]) -> tuple[Any, str, Mapping[str, Any]]:
+        slice_urn, credentials, options = call_args(call, params, 2, 3)
+        urn = slice_urn_argument(slice_urn)
+        verified = am.ctx.authorize(credentials or [], call.peer, CONTROL, [urn], options)
+        return verified, urn, options if isinstance(options, dict) else {}
+
+    def enable(call: CallContext, params: tuple[Any, ...]) -> Any:
+        _verified, urn, _options = enter(call, params)
+        slivers = am.ctx.store.slivers_of(urn)
+        if not slivers:
+            raise BadArgs(f"{urn} has no slivers here; provision them first")
+        nodes = sorted({urn_to_hrn(s.node_urn)[0] for s in slivers})
+        edge.omf.enable_slice(urn, nodes, edge.slice_key(urn))
+        return {"slice_urn": urn, "nodes": nodes}
+
+    def session(call: CallContext, params: tuple[Any, ...]) -> Any:
+        verified, urn, _options = enter(call, params)
+        return edge.omf.session(verified, urn, edge.slice_key(urn))
+
+    def create(call: CallContext, params: tuple[Any, ...]) -> Any:
+        verified, urn, options = enter(call, params)
+        groups = options.get("groups")
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise BadArgs("options.groups must be a list of group names")
+        return edge.omf.create_experiment(verified, urn, str(options.get("experiment")), groups)
+
+    def remove(call: CallContext, params: tuple[Any, ...]) -> Any:
+        verified, urn, options = enter(call, params)
+        return edge.omf.delete_experiment(verified, urn, str(options.get("experiment")))
+
+    handlers: dict[str, Handler] = {"OMFEnableSlice": enable, "OMFSession": session,
+                                    "OMFCreateExperiment": create, "OMFDeleteExperiment": remove}
+    if delete is not None:
+        def delete_then_reconcile(call: CallContext, params: tuple[Any, ...]) -> Any:
+            result = delete(call, params)
+            edge.reconcile()
+            return result
+
+        handlers["Delete"] = delete_then_reconcile
+    return handlers
+
+
+def start_omf_edge(deployment: Deployment, am: AggregateManagerV3) -> OmfEdge | None:
+    """The OMF edge when [xmpp] is enabled (None otherwise, or when Prosody cannot be had)."""
+    config = deployment.config.xmpp
+    if not config.enabled or (config.managed and not prosody_installed()):
+        return None
+    if not (deployment_prosody(deployment).secrets / AGGREGATE_ACCOUNT).exists():
+        raise Unavailable("[xmpp] is enabled but DIR/xmpp has no aggregate account "
+                          "(`sfa init --xmpp` makes it)")
+    return OmfEdge(deployment, am)
