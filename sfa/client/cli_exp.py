@@ -32,6 +32,8 @@ def enable(state: CliState, out: Output, *, nicks: tuple[str, ...], slice_name: 
     for client, value in done:
         for node in value.get("nodes", []):
             out.result(node, where=client.nick)
+        for sliver, error in (value.get("errors") or {}).items():
+            out.result(sliver, f"its RC did not start: {error}", "RC_NOT_STARTED", client.nick)
 
 
 @main.group("exp")

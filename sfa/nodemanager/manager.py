@@ -7,16 +7,26 @@ the changes of one node so that admission sees every sliver.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from sfa.errors import AlreadyExists, BadArgs, Expired, Forbidden, Refused, SearchFailed, SfaError
+from sfa.errors import (
+    AlreadyExists,
+    BadArgs,
+    Expired,
+    Forbidden,
+    Refused,
+    SearchFailed,
+    SfaError,
+    Unavailable,
+)
 from sfa.nodemanager import authz, capabilities
 from sfa.nodemanager.admission import Admission
 from sfa.nodemanager.backend import Backend, SliverSpec, UserKeys
@@ -38,6 +48,11 @@ from sfa.trust.slicekey import unseal_slice_key
 from sfa.trust.ticket import create_lease, verify_ticket
 from sfa.trust.verify import TrustPolicy
 from sfa.xrn import validate_urn
+
+if TYPE_CHECKING:
+    from sfa.nodemanager.omf_rc import OmfControllers
+
+log = logging.getLogger("sfa.nodemanager")
 
 API_VERSION = 1
 WARM_UP_SERIAL = "warm-up"
@@ -127,6 +142,8 @@ class NodeManager:
         self.clock = clock
         self._lock = threading.RLock()
         self.on_reaped: Callable[[str], None] | None = None
+        # the OMF resource controllers of OMF-enabled slivers (sfa.nodemanager.omf_rc)
+        self.omf: OmfControllers | None = None
 
     @property
     def urn(self) -> str:
@@ -192,6 +209,8 @@ class NodeManager:
         record = self._authorized(sliver_urn, peer, credentials, "stop")
         with self._lock:
             self.backend.stop(record.login)
+            if self.omf is not None:
+                self.omf.stop(record.login)
             self.store.set_state(sliver_urn, STOPPED)
         return self.info(sliver_urn)
 
@@ -201,6 +220,8 @@ class NodeManager:
         record = self._authorized(sliver_urn, peer, credentials, "restart")
         with self._lock:
             self.backend.stop(record.login)
+            if self.omf is not None:
+                self.omf.stop(record.login)
             self._start(record)
         return self.info(sliver_urn)
 
@@ -287,6 +308,8 @@ class NodeManager:
                 elif record.state == STARTED and not self.backend.status(record.login).running:
                     self._start(record)
                     restarted.append(record.sliver_urn)
+                elif record.state == STARTED:
+                    self._start_rc(record)
         return {"reaped": reaped, "created": finished, "restarted": restarted}
 
     def warm_up(self) -> None:
@@ -406,8 +429,32 @@ class NodeManager:
             self.store.set_state(record.sliver_urn, FAILED, f"start failed: {exc}")
             raise Refused(f"the sliver could not start: {exc}") from None
         self.store.set_state(record.sliver_urn, STARTED)
+        self._start_rc(record)
+
+    def enable_omf(self, sliver_urn: str, peer: GID | None, credentials: Sequence[Any],
+                   server: Mapping[str, Any]) -> SliverInfo:
+        """Run an OMF resource controller in this sliver (now if it is started, and with it
+        from now on); the XMPP `server` comes from the aggregate that enabled the slice."""
+        record = self._authorized(sliver_urn, peer, credentials, "start")
+        if self.omf is None:
+            raise Unavailable("this node manager has no OMF support configured")
+        with self._lock:
+            self.omf.enable(record, server)
+            if record.state == STARTED:
+                self._start_rc(record)
+        return self.info(sliver_urn)
+
+    def _start_rc(self, record: SliverRecord) -> None:
+        if self.omf is None:
+            return
+        try:
+            self.omf.start(record)
+        except (OSError, SfaError) as exc:  # the sliver runs on without its RC; say why
+            log.warning("the OMF RC of %s did not start: %s", record.sliver_urn, exc)
 
     def _destroy(self, record: SliverRecord) -> None:
+        if self.omf is not None:
+            self.omf.forget(record.login)
         self.backend.destroy(record.login)
         self.store.remove_sliver(record.sliver_urn)
 

@@ -8,8 +8,6 @@ pubsub operations come through small protocols that `sfa.server.omf_aggregate` f
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +25,10 @@ from sfa.omf.provision import (
     remove_slice_tree,
     remove_subtree,
 )
-from sfa.omf.tree import check_label, ec_account, experiment_node, rc_account
+from sfa.omf.tree import check_label, ec_account, experiment_node, rc_account, rc_password
 from sfa.storage.db import Database, Migration
 from sfa.timeutil import format_rfc3339, utcnow
-from sfa.trust.keys import private_key_to_pem, public_key_to_pem
+from sfa.trust.keys import public_key_to_pem
 from sfa.trust.verify import VerifiedCall
 from sfa.xrn import urn_to_hrn
 
@@ -47,17 +45,11 @@ class Accounts(Protocol):
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
-def rc_password(slice_key: rsa.RSAPrivateKey, node_hrn: str) -> str:
-    """The RC's XMPP password, derived from the slice's private key: the aggregate (which
-    made the key) and the node (which received it sealed) agree on it, nobody else can."""
-    secret = hashlib.sha256(private_key_to_pem(slice_key)).digest()
-    return hmac.new(secret, f"omf-rc|{node_hrn.lower()}".encode(), "sha256").hexdigest()[:40]
-
-
 def _migrate(db: sqlite_utils.Database) -> None:
-    db.execute("CREATE TABLE omf_slices (slice_urn TEXT PRIMARY KEY, nodes TEXT NOT NULL)")
-    db.execute("CREATE TABLE omf_experiments (slice_urn TEXT NOT NULL, experiment TEXT NOT "
-               "NULL, owner_urn TEXT NOT NULL, created TEXT NOT NULL, "
+    db.execute("CREATE TABLE omf_slices (slice_urn TEXT PRIMARY KEY COLLATE NOCASE, "
+               "nodes TEXT NOT NULL)")
+    db.execute("CREATE TABLE omf_experiments (slice_urn TEXT NOT NULL COLLATE NOCASE, "
+               "experiment TEXT NOT NULL, owner_urn TEXT NOT NULL, created TEXT NOT NULL, "
                "PRIMARY KEY (slice_urn, experiment))")
 
 
@@ -69,7 +61,7 @@ class OmfBook:
 
     def slice_nodes(self, slice_urn: str) -> list[str] | None:
         rows = list(self.database.db().query(
-            "SELECT nodes FROM omf_slices WHERE slice_urn = ?", [slice_urn.lower()]))
+            "SELECT nodes FROM omf_slices WHERE slice_urn = ?", [slice_urn]))
         return rows[0]["nodes"].split() if rows else None
 
     def slices(self) -> list[str]:
@@ -79,28 +71,28 @@ class OmfBook:
     def set_slice(self, slice_urn: str, nodes: Sequence[str]) -> None:
         with self.database.transaction() as db:
             db.execute("INSERT OR REPLACE INTO omf_slices VALUES (?, ?)",
-                       [slice_urn.lower(), " ".join(nodes)])
+                       [slice_urn, " ".join(nodes)])
 
     def drop_slice(self, slice_urn: str) -> None:
         with self.database.transaction() as db:
-            db.execute("DELETE FROM omf_slices WHERE slice_urn = ?", [slice_urn.lower()])
-            db.execute("DELETE FROM omf_experiments WHERE slice_urn = ?", [slice_urn.lower()])
+            db.execute("DELETE FROM omf_slices WHERE slice_urn = ?", [slice_urn])
+            db.execute("DELETE FROM omf_experiments WHERE slice_urn = ?", [slice_urn])
 
     def owner(self, slice_urn: str, experiment: str) -> str | None:
         rows = list(self.database.db().query(
             "SELECT owner_urn FROM omf_experiments WHERE slice_urn = ? AND experiment = ?",
-            [slice_urn.lower(), experiment]))
+            [slice_urn, experiment]))
         return rows[0]["owner_urn"] if rows else None
 
     def add_experiment(self, slice_urn: str, experiment: str, owner_urn: str) -> None:
         with self.database.transaction() as db:
             db.execute("INSERT INTO omf_experiments VALUES (?, ?, ?, ?)",
-                       [slice_urn.lower(), experiment, owner_urn, format_rfc3339(utcnow())])
+                       [slice_urn, experiment, owner_urn, format_rfc3339(utcnow())])
 
     def drop_experiment(self, slice_urn: str, experiment: str) -> None:
         with self.database.transaction() as db:
             db.execute("DELETE FROM omf_experiments WHERE slice_urn = ? AND experiment = ?",
-                       [slice_urn.lower(), experiment])
+                       [slice_urn, experiment])
 
     def close(self) -> None:
         self.database.close()

@@ -10,9 +10,13 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sfa.errors import BadArgs
+from sfa.trust.keys import private_key_to_pem
 from sfa.xrn import validate_hrn
 
 ROOT = "/OMF"
@@ -77,6 +81,13 @@ def slice_of(path: str) -> str | None:
 def rc_account(slice_hrn: str, node_hrn: str) -> str:
     """The XMPP account of the RC of one sliver: derived, so aggregate and node agree."""
     return "rc-" + _digest(f"{slice_hrn.lower()}|{node_hrn.lower()}")
+
+
+def rc_password(slice_key: rsa.RSAPrivateKey, node_hrn: str) -> str:
+    """The RC's XMPP password, derived from the slice's private key: the aggregate (which
+    made the key) and the node (which received it sealed) agree on it, nobody else can."""
+    secret = hashlib.sha256(private_key_to_pem(slice_key)).digest()
+    return hmac.new(secret, f"omf-rc|{node_hrn.lower()}".encode(), "sha256").hexdigest()[:40]
 
 
 def ec_account(user_hrn: str, slice_hrn: str) -> str:

@@ -99,6 +99,11 @@ def remote_handlers(nm: NodeManager, on_change: Any = None) -> dict[str, Handler
         info = nm.update_keys(urn, users_from_wire(users), call.peer, _credentials(credentials))
         return info.to_wire()
 
+    def enable_omf(call: CallContext, params: tuple[Any, ...]) -> Any:
+        urn, credentials, options = call_args(call, params, 3, 3)
+        info = nm.enable_omf(urn, call.peer, _credentials(credentials), _options(options))
+        return info.to_wire()
+
     def list_slivers(call: CallContext, params: tuple[Any, ...]) -> Any:
         call_args(call, params, 0, 1)
         return [info.to_wire() for info in nm.list_slivers(call.peer)]
@@ -114,6 +119,7 @@ def remote_handlers(nm: NodeManager, on_change: Any = None) -> dict[str, Handler
         "DeleteSliver": delete,
         "UpdateKeys": update_keys,
         "ListSlivers": list_slivers,
+        "EnableOmf": enable_omf,
     }
 
 

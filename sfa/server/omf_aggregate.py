@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -24,7 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfa.aggregate.api_v3 import AggregateManagerV3
 from sfa.aggregate.nm_book import NodeManagerBook
+from sfa.aggregate.nm_client import NodeCall
+from sfa.aggregate.nm_driver import NodeManagerDriver
 from sfa.aggregate.service import slice_urn_argument
+from sfa.aggregate.slivers import Sliver
 from sfa.errors import BadArgs, Unavailable
 from sfa.omf.aggregate import OMF_DB, OmfAggregate, OmfBook
 from sfa.omf.config import XmppLogin
@@ -126,6 +129,22 @@ class OmfEdge:
             log.info("OMF: removed the tree and RC accounts of %s", urn)
         return gone
 
+    def start_controllers(self, slivers: Sequence[Sliver]) -> dict[str, str]:
+        """Ask each sliver's node manager to run its RC (node-manager driver only); the
+        errors by sliver URN."""
+        driver = self.am.ctx.driver
+        if not isinstance(driver, NodeManagerDriver):
+            return {}
+        config = self.deployment.config.xmpp
+        server = {"host": config.host, "port": config.port, "domain": config.domain,
+                  "pubsub": config.pubsub}
+        managers = driver.book.managers()
+        calls = [NodeCall(s.node_urn, managers[s.node_urn].url, "EnableOmf", (s.urn, [], server))
+                 for s in slivers if s.node_urn in managers]
+        replies = self.am.ctx.run(_gathered(driver, calls)) if calls else []
+        return {call.params[0]: reply.error for call, reply in zip(calls, replies, strict=True)
+                if not reply.ok}
+
     def slice_key(self, slice_urn: str) -> rsa.RSAPrivateKey:
         """The slice's key pair (the one its tickets carry; made here for other drivers)."""
         book = NodeManagerBook(self.am.ctx.store.database)
@@ -142,6 +161,10 @@ class OmfEdge:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.omf.book.close()
+
+
+async def _gathered(driver: NodeManagerDriver, calls: list[NodeCall]) -> list[Any]:
+    return list(await driver.client.call_many(calls))
 
 
 async def _make_client(login: XmppLogin) -> PubsubClient:
@@ -166,7 +189,8 @@ def omf_v3_handlers(edge: OmfEdge, v3: Mapping[str, Handler]) -> dict[str, Handl
             raise BadArgs(f"{urn} has no slivers here; provision them first")
         nodes = sorted({urn_to_hrn(s.node_urn)[0] for s in slivers})
         edge.omf.enable_slice(urn, nodes, edge.slice_key(urn))
-        return {"slice_urn": urn, "nodes": nodes}
+        errors = edge.start_controllers(slivers)
+        return {"slice_urn": urn, "nodes": nodes, "errors": errors}
 
     def session(call: CallContext, params: tuple[Any, ...]) -> Any:
         verified, urn, _options = enter(call, params)

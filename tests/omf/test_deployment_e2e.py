@@ -1,0 +1,170 @@
+"""The whole OMF path on a deployment: aggregate and 4 node managers over TLS, a real Prosody,
+a slice of 4 slivers opted in with `sfi omf enable`, RCs started by the node managers as the
+slivers' users, `sfi exp run` of a senders/receivers experiment, Delete removing tree and RCs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sfa.omf.config import XmppLogin
+from sfa.omf.xmpp import PubsubClient
+from sfa.server.config import XmppConfig
+from sfa.server.deployment import Deployment
+from sfa.server.prosody import (
+    AGGREGATE_ACCOUNT,
+    ProsodyProcess,
+    account_password,
+    deployment_prosody,
+    free_port,
+    init_deployment_xmpp,
+    prosody_installed,
+    xmpp_server,
+)
+from tests.omf.test_experiment_e2e import experiment_text, free_loopback_port
+from tests.server.conftest import keys  # noqa: F401 - fixture reused
+from tests.server.nm_site import GENI3, NmSite, build_deployment, ok, request, start_site, stop_site
+
+SLICE = "omf1"
+SLICE_URN = f"urn:publicid:IDN+plc:princeton+slice+{SLICE}"
+SFI = [str(Path(sys.executable).parent / "sfi")]  # the entry point, as users run it
+
+
+@pytest.fixture(scope="module")
+def site(reactor: Any, keys: list) -> Iterator[NmSite]:  # noqa: F811 - the shared fixture
+    if not prosody_installed():
+        pytest.skip("prosody is not installed (apt-get install prosody; make tools does it)")
+    # Not under /tmp/pytest-of-root: other pytest sessions reset it to 0700 at any moment, and
+    # the slivers' own uids must reach their homes.
+    base = Path(tempfile.mkdtemp(prefix=f"w13-omf-{os.getpid()}-"))
+    base.chmod(0o711)
+    try:
+        yield from _site(reactor, keys, base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _site(reactor: Any, keys: list, base: Path) -> Iterator[NmSite]:  # noqa: F811
+    deployment, ids, _ = build_deployment(base, 4, keys, [SLICE])
+    xmpp = XmppConfig(enabled=True, port=free_port("127.0.0.1"))
+    deployment = Deployment(deployment.directory, replace(deployment.config, xmpp=xmpp))
+    init_deployment_xmpp(deployment, deployment.root_authority(), 4)
+    prosody = ProsodyProcess(deployment_prosody(deployment), xmpp_server(xmpp))
+    prosody.start()
+    try:
+        running = start_site(reactor, deployment, ids, [SLICE])
+        try:
+            yield running
+        finally:
+            stop_site(reactor, running)
+    finally:
+        prosody.stop()
+
+
+def sfi(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SFI, "-d", str(directory), *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def rc_logs(site: NmSite) -> list[Path]:
+    return sorted(site.deployment.nodes_dir.glob(f"*/slivers/princeton_{SLICE}/log/rc.log"))
+
+
+def wait_for(condition: Any, what: str, timeout: float = 30.0) -> Any:
+    """Poll (no event crosses these processes) until `condition()` is truthy."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+    return value
+
+
+def omf_nodes(site: NmSite) -> list[str]:
+    deployment = site.deployment
+    paths = deployment_prosody(deployment)
+    login = XmppLogin(xmpp_server(deployment.config.xmpp),
+                      deployment.trusted_roots_dir / "plc.gid", AGGREGATE_ACCOUNT,
+                      account_password(paths, AGGREGATE_ACCOUNT))
+
+    async def listing() -> list[str]:
+        client = PubsubClient(login)
+        await client.connect()
+        try:
+            return await client.list_nodes()
+        finally:
+            await client.close()
+
+    return asyncio.run(listing())
+
+
+def rc_pids(site: NmSite) -> list[int]:
+    files = site.deployment.nodes_dir.glob(f"*/omf/princeton_{SLICE}.pid")
+    return [int(f.read_text().split()[0]) for f in files]
+
+
+def test_sfi_exp_run_on_an_omf_enabled_slice(site: NmSite, tmp_path: Path):
+    am, creds = site.am(), site.cred(SLICE)
+    ok(am.Allocate(SLICE_URN, creds, request(4), {}))
+    ok(am.Provision([SLICE_URN], creds, {"geni_rspec_version": GENI3}))
+    ok(am.PerformOperationalAction([SLICE_URN], creds, "geni_start", {}))
+    system = [n for n in omf_nodes(site) if n.startswith("/OMF/system/")]
+    assert len(system) == 4, system
+
+    alice = site.ids["alice"]
+    sfidir = tmp_path / "sfi"
+    configured = sfi(sfidir, "config", "--registry", site.registry.url, "--user", "plc.alice",
+                     "--key", str(alice.key_file), "--trusted-root", str(site.root_file),
+                     "--aggregate", f"plc={site.aggregate.url}")
+    assert configured.returncode == 0, configured.stderr
+    enabled = sfi(sfidir, "--json", "omf", "enable", f"plc.princeton.{SLICE}")
+    assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+    logs = wait_for(lambda: len(rc_logs(site)) == 4 and rc_logs(site), "4 RC logs")
+    for log in logs:
+        wait_for(lambda log=log: "ready rc /OMF/plc.princeton.omf1/resources/" in log.read_text(),
+                 f"RC ready in {log}")
+    sliver_uids = {os.stat(log).st_uid for log in logs}
+
+    nodes = sorted({log.parts[-5] for log in logs})
+    text = experiment_text(free_loopback_port()).replace("w13o.sa", f"plc.princeton.{SLICE}")
+    for index, node in enumerate(["node1", "node2", "node3", "node4"]):
+        text = text.replace(f"w13o.{node}", f"plc.{nodes[index]}")
+    description = tmp_path / "pingpong.toml"
+    description.write_text(text)
+    out = tmp_path / "out"
+    run = sfi(sfidir, "--json", "exp", "run", str(description), "--out", str(out))
+    assert run.returncode == 0, run.stdout + run.stderr
+    document = json.loads(run.stdout)
+    assert document["ok"] and len(document["results"]) == 4, document["results"]
+    assert document["experiment"].startswith("pingpong-")
+    exp_dirs = list(out.iterdir())
+    assert len(exp_dirs) == 1
+    summary = json.loads((exp_dirs[0] / "summary.json").read_text())
+    assert summary["succeeded"], summary
+    for index, receiver in enumerate(nodes[:2]):
+        stdout = (exp_dirs[0] / f"plc.{receiver}" / "listen.stdout").read_text()
+        assert f"received: hello from plc.{nodes[2 + index]}" in stdout
+    pids = rc_pids(site)
+    assert len(pids) == 4
+    if os.geteuid() == 0:  # the RCs ran as the slivers' users, not as the node manager
+        assert 0 not in sliver_uids
+        for pid in pids:
+            assert os.stat(f"/proc/{pid}").st_uid in sliver_uids
+
+    ok(am.Delete([SLICE_URN], creds, {}))
+    left = [n for n in omf_nodes(site) if n.startswith(f"/OMF/plc.princeton.{SLICE}")]
+    assert left == []
+    for pid in pids:
+        wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists() or
+                 Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", f"RC {pid} stopped")
