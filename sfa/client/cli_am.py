@@ -147,11 +147,17 @@ nick_option = click.option("-a", "--aggregate", "nicks", multiple=True, metavar=
 @nick_option
 @click.argument("slice_name", metavar="SLICE")
 @click.argument("rspec_file", metavar="RSPEC", type=RSPEC_FILE)
+@click.option("--omf", is_flag=True, help="Then enable OMF experiment control (sfi omf enable).")
 def createslice(state: CliState, out: Output, *, nicks: tuple[str, ...], slice_name: str,
-                rspec_file: Path) -> None:
+                rspec_file: Path, omf: bool) -> None:
     """Allocate, provision and start RSPEC on every aggregate it names."""
-    slicewide.create_slice(state.session(), out, nicks, slice_hrn(slice_name),
+    session = state.session()
+    slicewide.create_slice(session, out, nicks, slice_hrn(slice_name),
                            rspec_file.read_text(encoding="utf-8"))
+    if omf and not out.failed:
+        from sfa.client.experiment import enable_omf  # noqa: PLC0415 - XMPP only when asked
+
+        enable_omf(session, out, nicks, slice_hrn(slice_name))
 
 
 @sfi_command(main)

@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 
 from sfa.client import experiment as runner
-from sfa.client.aggregate import on_each, select
-from sfa.client.amclient import slice_urn
+from sfa.client.aggregate import select
 from sfa.client.cli import CliState, main, sfi_command, slice_hrn
 from sfa.client.output import Output
 from sfa.errors import BadArgs
@@ -25,15 +24,7 @@ def omf() -> None:
 @click.argument("slice_name", metavar="SLICE")
 def enable(state: CliState, out: Output, *, nicks: tuple[str, ...], slice_name: str) -> None:
     """Turn OMF control on for SLICE's slivers (its /OMF tree and RC accounts)."""
-    hrn = slice_hrn(slice_name)
-    session = state.session()
-    done = on_each(session, out, select(session, nicks), lambda c: c.call(
-        "OMFEnableSlice", slice_urn(hrn), c.slice_credentials(hrn), {}))
-    for client, value in done:
-        for node in value.get("nodes", []):
-            out.result(node, where=client.nick)
-        for sliver, error in (value.get("errors") or {}).items():
-            out.result(sliver, f"its RC did not start: {error}", "RC_NOT_STARTED", client.nick)
+    runner.enable_omf(state.session(), out, nicks, slice_hrn(slice_name))
 
 
 @main.group("exp")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sfa.client.aggregate import on_each, select
 from sfa.client.amclient import AmClient, slice_urn
 from sfa.client.output import Output
 from sfa.client.session import Session
@@ -18,6 +19,18 @@ from sfa.omf.experiment import Experiment
 from sfa.omf.xmpp import PubsubClient
 from sfa.timeutil import utcnow
 from sfa.trust.keys import load_public_key
+
+
+def enable_omf(session: Session, out: Output, nicks: Sequence[str], hrn: str) -> None:
+    """OMFEnableSlice on each aggregate: one result per node, and per sliver whose RC did
+    not start."""
+    done = on_each(session, out, select(session, nicks), lambda c: c.call(
+        "OMFEnableSlice", slice_urn(hrn), c.slice_credentials(hrn), {}))
+    for client, value in done:
+        for node in value.get("nodes", []):
+            out.result(node, where=client.nick)
+        for sliver, error in (value.get("errors") or {}).items():
+            out.result(sliver, f"its RC did not start: {error}", "RC_NOT_STARTED", client.nick)
 
 
 def experiment_id(experiment: Experiment) -> str:

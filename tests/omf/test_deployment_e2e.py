@@ -1,6 +1,7 @@
 """The whole OMF path on a deployment: aggregate and 4 node managers over TLS, a real Prosody,
-a slice of 4 slivers opted in with `sfi omf enable`, RCs started by the node managers as the
-slivers' users, `sfi exp run` of a senders/receivers experiment, Delete removing tree and RCs."""
+a slice of 4 slivers made and opted in with `sfi createslice --omf`, RCs started by the node
+managers as the slivers' users, `sfi exp run` of a senders/receivers experiment, Delete
+removing tree and RCs."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from sfa.server.prosody import (
 )
 from tests.omf.test_experiment_e2e import experiment_text, free_loopback_port
 from tests.server.conftest import keys  # noqa: F401 - fixture reused
-from tests.server.nm_site import GENI3, NmSite, build_deployment, ok, request, start_site, stop_site
+from tests.server.nm_site import NmSite, build_deployment, ok, request, start_site, stop_site
 
 SLICE = "omf1"
 SLICE_URN = f"urn:publicid:IDN+plc:princeton+slice+{SLICE}"
@@ -116,9 +117,6 @@ def rc_pids(site: NmSite) -> list[int]:
 
 def test_sfi_exp_run_on_an_omf_enabled_slice(site: NmSite, tmp_path: Path):
     am, creds = site.am(), site.cred(SLICE)
-    ok(am.Allocate(SLICE_URN, creds, request(4), {}))
-    ok(am.Provision([SLICE_URN], creds, {"geni_rspec_version": GENI3}))
-    ok(am.PerformOperationalAction([SLICE_URN], creds, "geni_start", {}))
     system = [n for n in omf_nodes(site) if n.startswith("/OMF/system/")]
     assert len(system) == 4, system
 
@@ -128,8 +126,13 @@ def test_sfi_exp_run_on_an_omf_enabled_slice(site: NmSite, tmp_path: Path):
                      "--key", str(alice.key_file), "--trusted-root", str(site.root_file),
                      "--aggregate", f"plc={site.aggregate.url}")
     assert configured.returncode == 0, configured.stderr
-    enabled = sfi(sfidir, "--json", "omf", "enable", f"plc.princeton.{SLICE}")
+    rspec = tmp_path / "four.xml"
+    rspec.write_text(request(4))
+    created = sfi(sfidir, "createslice", "--omf", f"plc.princeton.{SLICE}", str(rspec))
+    assert created.returncode == 0, created.stdout + created.stderr
+    enabled = sfi(sfidir, "--json", "omf", "enable", f"plc.princeton.{SLICE}")  # idempotent
     assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+    assert len(json.loads(enabled.stdout)["results"]) == 4
     logs = wait_for(lambda: len(rc_logs(site)) == 4 and rc_logs(site), "4 RC logs")
     for log in logs:
         wait_for(lambda log=log: "ready rc /OMF/plc.princeton.omf1/resources/" in log.read_text(),
