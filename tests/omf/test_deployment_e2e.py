@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,7 @@ from tests.server.nm_site import NmSite, build_deployment, ok, request, start_si
 
 SLICE = "omf1"
 SLICE_URN = f"urn:publicid:IDN+plc:princeton+slice+{SLICE}"
+RESTARTED = "omf2"
 SFI = [str(Path(sys.executable).parent / "sfi")]  # the entry point, as users run it
 
 
@@ -58,14 +60,14 @@ def site(reactor: Any, keys: list) -> Iterator[NmSite]:  # noqa: F811 - the shar
 
 
 def _site(reactor: Any, keys: list, base: Path) -> Iterator[NmSite]:  # noqa: F811
-    deployment, ids, _ = build_deployment(base, 4, keys, [SLICE])
+    deployment, ids, _ = build_deployment(base, 4, keys, [SLICE, RESTARTED])
     xmpp = XmppConfig(enabled=True, port=free_port("127.0.0.1"))
     deployment = Deployment(deployment.directory, replace(deployment.config, xmpp=xmpp))
     init_deployment_xmpp(deployment, deployment.root_authority(), 4)
     prosody = ProsodyProcess(deployment_prosody(deployment), xmpp_server(xmpp))
     prosody.start()
     try:
-        running = start_site(reactor, deployment, ids, [SLICE])
+        running = start_site(reactor, deployment, ids, [SLICE, RESTARTED])
         try:
             yield running
         finally:
@@ -79,8 +81,8 @@ def sfi(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120, check=False)
 
 
-def rc_logs(site: NmSite) -> list[Path]:
-    return sorted(site.deployment.nodes_dir.glob(f"*/slivers/princeton_{SLICE}/log/rc.log"))
+def rc_logs(site: NmSite, name: str = SLICE) -> list[Path]:
+    return sorted(site.deployment.nodes_dir.glob(f"*/slivers/princeton_{name}/log/rc.log"))
 
 
 def wait_for(condition: Any, what: str, timeout: float = 30.0) -> Any:
@@ -110,9 +112,17 @@ def omf_nodes(site: NmSite) -> list[str]:
     return asyncio.run(listing())
 
 
-def rc_pids(site: NmSite) -> list[int]:
-    files = site.deployment.nodes_dir.glob(f"*/omf/princeton_{SLICE}.pid")
+def rc_pids(site: NmSite, name: str = SLICE) -> list[int]:
+    files = site.deployment.nodes_dir.glob(f"*/omf/princeton_{name}.pid")
     return [int(f.read_text().split()[0]) for f in files]
+
+
+def alive(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().split()[2] != "Z"
+    except OSError:
+        return False
 
 
 def test_sfi_exp_run_on_an_omf_enabled_slice(site: NmSite, tmp_path: Path):
@@ -171,3 +181,31 @@ def test_sfi_exp_run_on_an_omf_enabled_slice(site: NmSite, tmp_path: Path):
     for pid in pids:
         wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists() or
                  Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", f"RC {pid} stopped")
+
+
+def test_rc_restarts_with_the_sliver_and_after_a_node_manager_recovery(site: NmSite):
+    urn = f"urn:publicid:IDN+plc:princeton+slice+{RESTARTED}"
+    am, creds = site.am(), site.cred(RESTARTED)
+    ok(am.Allocate(urn, creds, request(1), {}))
+    ok(am.Provision([urn], creds, {"geni_rspec_version": {"type": "GENI", "version": "3"}}))
+    ok(am.PerformOperationalAction([urn], creds, "geni_start", {}))
+    ok(am.OMFEnableSlice(urn, creds, {}))
+    (first,) = wait_for(lambda: rc_pids(site, RESTARTED), "the RC started")
+    assert alive(first)
+
+    ok(am.PerformOperationalAction([urn], creds, "geni_restart", {}))
+    (second,) = wait_for(lambda: [p for p in rc_pids(site, RESTARTED) if p != first],
+                         "a new RC after the sliver restart")
+    wait_for(lambda: not alive(first), "the old RC stopped")
+    assert alive(second)
+
+    os.kill(second, signal.SIGKILL)  # as if the node manager had gone down with its RCs
+    wait_for(lambda: not alive(second), "the RC killed")
+    (manager,) = [s.nm for s in site.nodes.values() if any(
+        r.slice_urn == urn for r in s.nm.store.slivers())]
+    manager.recover()
+    (third,) = wait_for(lambda: [p for p in rc_pids(site, RESTARTED) if p != second],
+                        "the RC restarted by recovery")
+    assert alive(third)
+    ok(am.Delete([urn], creds, {}))
+    wait_for(lambda: not alive(third), "the RC stopped by Delete")
