@@ -55,7 +55,7 @@ ROOT, SLICE, EXP = "bench", "bench.fanout", "fanout-1"
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def description(nodes: list[str], commands: int) -> str:
@@ -67,7 +67,9 @@ def description(nodes: list[str], commands: int) -> str:
             f"[groups]\nall = [{members}]\n\n{steps}")
 
 
-async def run(slivers: int, commands: int, base: Path) -> dict[str, Any]:
+def pki(base: Path) -> tuple[Any, Path, UserIdentity, str]:
+    """Root `bench`, user alice with a credential for the slice: (authority, roots dir,
+    alice's identity, the slice URN)."""
     authority = AuthorityStore(base / "authorities").create_root(ROOT)
     roots = base / "roots"
     roots.mkdir()
@@ -78,6 +80,12 @@ async def run(slivers: int, commands: int, base: Path) -> dict[str, Any]:
                                    expires=datetime.now(UTC) + timedelta(hours=1),
                                    signer_key=authority.key, signer=authority.gid).xml
     assert user_key is not None
+    user = UserIdentity(user_gid.urn, user_key, user_gid.to_pem(include_chain=True), credential)
+    return authority, roots, user, slice_gid.urn
+
+
+async def run(slivers: int, commands: int, base: Path) -> dict[str, Any]:
+    authority, roots, user, slice_urn = pki(base)
     server = XmppServer("127.0.0.1", free_port("127.0.0.1"), "localhost", "pubsub.localhost")
     paths = write_prosody(base / "xmpp", server, authority, [AGGREGATE_ACCOUNT],
                           admins=[server.jid(AGGREGATE_ACCOUNT)])
@@ -103,15 +111,13 @@ async def run(slivers: int, commands: int, base: Path) -> dict[str, Any]:
         for node in nodes:
             client = PubsubClient(login(rc_account(SLICE, node)))
             rc = ResourceController(
-                SLICE, node, senders=SenderBook(policy, SLICE, slice_gid.urn), key=sliver_key,
+                SLICE, node, senders=SenderBook(policy, SLICE, slice_urn), key=sliver_key,
                 pubsub=client, workdir=base)
             client.on_item = _timed(rc, arrivals)
             rcs.append((client, rc))
         await asyncio.gather(*(client.connect() for client, _ in rcs))
         await asyncio.gather(*(rc.start() for _, rc in rcs))
         experiment = parse_experiment(description(nodes, commands))
-        user = UserIdentity(user_gid.urn, user_key, user_gid.to_pem(include_chain=True),
-                            credential)
         published: dict[int, float] = {}
         ec_client = PubsubClient(ec_login)
         ec = ExperimentController(experiment, EXP, user, pubsub=_Recorder(ec_client, published),
