@@ -4,7 +4,8 @@ Act 1: an authority `plc` with 8 nodes is initialised and served; its operator r
 the PI registers a user and a slice; the user, with `sfi`, looks at the resources, creates the
 slice on 5 nodes, waits until it is ready, looks inside one sliver, adds a key, renews and
 deletes it. Act 2: a second authority `ple` with 4 nodes peers with `plc`, and the same user
-creates one slice across both. Every step runs the real `sfa` and `sfi` commands; the demo
+creates one slice across both. Act 3 (sfa/demo_omf.py): an OMF-enabled slice runs a two-node
+experiment with `sfi exp run`. Every step runs the real `sfa` and `sfi` commands; the demo
 exits non-zero as soon as a step fails, and leaves no process behind.
 """
 
@@ -23,6 +24,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sfa.demo_omf import act_three
 from sfa.trust.gid import GID
 
 BIN = Path(sys.executable).parent
@@ -315,6 +317,7 @@ def main(argv: Sequence[str] = ()) -> int:
         try:
             plc, server = act_one(demo)
             act_two(demo, plc, server)
+            act_three(demo)
         except (DemoFailed, subprocess.TimeoutExpired) as exc:
             print(f"\nDEMO FAILED at step {demo.step_number}: {exc}", file=sys.stderr)
             return 1
