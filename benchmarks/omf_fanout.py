@@ -28,6 +28,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from sfa.deploy.xmpp import (  # noqa: E402
+    AGGREGATE_ACCOUNT,
+    account_password,
+    create_account,
+    free_port,
+    write_prosody,
+)
 from sfa.omf.config import XmppLogin, XmppServer  # noqa: E402
 from sfa.omf.ec import ExperimentController, UserIdentity  # noqa: E402
 from sfa.omf.experiment import parse_experiment  # noqa: E402
@@ -36,14 +43,7 @@ from sfa.omf.provision import create_experiment_groups, create_slice_tree  # noq
 from sfa.omf.rc import ResourceController  # noqa: E402
 from sfa.omf.tree import ec_account, rc_account  # noqa: E402
 from sfa.omf.xmpp import PubsubClient  # noqa: E402
-from sfa.server.prosody import (  # noqa: E402
-    AGGREGATE_ACCOUNT,
-    ProsodyProcess,
-    account_password,
-    create_account,
-    free_port,
-    write_prosody,
-)
+from sfa.server.prosody import ProsodyProcess  # noqa: E402
 from sfa.trust.credential import create_credential  # noqa: E402
 from sfa.trust.hierarchy import AuthorityStore  # noqa: E402
 from sfa.trust.keys import generate_private_key  # noqa: E402

@@ -12,6 +12,8 @@ import json
 import shutil
 from typing import TYPE_CHECKING
 
+from sfa.deploy.xmpp import free_port
+
 if TYPE_CHECKING:
     from sfa.demo import Demo
 
@@ -74,7 +76,6 @@ wait_for = "listen"
 
 def act_three(demo: Demo) -> None:
     from sfa.demo import DemoFailed, _wait_ready  # noqa: PLC0415 - the demo's own helpers
-    from sfa.server.prosody import free_port  # noqa: PLC0415
 
     demo.step("Act 3: OMF experiment control over XMPP pubsub")
     if shutil.which("prosody") is None:

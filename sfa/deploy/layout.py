@@ -42,9 +42,9 @@ from sfa.deploy.config import (
     render_config,
     service_url,
 )
+from sfa.deploy.xmpp import free_port, init_deployment_xmpp
 from sfa.errors import AlreadyExists, BadArgs
 from sfa.nodemanager.nodedir import create_node_dir
-from sfa.server.prosody import free_port, init_deployment_xmpp
 from sfa.storage.registry_schema import open_registry_database
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import Authority, AuthorityStore

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -48,9 +48,6 @@ from sfa.trust.slicekey import unseal_slice_key
 from sfa.trust.ticket import create_lease, verify_ticket
 from sfa.trust.verify import TrustPolicy
 from sfa.xrn import validate_urn
-
-if TYPE_CHECKING:
-    from sfa.nodemanager.omf_rc import OmfControllers
 
 log = logging.getLogger("sfa.nodemanager")
 
@@ -117,6 +114,19 @@ class SliverInfo:
         }
 
 
+class SliverCompanions(Protocol):
+    """Processes that live beside some slivers (OMF resource controllers): started with the
+    sliver, stopped with it, forgotten when it is destroyed."""
+
+    def enable(self, record: SliverRecord, settings: Mapping[str, Any]) -> None: ...
+
+    def start(self, record: SliverRecord) -> bool: ...
+
+    def stop(self, login: str) -> None: ...
+
+    def forget(self, login: str) -> None: ...
+
+
 class NodeManager:
     """One node's slivers: see spec/nodemanager.md."""
 
@@ -142,8 +152,8 @@ class NodeManager:
         self.clock = clock
         self._lock = threading.RLock()
         self.on_reaped: Callable[[str], None] | None = None
-        # the OMF resource controllers of OMF-enabled slivers (sfa.nodemanager.omf_rc)
-        self.omf: OmfControllers | None = None
+        # the OMF resource controllers of OMF-enabled slivers (sfa.server.omf_node)
+        self.omf: SliverCompanions | None = None
 
     @property
     def urn(self) -> str:

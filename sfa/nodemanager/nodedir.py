@@ -29,7 +29,6 @@ from sfa.nodemanager.backend import Backend
 from sfa.nodemanager.dirbackend import DirBackend
 from sfa.nodemanager.enforcing import EnforcingBackend, EnforcingConfig
 from sfa.nodemanager.manager import NodeIdentity, NodeManager
-from sfa.nodemanager.omf_rc import OmfControllers
 from sfa.nodemanager.resources import Resources
 from sfa.nodemanager.store import NodeStore
 from sfa.trust.gid import GID
@@ -180,7 +179,7 @@ def open_node(nodedir: Path, *, config: NodeConfig | None = None) -> NodeManager
         uid_base = DEFAULT_UID_BASE
     if os.geteuid() != 0:
         uid_base = None
-    manager = NodeManager(
+    return NodeManager(
         node=NodeIdentity(gid=gid, key=key, hostname=config.hostname),
         policy=TrustPolicy(roots=roots, strict_crypto=config.strict_crypto),
         store=NodeStore(nodedir / "db" / "node.sqlite"),
@@ -188,8 +187,6 @@ def open_node(nodedir: Path, *, config: NodeConfig | None = None) -> NodeManager
         admission=Admission(config.capacity, config.thresholds, nodedir),
         uid_base=uid_base,
     )
-    manager.omf = OmfControllers(nodedir, slivers, config.urn, config.roots_dir(nodedir))
-    return manager
 
 
 def make_backend(nodedir: Path, config: NodeConfig) -> Backend:

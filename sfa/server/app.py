@@ -20,6 +20,7 @@ from sfa.server.am_api import AGGREGATE_DB, start_deployment_aggregate
 from sfa.server.envelope import FaultReplies, ReplyStyle
 from sfa.server.listener import RunningService, start_service
 from sfa.server.nm_api import start_node_manager
+from sfa.server.omf_node import OmfControllers
 from sfa.server.prosody import start_deployment_prosody
 from sfa.server.registry_api import registry_handlers
 from sfa.server.sm_api import start_deployment_slicemgr
@@ -147,6 +148,8 @@ def start_node_managers(
     for nodedir in directories:
         config = load_node_config(nodedir)
         nm = open_node(nodedir, config=config)
+        nm.omf = OmfControllers(nodedir, nodedir / "slivers", config.urn,
+                                config.roots_dir(nodedir))
         nm.recover()
         summary = nm.enforcement.summary()
         if summary not in reported:  # once, not once per node of the same kind

@@ -23,19 +23,13 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfa.aggregate.api_v3 import AggregateManagerV3
+from sfa.aggregate.context import slice_urn_argument
 from sfa.aggregate.nm_book import NodeManagerBook
 from sfa.aggregate.nm_client import NodeCall
 from sfa.aggregate.nm_driver import NodeManagerDriver
-from sfa.aggregate.service import slice_urn_argument
 from sfa.aggregate.slivers import Sliver
-from sfa.errors import BadArgs, Unavailable
-from sfa.omf.aggregate import OMF_DB, OmfAggregate, OmfBook
-from sfa.omf.config import XmppLogin
-from sfa.omf.provision import create_system_tree
-from sfa.omf.xmpp import PubsubClient
-from sfa.server.deployment import Deployment
-from sfa.server.dispatch import CallContext, Handler
-from sfa.server.prosody import (
+from sfa.deploy.layout import Deployment
+from sfa.deploy.xmpp import (
     AGGREGATE_ACCOUNT,
     ProsodyPaths,
     account_password,
@@ -45,6 +39,12 @@ from sfa.server.prosody import (
     remove_account,
     xmpp_server,
 )
+from sfa.errors import BadArgs, Unavailable
+from sfa.omf.aggregate import OMF_DB, OmfAggregate, OmfBook
+from sfa.omf.config import XmppLogin
+from sfa.omf.provision import create_system_tree
+from sfa.omf.xmpp import PubsubClient
+from sfa.server.dispatch import CallContext, Handler
 from sfa.server.wire_args import call_args
 from sfa.trust.keys import generate_private_key, load_private_key, private_key_to_pem
 from sfa.trust.rights import operation_for

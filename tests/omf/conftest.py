@@ -18,19 +18,19 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sfa.omf.config import RcConfig, XmppLogin, XmppServer, render_rc_config
-from sfa.omf.ec import UserIdentity
-from sfa.omf.tree import ec_account, rc_account
-from sfa.server.prosody import (
+from sfa.deploy.xmpp import (
     AGGREGATE_ACCOUNT,
     ProsodyPaths,
-    ProsodyProcess,
     account_password,
     create_account,
     free_port,
     prosody_installed,
     write_prosody,
 )
+from sfa.omf.config import RcConfig, XmppLogin, XmppServer, render_rc_config
+from sfa.omf.ec import UserIdentity
+from sfa.omf.tree import ec_account, rc_account
+from sfa.server.prosody import ProsodyProcess
 from sfa.trust.credential import create_credential
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import Authority, AuthorityStore

@@ -21,13 +21,10 @@ from typing import Any
 
 import pytest
 
-from sfa.omf.config import XmppLogin
-from sfa.omf.xmpp import PubsubClient
-from sfa.server.config import XmppConfig
-from sfa.server.deployment import Deployment
-from sfa.server.prosody import (
+from sfa.deploy.config import XmppConfig
+from sfa.deploy.layout import Deployment
+from sfa.deploy.xmpp import (
     AGGREGATE_ACCOUNT,
-    ProsodyProcess,
     account_password,
     deployment_prosody,
     free_port,
@@ -35,6 +32,9 @@ from sfa.server.prosody import (
     prosody_installed,
     xmpp_server,
 )
+from sfa.omf.config import XmppLogin
+from sfa.omf.xmpp import PubsubClient
+from sfa.server.prosody import ProsodyProcess
 from tests.omf.test_experiment_e2e import experiment_text, free_loopback_port
 from tests.server.conftest import keys  # noqa: F401 - fixture reused
 from tests.server.nm_site import NmSite, build_deployment, ok, request, start_site, stop_site

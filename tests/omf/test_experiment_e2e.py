@@ -8,12 +8,12 @@ import asyncio
 import socket
 from pathlib import Path
 
+from sfa.deploy.xmpp import AGGREGATE_ACCOUNT
 from sfa.omf.ec import ExperimentController
 from sfa.omf.experiment import parse_experiment
 from sfa.omf.provision import create_experiment_groups, create_slice_tree, remove_slice_tree
 from sfa.omf.tree import resource_node
 from sfa.omf.xmpp import PubsubClient
-from sfa.server.prosody import AGGREGATE_ACCOUNT
 from tests.omf.conftest import ROOT, Pki, Xmpp, await_ready, start_rc
 
 NODES = ["node1", "node2", "node3", "node4"]

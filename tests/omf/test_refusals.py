@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from sfa.deploy.xmpp import AGGREGATE_ACCOUNT
 from sfa.errors import Forbidden
 from sfa.omf.ec import UserIdentity
 from sfa.omf.messages import HELLO, Message, Sequence, sign_message
@@ -21,7 +22,6 @@ from sfa.omf.provision import create_experiment_groups, create_slice_tree, remov
 from sfa.omf.rc import ResourceController
 from sfa.omf.tree import group_node, rc_account, resource_node
 from sfa.omf.xmpp import PubsubClient
-from sfa.server.prosody import AGGREGATE_ACCOUNT
 from sfa.timeutil import utcnow
 from tests.omf.conftest import ROOT, Pki, RcProcess, Xmpp, await_ready, close_loop, start_rc
 

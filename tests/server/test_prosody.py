@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sfa.server.config import load_config
-from sfa.server.prosody import ProsodyPaths, account_password, prosody_installed
+from sfa.deploy.config import load_config
+from sfa.deploy.xmpp import ProsodyPaths, account_password, prosody_installed
 
 SFA = [sys.executable, "-m", "sfa.cli.main"]
 needs_prosody = pytest.mark.skipif(not prosody_installed(),

@@ -6,6 +6,9 @@ user under its limits, stopped and removed with the sliver, restarted after a re
     slivers/<login>/home/<login>/.omf/      rc.toml, rc.sh, ca.pem, trusted_roots/
     slivers/<login>/log/rc.log              the RC's log (refusals included)
 
+This is the node manager's `SliverCompanions` (set by `sfa.server.app` on each node manager
+it serves): it joins the node manager and the OMF programs, so it lives at the edge.
+
 The RC signs with the slice's key (home/<login>/.ssh/id_rsa, delivered sealed to this node)
 and logs in with a password derived from it, as the aggregate derives it.
 """
@@ -98,7 +101,7 @@ class OmfControllers:
         roots = sorted(self.trusted_roots.glob("*.gid"))
         config = RcConfig(login, slice_hrn, self.node_hrn, key_file,
                           home / ".omf" / "trusted_roots")
-        script = (f'exec "{python}" -m sfa.server.cli rc "{home}/.omf/rc.toml" '
+        script = (f'exec "{python}" -m sfa.cli.main rc "{home}/.omf/rc.toml" '
                   f'--workdir "{home}"\n')
         with (safefs.open_dirs(self.slivers_dir, [record.login, "home", record.login],
                                mode=0o700, uid=record.uid) as home_fd,
