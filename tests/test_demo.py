@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,11 @@ def test_make_demo_runs_the_whole_story_and_leaves_no_process() -> None:
     assert "init script wrote: hello from urn:publicid:IDN+plc+sliver+" in out
     assert "Max address space         134217728" in out
     assert "authorized_keys in plc_demo: " in out
+    if shutil.which("prosody"):  # act 3: an OMF experiment through Prosody
+        assert "stdout: lab.node1 received: hello from lab.node2" in out
+        assert "Success on lab.node2 send" in out
+    else:
+        assert "SKIPPED: prosody is not installed" in out
     assert "Demo finished: every step succeeded" in out
     assert _processes_mentioning("sfa-demo-") == []
 
