@@ -10,47 +10,54 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
-
-from sfa.deploy.xmpp import free_port
 
 if TYPE_CHECKING:
     from sfa.demo import Demo
 
+# The receivers listen on 127.0.0.<20 + their index in the group>; sender i sends to receiver i.
 RECEIVER = (
     "import os, socket\n"
+    "address = '127.0.0.%d' % (20 + int(os.environ['OMF_INDEX']))\n"
     "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    "s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen(); s.settimeout(30)\n"
+    "s.bind((address, int(os.environ['PORT']))); s.listen(); s.settimeout(30)\n"
     "c, _ = s.accept(); data = b''\n"
     "while chunk := c.recv(4096): data += chunk\n"
     "print(os.environ['OMF_NODE'], 'received:', data.decode())\n"
 )
 SENDER = (
     "import os, socket, time\n"
+    "address = '127.0.0.%d' % (20 + int(os.environ['OMF_INDEX']))\n"
     "end = time.monotonic() + 20\n"
     "while True:\n"
-    "    try: c = socket.create_connection(('127.0.0.1', int(os.environ['PORT']))); break\n"
+    "    try: c = socket.create_connection((address, int(os.environ['PORT']))); break\n"
     "    except OSError:\n"
     "        if time.monotonic() > end: raise\n"
     "        time.sleep(0.05)\n"
     "c.sendall(('hello from ' + os.environ['OMF_NODE']).encode()); c.close()\n"
-    "print('sent')\n"
+    "print('sent to', address)\n"
 )
 
 
-def experiment_description(port: int) -> str:
-    def toml(code: str) -> str:
-        return json.dumps(code)  # a JSON string is a valid TOML basic string
+def experiment_description(port: int, slice_hrn: str = "lab.omfdemo",
+                           receivers: Sequence[str] = ("lab.node1",),
+                           senders: Sequence[str] = ("lab.node2",)) -> str:
+    """A senders/receivers experiment on loopback (TOML, docs/omf.md)."""
+
+    def toml(value: object) -> str:
+        return json.dumps(value)  # JSON strings and lists of them are valid TOML
 
     return f"""# An OMF experiment description (docs/omf.md)
 [experiment]
-slice = "lab.omfdemo"
+slice = {toml(slice_hrn)}
 name = "pingpong"
 timeout_seconds = 60
 
 [groups]
-receivers = ["lab.node1"]
-senders = ["lab.node2"]
+receivers = {toml(list(receivers))}
+senders = {toml(list(senders))}
 
 [properties.receivers]
 PORT = "{port}"
@@ -72,6 +79,13 @@ command = ["python3", "-c", {toml(SENDER)}]
 [[step]]
 wait_for = "listen"
 """
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on the receivers' first address right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.20", 0))
+        return int(probe.getsockname()[1])
 
 
 def act_three(demo: Demo) -> None:
@@ -103,7 +117,7 @@ def act_three(demo: Demo) -> None:
     _wait_ready(demo, "labpi", "lab.omfdemo", 2)
 
     demo.step("sfi exp run: node1 receives what node2 sends, outputs collected")
-    (work / "pingpong.toml").write_text(experiment_description(free_port("127.0.0.1")))
+    (work / "pingpong.toml").write_text(experiment_description(free_loopback_port()))
     output = demo.sfi("labpi", "exp", "run", "pingpong.toml", "--out", "omf-out")
     if "received: hello from lab.node2" not in output:
         raise DemoFailed("the receiver did not report what the sender sent")

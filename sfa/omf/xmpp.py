@@ -78,23 +78,12 @@ class PubsubClient:
 
     async def create_node(self, node: str) -> None:
         """Create a node (an existing one is fine)."""
-        try:
-            await self.pubsub.create_node(self.login.server.pubsub, node, timeout=IQ_TIMEOUT)
-        except IqError as exc:
-            if exc.condition != "conflict":
-                raise _refusal(exc, f"create {node}") from None
-        except IqTimeout:
-            raise TimedOut(f"creating {node} timed out") from None
+        await self._iq(self.pubsub.create_node, node, what=f"create {node}", unless="conflict")
 
     async def delete_node(self, node: str) -> None:
         """Delete a node (an absent one is fine)."""
-        try:
-            await self.pubsub.delete_node(self.login.server.pubsub, node, timeout=IQ_TIMEOUT)
-        except IqError as exc:
-            if exc.condition != "item-not-found":
-                raise _refusal(exc, f"delete {node}") from None
-        except IqTimeout:
-            raise TimedOut(f"deleting {node} timed out") from None
+        await self._iq(self.pubsub.delete_node, node, what=f"delete {node}",
+                       unless="item-not-found")
 
     async def set_publishers(self, node: str, jids: Iterable[str]) -> None:
         """Make `jids` publishers of `node` (only they, and owners, may publish there)."""
@@ -105,12 +94,7 @@ class PubsubClient:
 
     async def list_nodes(self) -> list[str]:
         """Every node of the pubsub service."""
-        try:
-            reply = await self.pubsub.get_nodes(self.login.server.pubsub, timeout=IQ_TIMEOUT)
-        except IqError as exc:
-            raise _refusal(exc, "list nodes") from None
-        except IqTimeout:
-            raise TimedOut("listing pubsub nodes timed out") from None
+        reply = await self._iq(self.pubsub.get_nodes, None, what="list nodes")
         return [str(node) for _jid, node, _name in reply["disco_items"]["items"] if node]
 
     async def subscribe(self, node: str) -> None:
@@ -124,12 +108,16 @@ class PubsubClient:
         payload.text = text
         await self._iq(self.pubsub.publish, node, payload=payload, what=f"publish on {node}")
 
-    async def _iq(self, method: Callable[..., Awaitable[Any]], node: str, *args: Any,
-                  what: str, **kwargs: Any) -> Any:
+    async def _iq(self, method: Callable[..., Awaitable[Any]], node: str | None, *args: Any,
+                  what: str, unless: str = "", **kwargs: Any) -> Any:
+        """One pubsub request; an error whose condition is `unless` counts as done."""
+        target = (node,) if node is not None else ()
         try:
-            return await method(self.login.server.pubsub, node, *args, timeout=IQ_TIMEOUT,
+            return await method(self.login.server.pubsub, *target, *args, timeout=IQ_TIMEOUT,
                                 **kwargs)
         except IqError as exc:
+            if unless and exc.condition == unless:
+                return None
             raise _refusal(exc, what) from None
         except IqTimeout:
             raise TimedOut(f"{what}: no answer within {IQ_TIMEOUT} s") from None

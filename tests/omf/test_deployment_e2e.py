@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from sfa.demo_omf import free_loopback_port
 from sfa.deploy.config import XmppConfig
 from sfa.deploy.layout import Deployment
 from sfa.deploy.xmpp import (
@@ -35,7 +36,7 @@ from sfa.deploy.xmpp import (
 from sfa.omf.config import XmppLogin
 from sfa.omf.xmpp import PubsubClient
 from sfa.server.prosody import ProsodyProcess
-from tests.omf.test_experiment_e2e import experiment_text, free_loopback_port
+from tests.omf.test_experiment_e2e import experiment_text
 from tests.server.conftest import keys  # noqa: F401 - fixture reused
 from tests.server.nm_site import NmSite, build_deployment, ok, request, start_site, stop_site
 

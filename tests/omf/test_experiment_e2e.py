@@ -5,9 +5,9 @@ collected, and the tree removed."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
+from sfa.demo_omf import experiment_description, free_loopback_port
 from sfa.deploy.xmpp import AGGREGATE_ACCOUNT
 from sfa.omf.ec import ExperimentController
 from sfa.omf.experiment import parse_experiment
@@ -18,79 +18,13 @@ from tests.omf.conftest import ROOT, Pki, Xmpp, await_ready, start_rc
 
 NODES = ["node1", "node2", "node3", "node4"]
 
-RECEIVER = """
-import os, socket
-address = "127.0.0.%d" % (20 + int(os.environ["OMF_INDEX"]))
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind((address, int(os.environ["PORT"])))
-server.listen()
-server.settimeout(30)
-conn, _ = server.accept()
-data = b""
-while chunk := conn.recv(4096):
-    data += chunk
-print(os.environ["OMF_NODE"], "received:", data.decode())
-"""
-
-SENDER = """
-import os, socket, time
-address = "127.0.0.%d" % (20 + int(os.environ["OMF_INDEX"]))
-deadline = time.monotonic() + 20
-while True:
-    try:
-        conn = socket.create_connection((address, int(os.environ["PORT"])), timeout=5)
-        break
-    except OSError:
-        if time.monotonic() > deadline:
-            raise
-        time.sleep(0.05)
-conn.sendall(("hello from " + os.environ["OMF_NODE"]).encode())
-conn.close()
-print("sent to", address)
-"""
 
 
 def experiment_text(port: int) -> str:
-    def toml_string(code: str) -> str:
-        return '"""' + code.replace("\\", "\\\\") + '"""'
-
-    return f"""
-[experiment]
-slice = "{ROOT}.sa"
-name = "pingpong"
-timeout_seconds = 45
-
-[groups]
-receivers = ["{ROOT}.node1", "{ROOT}.node2"]
-senders = ["{ROOT}.node3", "{ROOT}.node4"]
-
-[properties.receivers]
-PORT = "{port}"
-
-[properties.senders]
-PORT = "{port}"
-
-[[step]]
-group = "receivers"
-app = "listen"
-command = ["python3", "-c", {toml_string(RECEIVER)}]
-wait = "started"
-
-[[step]]
-group = "senders"
-app = "send"
-command = ["python3", "-c", {toml_string(SENDER)}]
-
-[[step]]
-wait_for = "listen"
-"""
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.20", 0))
-        return int(probe.getsockname()[1])
+    """The demo's senders/receivers description on slice sa: node1, node2 receive what node3,
+    node4 send."""
+    return experiment_description(port, f"{ROOT}.sa", [f"{ROOT}.node1", f"{ROOT}.node2"],
+                                  [f"{ROOT}.node3", f"{ROOT}.node4"])
 
 
 def test_two_group_experiment_end_to_end(xmpp: Xmpp, pki: Pki, tmp_path: Path):
