@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfa.errors import SfaError, TimedOut
 from sfa.omf.experiment import AppStep, Experiment, WaitStep
-from sfa.omf.messages import HELLO, Message, ReplyBook, Sequence, sign_message
+from sfa.omf.messages import HELLO, Message, ReplyBook, SequenceNumbers, sign_message
 from sfa.omf.rc import Pubsub
 from sfa.omf.tree import group_node, resource_node
 from sfa.timeutil import utcnow
@@ -76,7 +76,7 @@ class ExperimentController:
                                   for n, k in rc_keys.items()})
         self.on_event = on_event
         self.run_record = ExperimentRun(experiment_id, self.slice_hrn)
-        self._seq = Sequence()
+        self._seq = SequenceNumbers()
         self._changed = asyncio.Condition()
         self._deadline = 0.0
 

@@ -139,7 +139,7 @@ def _mapping(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value
 
 
-class Sequence:
+class SequenceNumbers:
     """Sequence numbers that keep increasing across runs (microseconds since the epoch)."""
 
     def __init__(self) -> None:
@@ -234,6 +234,30 @@ class SenderBook:
             del self._senders[message.sender.lower()]
             raise CredentialExpired(f"the credential of {message.sender} has expired")
         return sender
+
+
+def accept_standalone(text: str | bytes, topic: str, window: ReplayWindow,
+                      now: datetime | None = None) -> tuple[GID, Message]:
+    """A self-contained command (the aggregate's /OMF/system nodes): it carries the user's
+    chain and credential, is signed by the chain's key, fresh, not replayed and meant for
+    `topic`. The credential itself is for the caller's door (the AM API's)."""
+    now = now or utcnow()
+    signed = parse_message(text)
+    message = signed.message
+    if message.topic != topic:
+        raise Forbidden(f"a message for {message.topic[:120]} was published on {topic}")
+    if not message.chain or not message.credential:
+        raise Forbidden("a system command must carry the user's certificate chain and "
+                        "credential")
+    try:
+        gid = GID.from_pem(message.chain)
+    except (SfaError, ValueError):
+        raise BadArgs("the command's certificate chain is not PEM") from None
+    if gid.urn.lower() != message.sender.lower():
+        raise Forbidden(f"the command's certificate is {gid.urn}, not its sender")
+    signed.verify(gid.public_key)
+    window.check(message, now)
+    return gid, message
 
 
 class ReplyBook:

@@ -33,7 +33,7 @@ from sfa.omf.messages import (
     INFORM,
     Message,
     SenderBook,
-    Sequence,
+    SequenceNumbers,
     parse_message,
     sign_message,
 )
@@ -73,7 +73,7 @@ class ResourceController:
         self.pubsub = pubsub
         self.workdir = workdir
         self.refusals: list[str] = []
-        self._seq = Sequence()
+        self._seq = SequenceNumbers()
         self._groups: dict[str, _Group] = {}  # group node -> membership
         self._apps: dict[tuple[str, str], asyncio.Task[None]] = {}  # (experiment, app)
 

@@ -85,6 +85,14 @@ class PubsubClient:
         await self._iq(self.pubsub.delete_node, node, what=f"delete {node}",
                        unless="item-not-found")
 
+    async def open_publishing(self, node: str) -> None:
+        """Let any logged-in account publish on `node` (what it publishes is verified)."""
+        form = self.client.plugin["xep_0004"].make_form("submit")
+        form.add_field("FORM_TYPE", ftype="hidden",
+                       value="http://jabber.org/protocol/pubsub#node_config")
+        form.add_field("pubsub#publish_model", value="open")
+        await self._iq(self.pubsub.set_node_config, node, form, what=f"open {node}")
+
     async def set_publishers(self, node: str, jids: Iterable[str]) -> None:
         """Make `jids` publishers of `node` (only they, and owners, may publish there)."""
         affiliations = [(jid, "publisher") for jid in jids]

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
+from xml.sax.saxutils import escape
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -39,16 +40,28 @@ from sfa.deploy.xmpp import (
     remove_account,
     xmpp_server,
 )
-from sfa.errors import BadArgs, Unavailable
+from sfa.errors import BadArgs, SearchFailed, SfaError, Unavailable
 from sfa.omf.aggregate import OMF_DB, OmfAggregate, OmfBook
 from sfa.omf.config import XmppLogin
+from sfa.omf.messages import (
+    INFORM,
+    Message,
+    ReplayWindow,
+    SequenceNumbers,
+    accept_standalone,
+    parse_message,
+    sign_message,
+)
 from sfa.omf.provision import create_system_tree
+from sfa.omf.tree import SYSTEM
 from sfa.omf.xmpp import PubsubClient
 from sfa.server.dispatch import CallContext, Handler
 from sfa.server.wire_args import call_args
+from sfa.timeutil import utcnow
+from sfa.trust.gid import GID
 from sfa.trust.keys import generate_private_key, load_private_key, private_key_to_pem
 from sfa.trust.rights import operation_for
-from sfa.xrn import urn_to_hrn
+from sfa.xrn import hrn_to_urn, urn_to_hrn
 
 log = logging.getLogger("sfa.aggregate.omf")
 CONTROL = operation_for("PerformOperationalAction")
@@ -85,6 +98,9 @@ class OmfEdge:
         self.client: PubsubClient = self._submit(_make_client(login)).result(CALL_TIMEOUT)
         self.omf = OmfAggregate(server, ProsodyAccounts(paths, server.domain), self.client,
                                 self.run, OmfBook(deployment.db_dir / OMF_DB))
+        self.identity = deployment.service_identity("aggregate")
+        self._system_window = ReplayWindow()
+        self._seq = SequenceNumbers()
         self._stopping = threading.Event()
         self._reconciler: asyncio.Future[None] | None = None
         self.ready: Future[Any] = self._submit(self._bootstrap())
@@ -103,14 +119,33 @@ class OmfEdge:
         nodes = [urn_to_hrn(n.urn)[0] for n in self.am.ctx.store.nodes()]
         made = await create_system_tree(self.client, nodes)
         for node in made[2:]:
+            await self.client.open_publishing(node)
             await self.client.subscribe(node)
         self.client.on_item = self._system_item
         log.info("OMF: /OMF/system ready with %d nodes", len(made) - 2)
         self._reconciler = asyncio.ensure_future(self._reconcile_forever())
 
-    async def _system_item(self, topic: str, _text: str) -> None:
-        log.warning("OMF: a command on %s was not executed: system commands are not served "
-                    "yet (use the AM API)", topic)
+    async def _system_item(self, topic: str, text: str) -> None:
+        """A command on /OMF/system/<node>: verified, run through the AM API's own methods
+        (and so its trust door) with the signer as caller, answered on the same node."""
+        try:
+            if parse_message(text).message.kind == INFORM:
+                return  # our own answer
+            gid, message = accept_standalone(text, topic, self._system_window)
+        except SfaError as error:
+            log.warning("OMF: refused a command on %s: %s", topic, error)
+            return
+        try:
+            result: Any = await asyncio.to_thread(
+                run_system_command, self.am, gid, message, topic[len(SYSTEM) + 1:])
+            body: dict[str, Any] = {"re": message.seq, "event": "done", "result": result}
+        except SfaError as error:
+            log.warning("OMF: a %s command on %s failed: %s", message.kind, topic, error)
+            body = {"re": message.seq, "event": "error", "code": error.code.name,
+                    "message": error.message}
+        reply = Message(kind=INFORM, sender=self.identity.gid.urn, slice_hrn=message.slice_hrn,
+                        topic=topic, seq=self._seq.next(), issued=utcnow(), body=body)
+        await self.client.publish(topic, sign_message(reply, self.identity.key))
 
     async def _reconcile_forever(self) -> None:
         while not self._stopping.is_set():
@@ -161,6 +196,46 @@ class OmfEdge:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.omf.book.close()
+
+
+SYSTEM_ACTIONS = {"start": "geni_start", "stop": "geni_stop", "restart": "geni_restart"}
+GENI3 = {"type": "GENI", "version": "3"}
+
+
+def run_system_command(am: AggregateManagerV3, caller: GID, message: Message,
+                       node_hrn: str) -> list[dict[str, Any]]:
+    """create | start | stop | restart | status | delete the sliver of the message's slice on
+    `node_hrn`, as the AM API would for `caller` presenting the message's credential."""
+    slice_urn = hrn_to_urn(message.slice_hrn, "slice")
+    node_urn = hrn_to_urn(node_hrn, "node")
+    credentials = [{"geni_type": "geni_sfa", "geni_version": "3",
+                    "geni_value": message.credential}]
+    if message.kind == "create":
+        request = ('<rspec xmlns="http://www.geni.net/resources/rspec/3" type="request">'
+                   f'<node client_id="omf" component_id="{escape(node_urn)}" '
+                   'exclusive="false"/></rspec>')
+        allocated = am.allocate(caller, slice_urn, credentials, request, {})
+        urns = [s["geni_sliver_urn"] for s in allocated["geni_slivers"]]
+        am.provision(caller, urns, credentials, {"geni_rspec_version": GENI3})
+        return _slivers(am.perform_operational_action(caller, urns, credentials, "geni_start",
+                                                      {}))
+    urns = [s.urn for s in am.ctx.store.slivers_of(slice_urn) if s.node_urn == node_urn]
+    if not urns:
+        raise SearchFailed(f"{message.slice_hrn} has no sliver on {node_hrn}")
+    if message.kind in SYSTEM_ACTIONS:
+        return _slivers(am.perform_operational_action(caller, urns, credentials,
+                                                      SYSTEM_ACTIONS[message.kind], {}))
+    if message.kind == "status":
+        return _slivers(am.status(caller, urns, credentials, {})["geni_slivers"])
+    if message.kind == "delete":
+        return _slivers(am.delete(caller, urns, credentials, {}))
+    raise BadArgs(f"unknown system command {message.kind[:40]!r}: create, start, stop, "
+                  "restart, status or delete")
+
+
+def _slivers(slivers: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    keep = ("geni_sliver_urn", "geni_allocation_status", "geni_operational_status", "geni_error")
+    return [{k: str(s[k]) for k in keep if k in s} for s in slivers]
 
 
 async def _gathered(driver: NodeManagerDriver, calls: list[NodeCall]) -> list[Any]:

@@ -27,6 +27,7 @@ from sfa.deploy.layout import Deployment
 from sfa.deploy.xmpp import (
     AGGREGATE_ACCOUNT,
     account_password,
+    create_account,
     deployment_prosody,
     free_port,
     init_deployment_xmpp,
@@ -34,8 +35,10 @@ from sfa.deploy.xmpp import (
     xmpp_server,
 )
 from sfa.omf.config import XmppLogin
+from sfa.omf.messages import Message, SequenceNumbers, parse_message, sign_message
 from sfa.omf.xmpp import PubsubClient
 from sfa.server.prosody import ProsodyProcess
+from sfa.timeutil import utcnow
 from tests.omf.test_experiment_e2e import experiment_text
 from tests.server.conftest import keys  # noqa: F401 - fixture reused
 from tests.server.nm_site import NmSite, build_deployment, ok, request, start_site, stop_site
@@ -43,6 +46,7 @@ from tests.server.nm_site import NmSite, build_deployment, ok, request, start_si
 SLICE = "omf1"
 SLICE_URN = f"urn:publicid:IDN+plc:princeton+slice+{SLICE}"
 RESTARTED = "omf2"
+SYSTEM_SLICE = "omf3"
 SFI = [str(Path(sys.executable).parent / "sfi")]  # the entry point, as users run it
 
 
@@ -61,14 +65,14 @@ def site(reactor: Any, keys: list) -> Iterator[NmSite]:  # noqa: F811 - the shar
 
 
 def _site(reactor: Any, keys: list, base: Path) -> Iterator[NmSite]:  # noqa: F811
-    deployment, ids, _ = build_deployment(base, 4, keys, [SLICE, RESTARTED])
+    deployment, ids, _ = build_deployment(base, 4, keys, [SLICE, RESTARTED, SYSTEM_SLICE])
     xmpp = XmppConfig(enabled=True, port=free_port("127.0.0.1"))
     deployment = Deployment(deployment.directory, replace(deployment.config, xmpp=xmpp))
     init_deployment_xmpp(deployment, deployment.root_authority(), 4)
     prosody = ProsodyProcess(deployment_prosody(deployment), xmpp_server(xmpp))
     prosody.start()
     try:
-        running = start_site(reactor, deployment, ids, [SLICE, RESTARTED])
+        running = start_site(reactor, deployment, ids, [SLICE, RESTARTED, SYSTEM_SLICE])
         try:
             yield running
         finally:
@@ -116,6 +120,14 @@ def omf_nodes(site: NmSite) -> list[str]:
 def rc_pids(site: NmSite, name: str = SLICE) -> list[int]:
     files = site.deployment.nodes_dir.glob(f"*/omf/princeton_{name}.pid")
     return [int(f.read_text().split()[0]) for f in files]
+
+
+def slivers_of(site: NmSite, urn: str) -> list[str]:
+    store = site.store()
+    try:
+        return [s.urn for s in store.slivers_of(urn)]
+    finally:
+        store.close()
 
 
 def alive(pid: int) -> bool:
@@ -210,3 +222,69 @@ def test_rc_restarts_with_the_sliver_and_after_a_node_manager_recovery(site: NmS
     assert alive(third)
     ok(am.Delete([urn], creds, {}))
     wait_for(lambda: not alive(third), "the RC stopped by Delete")
+
+
+def test_system_commands_run_through_the_am_door(site: NmSite):
+    """create / status / delete of alice's sliver on node1, published on /OMF/system/plc.node1
+    and answered there signed by the aggregate; a command signed by bob for alice runs not."""
+    deployment = site.deployment
+    paths = deployment_prosody(deployment)
+    server = xmpp_server(deployment.config.xmpp)
+    login = XmppLogin(server, deployment.trusted_roots_dir / "plc.gid", "w13-system-test",
+                      create_account(paths, server.domain, "w13-system-test"))
+    topic = "/OMF/system/plc.node1"
+    urn = f"urn:publicid:IDN+plc:princeton+slice+{SYSTEM_SLICE}"
+    alice, bob = site.ids["alice"], site.ids["bob"]
+    aggregate_key = deployment.service_identity("aggregate").gid.public_key
+    sequence = SequenceNumbers()
+
+    def command(kind: str, signer: Any) -> tuple[int, str]:
+        message = Message(kind=kind, sender=alice.gid.urn, topic=topic,
+                          slice_hrn=f"plc.princeton.{SYSTEM_SLICE}", seq=sequence.next(),
+                          issued=utcnow(), chain=alice.gid.to_pem(include_chain=True),
+                          credential=site.creds[SYSTEM_SLICE])
+        return message.seq, sign_message(message, signer)
+
+    def slivers() -> list[str]:
+        return slivers_of(site, urn)
+
+    async def scenario() -> None:
+        answers: dict[int, dict[str, Any]] = {}
+        arrived = asyncio.Event()
+
+        async def on_item(node: str, text: str) -> None:
+            signed = parse_message(text)
+            if signed.message.kind == "inform" and node == topic:
+                signed.verify(aggregate_key)
+                answers[signed.message.body["re"]] = dict(signed.message.body)
+                arrived.set()
+
+        async def ask(kind: str, signer: Any) -> dict[str, Any]:
+            seq, text = command(kind, signer)
+            await client.publish(topic, text)
+            while seq not in answers:
+                arrived.clear()
+                await asyncio.wait_for(arrived.wait(), 60)
+            return answers[seq]
+
+        client = PubsubClient(login, on_item)
+        await client.connect()
+        await client.subscribe(topic)
+        try:
+            created = await ask("create", alice.key)
+            assert created["event"] == "done", created
+            assert created["result"][0]["geni_operational_status"] == "geni_ready"
+            made = slivers()
+            assert len(made) == 1
+            seq, forged = command("delete", bob.key)  # alice's chain, bob's signature
+            await client.publish(topic, forged)
+            status = await ask("status", alice.key)
+            assert status["event"] == "done" and seq not in answers
+            assert slivers() == made
+            deleted = await ask("delete", alice.key)
+            assert deleted["event"] == "done", deleted
+            assert slivers() == []
+        finally:
+            await client.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))

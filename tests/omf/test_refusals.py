@@ -17,7 +17,7 @@ import pytest
 from sfa.deploy.xmpp import AGGREGATE_ACCOUNT
 from sfa.errors import Forbidden
 from sfa.omf.ec import UserIdentity
-from sfa.omf.messages import HELLO, Message, Sequence, sign_message
+from sfa.omf.messages import HELLO, Message, SequenceNumbers, sign_message
 from sfa.omf.provision import create_experiment_groups, create_slice_tree, remove_slice_tree
 from sfa.omf.rc import ResourceController
 from sfa.omf.tree import group_node, rc_account, resource_node
@@ -38,7 +38,7 @@ class Stage:
     rc_b: RcProcess
     loop: asyncio.AbstractEventLoop
     clients: dict[str, PubsubClient]
-    seq: Sequence
+    seq: SequenceNumbers
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(asyncio.wait_for(coro, 30))
@@ -81,7 +81,7 @@ def stage(xmpp: Xmpp, pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Ite
     base = tmp_path_factory.mktemp("refusals")
     rc_a = start_rc(xmpp, pki, "sa", "node5", base / "a")
     rc_b = start_rc(xmpp, pki, "sb", "node6", base / "b")
-    made = Stage(xmpp, pki, rc_a, rc_b, loop, clients, Sequence())
+    made = Stage(xmpp, pki, rc_a, rc_b, loop, clients, SequenceNumbers())
     try:
         await_ready([rc_a, rc_b])
         alice = pki.identity("alice", "sa")
