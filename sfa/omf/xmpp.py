@@ -75,6 +75,14 @@ class PubsubClient:
         done = self.client.disconnect(wait=1.0)
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.ensure_future(done), 3)
+        # slixmpp cancels its output-filter task when the stream object is collected, which
+        # may be after this loop has closed ("Event loop is closed"): end it here instead.
+        filters = getattr(self.client, "_run_out_filters", None)
+        if filters is not None:
+            filters.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await filters
+            self.client._run_out_filters = None
 
     async def create_node(self, node: str) -> None:
         """Create a node (an existing one is fine)."""

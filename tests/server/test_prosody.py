@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import time
@@ -15,6 +14,9 @@ import pytest
 
 from sfa.deploy.config import load_config
 from sfa.deploy.xmpp import ProsodyPaths, account_password, prosody_installed
+from sfa.errors import Forbidden
+from sfa.omf.config import XmppLogin, XmppServer
+from sfa.omf.xmpp import PubsubClient
 
 SFA = [sys.executable, "-m", "sfa.cli.main"]
 needs_prosody = pytest.mark.skipif(not prosody_installed(),
@@ -60,18 +62,17 @@ def _gone(pid: int, deadline: float) -> bool:
 
 
 async def _login(jid: str, password: str, host: str, port: int, cafile: Path) -> bool:
-    import slixmpp  # noqa: PLC0415
-
-    client = slixmpp.ClientXMPP(jid, password)
-    client.ssl_context = ssl.create_default_context(cafile=str(cafile))
-    done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-    client.add_event_handler("session_start", lambda _e: done.done() or done.set_result(True))
-    client.add_event_handler("failed_auth", lambda _e: done.done() or done.set_result(False))
-    client.connect(host=host, port=port)
+    """True when `jid` logs in over TLS (the server's certificate checked against `cafile`)."""
+    account, domain = jid.split("@")
+    client = PubsubClient(XmppLogin(XmppServer(host, port, domain, f"pubsub.{domain}"),
+                                    cafile, account, password))
     try:
-        return await asyncio.wait_for(done, 20)
+        await client.connect()
+    except Forbidden:
+        return False
     finally:
-        client.disconnect()
+        await client.close()
+    return True
 
 
 def test_init_xmpp_writes_prosody_config_and_accounts(tmp_path: Path):
