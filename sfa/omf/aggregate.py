@@ -53,11 +53,29 @@ def _migrate(db: sqlite_utils.Database) -> None:
                "PRIMARY KEY (slice_urn, experiment))")
 
 
+def _migrate_requests(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE omf_requests (slice_urn TEXT PRIMARY KEY COLLATE NOCASE)")
+
+
 class OmfBook:
-    """DIR/db/omf.sqlite: the slices with an /OMF tree and each experiment's owner."""
+    """DIR/db/omf.sqlite: the slices with an /OMF tree, the slices whose request asked for
+    one (`<sfa:omf/>`, made at Provision), and each experiment's owner."""
 
     def __init__(self, path: Path) -> None:
-        self.database = Database(path, [Migration(1, "omf slices and experiments", _migrate)])
+        self.database = Database(path, [
+            Migration(1, "omf slices and experiments", _migrate),
+            Migration(2, "slices whose request asked for OMF", _migrate_requests)])
+
+    def set_requested(self, slice_urn: str, requested: bool) -> None:
+        with self.database.transaction() as db:
+            if requested:
+                db.execute("INSERT OR IGNORE INTO omf_requests VALUES (?)", [slice_urn])
+            else:
+                db.execute("DELETE FROM omf_requests WHERE slice_urn = ?", [slice_urn])
+
+    def requested(self, slice_urn: str) -> bool:
+        return bool(list(self.database.db().query(
+            "SELECT 1 FROM omf_requests WHERE slice_urn = ?", [slice_urn])))
 
     def slice_nodes(self, slice_urn: str) -> list[str] | None:
         rows = list(self.database.db().query(
@@ -76,6 +94,7 @@ class OmfBook:
     def drop_slice(self, slice_urn: str) -> None:
         with self.database.transaction() as db:
             db.execute("DELETE FROM omf_slices WHERE slice_urn = ?", [slice_urn])
+            db.execute("DELETE FROM omf_requests WHERE slice_urn = ?", [slice_urn])
             db.execute("DELETE FROM omf_experiments WHERE slice_urn = ?", [slice_urn])
 
     def owner(self, slice_urn: str, experiment: str) -> str | None:

@@ -5,7 +5,8 @@ Namespace `SFA_EXT_NS`, prefix `sfa`, schema `schemas/sfa-ext-1.xsd` (public URL
 `SFA_EXT_SCHEMA`). Elements:
 - `<sfa:resources load="0.3"><sfa:capacity .../><sfa:free .../></sfa:resources>` in a node;
 - `<sfa:request cpu_share=".." memory_mb=".." .../>` in a node of a request or manifest;
-- `<sfa:init_script>text</sfa:init_script>` at the top of a request or manifest.
+- `<sfa:init_script>text</sfa:init_script>` at the top of a request or manifest;
+- `<sfa:omf enabled="true"/>` at the top of a request: OMF experiment control for the slice.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from lxml import etree
 
-from sfa.rspecs.model import OPSTATE_NS, NodeResources, ResourceAmounts
+from sfa.rspecs.model import OPSTATE_NS, NodeResources, ResourceAmounts, RSpec
+from sfa.safexml import parse_xml
 
 SFA_EXT_NS = "http://sfa.dev/resources/rspec/ext/sfa/1"
 SFA_EXT_PREFIX = "sfa"
@@ -27,8 +29,20 @@ CAPACITY_TAG = f"{{{SFA_EXT_NS}}}capacity"
 FREE_TAG = f"{{{SFA_EXT_NS}}}free"
 REQUEST_TAG = f"{{{SFA_EXT_NS}}}request"
 INIT_SCRIPT_TAG = f"{{{SFA_EXT_NS}}}init_script"
+OMF_TAG = f"{{{SFA_EXT_NS}}}omf"
 
 AMOUNT_FIELDS = ("cpu_share", "memory_mb", "disk_mb", "tasks", "bandwidth_kbps")
+
+
+def omf_requested(rspec: RSpec) -> bool:
+    """True when a request carries `<sfa:omf/>` (enabled unless enabled="false"/"0")."""
+    for item in rspec.extensions:
+        if "omf" not in str(item):
+            continue
+        element = parse_xml(str(item), what="an RSpec extension")
+        if element.tag == OMF_TAG:
+            return element.get("enabled", "true").strip() not in ("false", "0")
+    return False
 
 
 def sfa_ext_schema_path() -> Path:

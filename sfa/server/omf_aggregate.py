@@ -55,8 +55,10 @@ from sfa.omf.messages import (
 from sfa.omf.provision import create_system_tree
 from sfa.omf.tree import SYSTEM
 from sfa.omf.xmpp import PubsubClient
+from sfa.rspecs.extension import omf_requested
+from sfa.rspecs.reader import read_rspec
 from sfa.server.dispatch import CallContext, Handler
-from sfa.server.wire_args import call_args
+from sfa.server.wire_args import call_args, rspec_text
 from sfa.timeutil import utcnow
 from sfa.trust.gid import GID
 from sfa.trust.keys import generate_private_key, load_private_key, private_key_to_pem
@@ -164,6 +166,16 @@ class OmfEdge:
             log.info("OMF: removed the tree and RC accounts of %s", urn)
         return gone
 
+    def enable(self, slice_urn: str) -> dict[str, Any]:
+        """The slice's tree, RC accounts and RCs for its slivers here."""
+        slivers = self.am.ctx.store.slivers_of(slice_urn)
+        if not slivers:
+            raise BadArgs(f"{slice_urn} has no slivers here; provision them first")
+        nodes = sorted({urn_to_hrn(s.node_urn)[0] for s in slivers})
+        self.omf.enable_slice(slice_urn, nodes, self.slice_key(slice_urn))
+        errors = self.start_controllers(slivers)
+        return {"slice_urn": slice_urn, "nodes": nodes, "errors": errors}
+
     def start_controllers(self, slivers: Sequence[Sliver]) -> dict[str, str]:
         """Ask each sliver's node manager to run its RC (node-manager driver only); the
         errors by sliver URN."""
@@ -259,13 +271,7 @@ def omf_v3_handlers(edge: OmfEdge, v3: Mapping[str, Handler]) -> dict[str, Handl
 
     def enable(call: CallContext, params: tuple[Any, ...]) -> Any:
         _verified, urn, _options = enter(call, params)
-        slivers = am.ctx.store.slivers_of(urn)
-        if not slivers:
-            raise BadArgs(f"{urn} has no slivers here; provision them first")
-        nodes = sorted({urn_to_hrn(s.node_urn)[0] for s in slivers})
-        edge.omf.enable_slice(urn, nodes, edge.slice_key(urn))
-        errors = edge.start_controllers(slivers)
-        return {"slice_urn": urn, "nodes": nodes, "errors": errors}
+        return edge.enable(urn)
 
     def session(call: CallContext, params: tuple[Any, ...]) -> Any:
         verified, urn, _options = enter(call, params)
@@ -284,6 +290,28 @@ def omf_v3_handlers(edge: OmfEdge, v3: Mapping[str, Handler]) -> dict[str, Handl
 
     handlers: dict[str, Handler] = {"OMFEnableSlice": enable, "OMFSession": session,
                                     "OMFCreateExperiment": create, "OMFDeleteExperiment": remove}
+    allocate, provision = v3.get("Allocate"), v3.get("Provision")
+    if allocate is not None:
+        def allocate_noting_omf(call: CallContext, params: tuple[Any, ...]) -> Any:
+            result = allocate(call, params)
+            slice_urn, _creds, rspec, _options = call_args(call, params, 3, 4)
+            wanted = omf_requested(read_rspec(rspec_text(rspec), "request"))
+            edge.omf.book.set_requested(slice_urn_argument(slice_urn), wanted)
+            return result
+
+        handlers["Allocate"] = allocate_noting_omf
+    if provision is not None:
+        def provision_then_enable(call: CallContext, params: tuple[Any, ...]) -> Any:
+            result = provision(call, params)
+            urns, _creds, _options = call_args(call, params, 2, 3)
+            slice_urn = am.ctx.resolve(urns if isinstance(urns, list) else [urns]).slice_urn
+            if edge.omf.book.requested(slice_urn):
+                outcome = edge.enable(slice_urn)
+                if outcome["errors"]:
+                    log.warning("OMF: RCs not started for %s: %s", slice_urn, outcome["errors"])
+            return result
+
+        handlers["Provision"] = provision_then_enable
     if delete is not None:
         def delete_then_reconcile(call: CallContext, params: tuple[Any, ...]) -> Any:
             result = delete(call, params)

@@ -197,12 +197,15 @@ def test_sfi_exp_run_on_an_omf_enabled_slice(site: NmSite, tmp_path: Path):
 
 
 def test_rc_restarts_with_the_sliver_and_after_a_node_manager_recovery(site: NmSite):
+    """Opted in by `<sfa:omf/>` in the request: the RC starts with the sliver, without any
+    OMF call."""
     urn = f"urn:publicid:IDN+plc:princeton+slice+{RESTARTED}"
     am, creds = site.am(), site.cred(RESTARTED)
-    ok(am.Allocate(urn, creds, request(1), {}))
+    opt_in = '<sfa:omf xmlns:sfa="http://sfa.dev/resources/rspec/ext/sfa/1"/></rspec>'
+    ok(am.Allocate(urn, creds, request(1).replace("</rspec>", opt_in), {}))
     ok(am.Provision([urn], creds, {"geni_rspec_version": {"type": "GENI", "version": "3"}}))
     ok(am.PerformOperationalAction([urn], creds, "geni_start", {}))
-    ok(am.OMFEnableSlice(urn, creds, {}))
+    assert f"/OMF/plc.princeton.{RESTARTED}/resources" in omf_nodes(site)
     (first,) = wait_for(lambda: rc_pids(site, RESTARTED), "the RC started")
     assert alive(first)
 

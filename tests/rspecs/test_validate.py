@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from sfa.errors import BadArgs
+from sfa.rspecs.extension import omf_requested
 from sfa.rspecs.model import RSpec
+from sfa.rspecs.reader import read_rspec
 from sfa.rspecs.validate import Catalog, validate
 from sfa.rspecs.writer import write_rspec
 
@@ -71,3 +73,18 @@ def test_missing_catalog_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BadArgs) as info:
         Catalog.load(tmp_path)
     assert "catalog" in info.value.message
+
+
+OMF_REQUEST = ('<rspec xmlns="http://www.geni.net/resources/rspec/3" '
+               'xmlns:sfa="http://sfa.dev/resources/rspec/ext/sfa/1" type="request">'
+               '<node client_id="n0" exclusive="false"/><sfa:omf enabled="{}"/></rspec>')
+
+
+def test_the_omf_opt_in_is_checked_by_our_xsd_and_read(schemas_dir: Path) -> None:
+    assert validate(OMF_REQUEST.format("true"), schemas_dir) == []
+    assert any("enabled" in e.message for e in validate(OMF_REQUEST.format("maybe"),
+                                                         schemas_dir))
+    assert omf_requested(read_rspec(OMF_REQUEST.format("true"), "request"))
+    assert not omf_requested(read_rspec(OMF_REQUEST.format("false"), "request"))
+    assert not omf_requested(read_rspec(OMF_REQUEST.replace('<sfa:omf enabled="{}"/>', ""),
+                                        "request"))
