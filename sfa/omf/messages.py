@@ -210,15 +210,7 @@ class SenderBook:
 
     def _admit(self, signed: SignedText, now: datetime) -> _Sender:
         message = signed.message
-        if not message.chain or not message.credential:
-            raise Forbidden("a hello must carry the user's certificate chain and credential")
-        try:
-            gid = GID.from_pem(message.chain)
-        except (SfaError, ValueError):
-            raise BadArgs("the hello's certificate chain is not PEM") from None
-        if gid.urn.lower() != message.sender.lower():
-            raise Forbidden(f"the hello's certificate is {gid.urn}, not its sender")
-        signed.verify(gid.public_key)
+        gid = signer_of(signed, "hello")
         call = authorize([message.credential], gid, self.policy, operation=CONTROL_OPERATION,
                          targets=[self.slice_urn], at=now)
         sender = _Sender(gid.public_key, call.expires)
@@ -246,18 +238,25 @@ def accept_standalone(text: str | bytes, topic: str, window: ReplayWindow,
     message = signed.message
     if message.topic != topic:
         raise Forbidden(f"a message for {message.topic[:120]} was published on {topic}")
+    gid = signer_of(signed, "system command")
+    window.check(message, now)
+    return gid, message
+
+
+def signer_of(signed: SignedText, what: str) -> GID:
+    """The GID of a message that carries its sender's chain and credential, once the
+    signature is proven to be by that GID's key (the chain itself is the door's to check)."""
+    message = signed.message
     if not message.chain or not message.credential:
-        raise Forbidden("a system command must carry the user's certificate chain and "
-                        "credential")
+        raise Forbidden(f"a {what} must carry the user's certificate chain and credential")
     try:
         gid = GID.from_pem(message.chain)
     except (SfaError, ValueError):
-        raise BadArgs("the command's certificate chain is not PEM") from None
+        raise BadArgs(f"the {what}'s certificate chain is not PEM") from None
     if gid.urn.lower() != message.sender.lower():
-        raise Forbidden(f"the command's certificate is {gid.urn}, not its sender")
+        raise Forbidden(f"the {what}'s certificate is {gid.urn}, not its sender")
     signed.verify(gid.public_key)
-    window.check(message, now)
-    return gid, message
+    return gid
 
 
 class ReplyBook:
