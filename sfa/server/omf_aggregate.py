@@ -14,6 +14,7 @@ tree and the RC accounts of a slice with no slivers left.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Coroutine, Mapping, Sequence
@@ -192,6 +193,13 @@ class OmfEdge:
         return {call.params[0]: reply.error for call, reply in zip(calls, replies, strict=True)
                 if not reply.ok}
 
+    async def _close(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciler
+        await self.client.close()
+
     def slice_key(self, slice_urn: str) -> rsa.RSAPrivateKey:
         """The slice's key pair (the one its tickets carry; made here for other drivers)."""
         book = NodeManagerBook(self.am.ctx.store.database)
@@ -202,7 +210,7 @@ class OmfEdge:
     def stop(self) -> None:
         self._stopping.set()
         try:
-            self._submit(self.client.close()).result(10)
+            self._submit(self._close()).result(10)
         except Exception:
             log.warning("OMF: closing the XMPP session failed", exc_info=True)
         self.loop.call_soon_threadsafe(self.loop.stop)
