@@ -6,11 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit tools clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,interop]'
 	touch $(STAMP)
 
 # The interop tests need the stock xmlsec1 and openssl programs, the OMF tests Prosody (an XMPP
@@ -43,7 +43,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-logo
 
 typecheck: $(STAMP)
-	$(BIN)/mypy sfa
+	$(BIN)/mypy sfa tests
 
 unit: $(STAMP) tools
 	$(BIN)/pytest --cov=sfa --cov-report=term:skip-covered

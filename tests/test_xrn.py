@@ -122,7 +122,7 @@ def test_rfc3151_publicid() -> None:
     assert urn_to_publicid("urn:publicid:IDN+a;b+c%2Bd+e") == "IDN a::b c+d e"
 
 
-def _refused(func, *args) -> BadArgs:  # type: ignore[no-untyped-def]
+def _refused(func, *args) -> BadArgs:
     with pytest.raises(BadArgs) as info:
         func(*args)
     assert info.value.code == GeniCode.BADARGS

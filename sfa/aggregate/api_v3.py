@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from importlib import metadata
 from typing import Any
 
+from sfa import __version__
 from sfa.errors import AlreadyExists, BadArgs, GeneralError, SfaError, Unsupported
 from sfa.rspecs.compress import compress
 from sfa.rspecs.versions import rspec_versions
@@ -71,7 +71,7 @@ class AggregateManagerV3:
             "urn": settings.am_urn,
             "hrn": settings.hrn,
             "am_type": "sfa",
-            "sfa_version": _version(),
+            "sfa_version": __version__,
         }
 
     def list_resources(self, peer: GID | None, credentials: object, options: object) -> str:
@@ -372,11 +372,6 @@ def _acted(sliver: Sliver, result: SliverResult, action: Action,
     return sliver.with_changes(**changes)
 
 
-def _version() -> str:
-    try:
-        return metadata.version("sfa")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _errors(results: Sequence[SliverResult]) -> str:

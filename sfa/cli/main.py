@@ -6,6 +6,8 @@ import importlib
 
 import click
 
+from sfa import __version__
+
 # (module, attribute) of each sub-group; imported lazily so one broken area cannot hide the rest.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "trust": ("sfa.cli.trust", "trust"),
@@ -30,7 +32,7 @@ class _LazyGroup(click.Group):
 
 
 @click.group(cls=_LazyGroup)
-@click.version_option(package_name="sfa")
+@click.version_option(version=__version__, package_name="sfa")
 def main() -> None:
     """Operate an SFA authority: trust, registry, aggregate and node managers."""
 

@@ -47,7 +47,7 @@ def test_rspec_request_and_show(alice_dir: Path, tmp_path: Path) -> None:
     sfi_json(alice_dir, "rspec", "request", "--nodes", "3", "-a", "plc", "-o", str(out))
     request = read_rspec(out.read_text())
     assert request.type == "request" and len(request.nodes) == 3
-    assert all(n.component_manager_id.endswith("plc+authority+am") for n in request.nodes)
+    assert all((n.component_manager_id or "").endswith("plc+authority+am") for n in request.nodes)
     named = sfi_json(alice_dir, "rspec", "request", "--component-id", "node2",
                      "--component-id", "urn:publicid:IDN+ple+node+node1")
     nodes = read_rspec(named["rspec"]).nodes

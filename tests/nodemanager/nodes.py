@@ -11,6 +11,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfa.nodemanager.admission import Thresholds
+from sfa.nodemanager.dirbackend import DirBackend
 from sfa.nodemanager.manager import NodeManager
 from sfa.nodemanager.nodedir import NodeConfig, load_node_config, open_node, write_node_config
 from sfa.nodemanager.resources import Resources
@@ -96,3 +97,9 @@ def slice_credential(user: Principal, slice_gid: GID, authority: Authority) -> s
         signer_key=authority.key, signer=authority.gid,
     )
     return credential.xml
+
+
+def slivers_dir(nm: NodeManager) -> Path:
+    """Where the node's DirBackend makes sliver directories."""
+    assert isinstance(nm.backend, DirBackend)
+    return nm.backend.slivers_dir

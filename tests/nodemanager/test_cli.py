@@ -8,6 +8,7 @@ import subprocess
 import sys
 import xmlrpc.client
 from pathlib import Path
+from typing import Any
 
 from sfa.nodemanager.nodedir import create_node_dir, load_node_config
 from tests.nodemanager.nodes import make_node_dir
@@ -31,7 +32,7 @@ def test_nodemanager_command_serves_and_stops_on_sigterm(open_dir, node1, plc):
         local_url = child.stdout.readline().split(" at ", 1)[1].strip()
         context = ssl.create_default_context(cafile=str(nodedir / "trusted_roots" / "plc.gid"))
         context.check_hostname = False
-        reply = xmlrpc.client.ServerProxy(url, context=context).GetVersion()
+        reply: Any = xmlrpc.client.ServerProxy(url, context=context).GetVersion()
         assert reply["value"]["urn"] == node1.gid.urn
         local = xmlrpc.client.ServerProxy(local_url)
         try:

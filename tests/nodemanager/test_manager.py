@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from sfa.errors import (
     Forbidden,
     Refused,
     SearchFailed,
+    SfaError,
 )
 from sfa.nodemanager import process
 from sfa.nodemanager.admission import Thresholds
@@ -29,7 +31,13 @@ from sfa.trust.gid import GID
 from sfa.trust.keys import load_private_key, public_key_to_openssh
 from sfa.trust.ticket import TicketResources, verify_lease
 from tests.nodemanager.conftest import make_fifo, wait_for_fifo
-from tests.nodemanager.nodes import TicketMaker, make_node_dir, reopen, slice_credential
+from tests.nodemanager.nodes import (
+    TicketMaker,
+    make_node_dir,
+    reopen,
+    slice_credential,
+    slivers_dir,
+)
 
 SLIVER = "urn:publicid:IDN+plc+sliver+s1"
 
@@ -45,7 +53,7 @@ def node_dir(open_dir, node1, plc) -> Path:
 
 
 @pytest.fixture
-def nm(node_dir) -> NodeManager:
+def nm(node_dir) -> Iterator[NodeManager]:
     manager = reopen(node_dir)
     yield manager
     for record in manager.store.slivers():
@@ -54,11 +62,11 @@ def nm(node_dir) -> NodeManager:
 
 
 def _snapshot(nm: NodeManager) -> tuple[dict, list[str]]:
-    return nm.store.database.dump(), sorted(os.listdir(nm.backend.slivers_dir))
+    return nm.store.database.dump(), sorted(os.listdir(slivers_dir(nm)))
 
 
 def _home(nm: NodeManager, login: str = "princeton_exp1") -> Path:
-    return nm.backend.slivers_dir / login / "home" / login
+    return slivers_dir(nm) / login / "home" / login
 
 
 def test_redeem_creates_the_sliver_and_returns_a_signed_lease(nm, maker, node1, exp1, slice_key):
@@ -66,7 +74,7 @@ def test_redeem_creates_the_sliver_and_returns_a_signed_lease(nm, maker, node1, 
     result = nm.redeem(ticket, slice_key=maker.sealed_key(node1.gid))
     lease = verify_lease(result.lease, nm.policy, node_urn=node1.gid.urn)
     assert lease.sliver_urn == SLIVER and lease.expires == result.expires
-    root = nm.backend.slivers_dir / result.login
+    root = slivers_dir(nm) / result.login
     assert GID.from_pem((root / "etc/slice.gid").read_text()).urn == exp1.gid.urn
     assert GID.from_pem((root / "etc/node.gid").read_text()).urn == node1.gid.urn
     keys = (_home(nm) / ".ssh/authorized_keys").read_text().splitlines()
@@ -129,7 +137,7 @@ def test_tickets_from_untrusted_or_unauthorized_issuers_are_refused(  # noqa: PL
 def test_expired_ticket_is_refused(nm, maker, node1):
     before = _snapshot(nm)
     old = datetime.now(UTC) - timedelta(minutes=1)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(SfaError) as caught:
         nm.redeem(maker.ticket(node1.gid.urn, expires=old, valid_from=old - timedelta(hours=1)))
     assert caught.value.code.name in ("CREDENTIAL_EXPIRED", "REFUSED")
     assert _snapshot(nm) == before
@@ -185,7 +193,7 @@ def test_start_stop_by_the_issuing_am_and_by_a_slice_credential_holder(  # noqa:
         nm.stop(SLIVER, bob.gid, [])
     assert nm.info(SLIVER).running
     credential = slice_credential(alice, exp1.gid, princeton)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(SfaError) as caught:
         nm.stop(SLIVER, bob.gid, [credential])  # alice's credential presented by bob
     assert caught.value.code.name.startswith("CREDENTIAL") or caught.value.code.name == "FORBIDDEN"
     assert nm.info(SLIVER).running
@@ -220,7 +228,7 @@ def test_delete_removes_everything_and_kills_the_processes(nm, maker, node1, am,
     assert len(process.members(pgid=pgid)) >= 2  # the shell and its background sleep
     nm.delete(SLIVER, am.gid, [])
     assert process.members(pgid=pgid) == []
-    assert not (nm.backend.slivers_dir / "princeton_exp1").exists()
+    assert not (slivers_dir(nm) / "princeton_exp1").exists()
     assert nm.store.slivers() == []
     nm.delete(SLIVER, am.gid, [])  # idempotent
     with pytest.raises(SearchFailed):
@@ -254,7 +262,7 @@ def test_expired_leases_are_reaped(nm, maker, node1, am, open_dir):
     assert nm.reap_expired() == []
     later = datetime.now(UTC) + timedelta(hours=3)
     assert nm.reap_expired(later) == [SLIVER]
-    assert nm.store.slivers() == [] and not (nm.backend.slivers_dir / "princeton_exp1").exists()
+    assert nm.store.slivers() == [] and not (slivers_dir(nm) / "princeton_exp1").exists()
 
 
 def test_an_expired_sliver_cannot_be_acted_on(node_dir, maker, node1, am):
@@ -287,7 +295,7 @@ def test_restart_recovery_restarts_running_slivers_and_reaps_expired_ones(  # no
     assert report["reaped"] == ["urn:publicid:IDN+plc+sliver+s2"]
     assert report["restarted"] == [SLIVER]
     assert again.info(SLIVER).running
-    assert not (again.backend.slivers_dir / "princeton_exp2").exists()
+    assert not (slivers_dir(again) / "princeton_exp2").exists()
     again.delete(SLIVER, am.gid, [])
 
 

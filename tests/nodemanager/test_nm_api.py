@@ -19,7 +19,13 @@ from sfa.server.nm_api import NodeManagerService, start_node_manager
 from sfa.trust.keys import private_key_to_pem, public_key_to_openssh
 from sfa.trust.ticket import verify_lease
 from tests.nodemanager.conftest import Principal, make_fifo, wait_for_fifo
-from tests.nodemanager.nodes import TicketMaker, make_node_dir, reopen, slice_credential
+from tests.nodemanager.nodes import (
+    TicketMaker,
+    make_node_dir,
+    reopen,
+    slice_credential,
+    slivers_dir,
+)
 
 SLIVER = "urn:publicid:IDN+plc+sliver+s1"
 
@@ -41,7 +47,7 @@ def service(reactor, open_dir, node1, plc) -> Iterator[NodeManagerService]:
     nm.store.close()
 
 
-def _client(url: str, root: Path, who: Principal | None, tmp: Path) -> xmlrpc.client.ServerProxy:
+def _client(url: str, root: Path, who: Principal | None, tmp: Path) -> Any:
     context = ssl.create_default_context(cafile=str(root))
     context.check_hostname = False  # node GIDs name the node, not a host; the chain is checked
     if who is not None:
@@ -57,7 +63,7 @@ def connect(service, open_dir, plc, tmp_path):
     root = open_dir / "root.pem"
     root.write_text(plc.gid.to_pem())
 
-    def make(who: Principal | None) -> xmlrpc.client.ServerProxy:
+    def make(who: Principal | None) -> Any:
         return _client(service.url, root, who, tmp_path)
 
     return make
@@ -102,7 +108,7 @@ def test_redeem_start_keys_and_delete_over_tls(  # noqa: PLR0917
     assert started["state"] == "started"
     assert wait_for_fifo(fifo).strip() == SLIVER
 
-    local = xmlrpc.client.ServerProxy(service.local_url, allow_none=True)
+    local: Any = xmlrpc.client.ServerProxy(service.local_url, allow_none=True)
     assert local.GetKeys("princeton_exp1")[0] == maker.user_keys[0]
     bob_key = public_key_to_openssh(bob.key)
     users = [{"urn": "urn:publicid:IDN+plc:princeton+user+bob", "keys": [bob_key]}]
@@ -114,7 +120,7 @@ def test_redeem_start_keys_and_delete_over_tls(  # noqa: PLR0917
     assert status["running"] and status["processes"] >= 1
     assert [s["sliver_urn"] for s in _ok(connect(am).ListSlivers([]))] == [SLIVER]
     assert _ok(connect(am).DeleteSliver(SLIVER, [])) is True
-    assert not (nm.backend.slivers_dir / "princeton_exp1").exists()
+    assert not (slivers_dir(nm) / "princeton_exp1").exists()
     assert _code(connect(am).SliverStatus(SLIVER, [])) == "SEARCHFAILED"
     with pytest.raises(xmlrpc.client.Fault) as fault:
         local.GetKeys("princeton_exp1")
@@ -146,14 +152,14 @@ def test_lease_expiry_is_reaped_without_any_call(service, maker, node1, am):
     service.reaper.poke()
     assert gone.wait(15), "the lease ended but the sliver was not reaped"
     assert nm.store.slivers() == []
-    assert not (nm.backend.slivers_dir / "princeton_exp1").exists()
+    assert not (slivers_dir(nm) / "princeton_exp1").exists()
 
 
 def test_keys_that_would_inject_lines_are_refused_and_nothing_changes(service, connect, maker,
                                                                       node1, am):
     nm: NodeManager = service.nm
     _ok(connect(am).RedeemTicket(maker.ticket(node1.gid.urn), {}))
-    keys_file = nm.backend.slivers_dir / "princeton_exp1/home/princeton_exp1/.ssh/authorized_keys"
+    keys_file = slivers_dir(nm) / "princeton_exp1/home/princeton_exp1/.ssh/authorized_keys"
     before = (nm.store.database.dump(), keys_file.read_text())
     for bad in ("ssh-rsa AAAA x\ncommand=\"sh\" ssh-rsa BBBB", "not a key", ""):
         users = [{"urn": "urn:publicid:IDN+plc:princeton+user+eve", "keys": [bad]}]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from sfa.errors import BadArgs, BadVersion, GeniCode, TooBig
+from sfa.errors import BadArgs, BadVersion, GeniCode, SfaError, TooBig
 from sfa.rspecs.builder import Request
-from sfa.rspecs.model import GENI_NS, PG2_NS
+from sfa.rspecs.model import GENI_NS, PG2_NS, Extension
 from sfa.rspecs.reader import read_rspec
 from sfa.rspecs.writer import write_rspec
 
@@ -45,7 +45,7 @@ def test_unknown_extensions_are_kept(samples_dir: Path) -> None:
     assert any("vnode" in item and 'hardware_type="c220g5"' in item for item in node.extensions)
     assert any("console" in item for item in node.services.extensions)
     assert node.services.logins[0].port == 22
-    assert node.sliver_types[0].disk_images[0].name.endswith("UBUNTU18-64-STD")
+    assert (node.sliver_types[0].disk_images[0].name or "").endswith("UBUNTU18-64-STD")
     # The re-written document still carries the emulab elements, in their namespace.
     rewritten = etree.fromstring(write_rspec(model, strict=False).encode())
     emulab = "http://www.protogeni.net/resources/rspec/ext/emulab/1"
@@ -90,7 +90,7 @@ def test_type_is_case_insensitive_and_checked() -> None:
     ("<rspec", BadArgs),
     ("", BadArgs),
 ])
-def test_wrong_namespace_version_or_shape_is_refused(doc: str, error: type) -> None:
+def test_wrong_namespace_version_or_shape_is_refused(doc: str, error: type[SfaError]) -> None:
     with pytest.raises(error) as info:
         read_rspec(doc)
     assert info.value.code == error.code
@@ -146,7 +146,7 @@ def test_hostile_names_are_data(name: str) -> None:
     assert node.component_id == f"urn:publicid:IDN+x+node+{name}"
 
 
-def test_nul_cannot_be_written(ad_model) -> None:  # type: ignore[no-untyped-def]
+def test_nul_cannot_be_written(ad_model) -> None:
     before = copy.deepcopy(ad_model)
     bad = copy.deepcopy(ad_model)
     bad.nodes[0].component_name = "n\x00"
@@ -189,7 +189,9 @@ def test_extensions_read_as_their_canonical_xml() -> None:
 def test_an_extension_is_a_value_and_makes_a_fresh_element() -> None:
     node = read_rspec(_FOREIGN).nodes[0]
     assert copy.deepcopy(node).extensions == node.extensions
-    element = node.extensions[0].to_element()
+    extension = node.extensions[0]
+    assert isinstance(extension, Extension)
+    element = extension.to_element()
     assert (element.tag, element.get("name")) == ("{http://example.org/e}fd", "cpu")
     again = read_rspec(_FOREIGN).nodes[0]
     assert again.extensions == node.extensions and again.extensions[0] is not node.extensions[0]

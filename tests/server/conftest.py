@@ -6,6 +6,7 @@ import ssl
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -83,7 +84,8 @@ def client_context(root_file: Path, identity: Identity | None = None) -> ssl.SSL
     return context
 
 
-def proxy(url: str, root_file: Path, identity: Identity | None = None) -> xmlrpc.client.ServerProxy:
+def proxy(url: str, root_file: Path, identity: Identity | None = None) -> Any:
+    """A ServerProxy; `Any` because the tests index into the untyped replies."""
     return xmlrpc.client.ServerProxy(
         url, context=client_context(root_file, identity), allow_none=True
     )

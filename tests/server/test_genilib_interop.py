@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from geni.minigcf import amapi3  # geni-lib, a test dependency (setup.cfg [dev])
+from geni.minigcf import amapi3  # geni-lib: pyproject.toml [interop]
 
 from sfa.rspecs.reader import read_rspec
 from tests.server.test_am_api import SLICES, AmSite, ok, request, site  # noqa: F401

@@ -237,7 +237,7 @@ def test_half_open_connections_do_not_block_and_time_out(tiny: RunningService, t
 def test_tls_12_and_13_clients_with_certificates(tiny: RunningService, test_pki, version):
     context = client_context(test_pki["root"].cert_file, test_pki["user"])
     context.minimum_version = context.maximum_version = version
-    client = xmlrpc.client.ServerProxy(tiny.url, context=context)
+    client: Any = xmlrpc.client.ServerProxy(tiny.url, context=context)
     assert client.Echo()["caller"] == "urn:publicid:IDN+srvtest:site+user+alice"
 
 

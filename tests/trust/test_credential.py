@@ -42,7 +42,9 @@ def test_layout_matches_the_spec(princeton, alice, exp1_slice) -> None:
 def test_expires_written_as_plain_utc_seconds(princeton, alice, exp1_slice) -> None:
     when = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     cred = issue(princeton, alice.gid, exp1_slice.gid, expires=when)
-    written = re.search(r"<expires>(.*)</expires>", cred.xml).group(1)
+    found = re.search(r"<expires>(.*)</expires>", cred.xml)
+    assert found is not None
+    written = found.group(1)
     assert written == "2030-01-02T03:04:05Z"
     assert cred.expires == when.replace(microsecond=0)
 

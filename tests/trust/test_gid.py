@@ -6,11 +6,11 @@ import base64
 import re
 import uuid as uuidlib
 from datetime import timedelta
+from typing import TypeVar
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtensionOID
 
 from sfa.errors import BadArgs, CredentialInvalid, GeniCode
 from sfa.timeutil import utcnow
@@ -18,9 +18,11 @@ from sfa.trust.gid import GID, MAX_PEM_BYTES, create_gid
 from sfa.trust.hierarchy import Authority
 from tests.trust.conftest import Principal, resign
 
+E = TypeVar("E", bound=x509.ExtensionType)
 
-def _ext(gid: GID, oid: x509.ObjectIdentifier) -> x509.Extension[x509.ExtensionType]:
-    return gid.certificate.extensions.get_extension_for_oid(oid)
+
+def _ext(gid: GID, kind: type[E]) -> x509.Extension[E]:
+    return gid.certificate.extensions.get_extension_for_class(kind)
 
 
 def test_user_gid_identity(alice: Principal, princeton: Authority, plc: Authority) -> None:
@@ -42,18 +44,18 @@ def test_user_gid_identity(alice: Principal, princeton: Authority, plc: Authorit
 
 def test_extensions_exactly_as_spec(alice: Principal, princeton: Authority) -> None:
     gid = alice.gid
-    san = _ext(gid, ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    san = _ext(gid, x509.SubjectAlternativeName)
     assert not san.critical
     assert san.value.get_values_for_type(x509.UniformResourceIdentifier) == [
         gid.urn, f"urn:uuid:{gid.uuid}"
     ]
-    basic = _ext(gid, ExtensionOID.BASIC_CONSTRAINTS)
+    basic = _ext(gid, x509.BasicConstraints)
     assert basic.critical and basic.value.ca is False
-    princeton_basic = _ext(princeton.gid, ExtensionOID.BASIC_CONSTRAINTS)
+    princeton_basic = _ext(princeton.gid, x509.BasicConstraints)
     assert princeton_basic.critical and princeton_basic.value.ca is True
-    aki = _ext(gid, ExtensionOID.AUTHORITY_KEY_IDENTIFIER).value
-    assert aki.key_identifier.hex() == princeton.gid.ski
-    ski = _ext(gid, ExtensionOID.SUBJECT_KEY_IDENTIFIER).value
+    aki = _ext(gid, x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier is not None and aki.key_identifier.hex() == princeton.gid.ski
+    ski = _ext(gid, x509.SubjectKeyIdentifier).value
     assert ski.digest.hex() == gid.ski and re.fullmatch("[0-9a-f]{40}", gid.ski)
     assert isinstance(gid.certificate.signature_hash_algorithm, hashes.SHA256)
     assert gid.public_key.key_size >= 2048
@@ -148,7 +150,7 @@ def test_dns_ip_and_given_uuid(plc: Authority) -> None:
         issuer_key=plc.key, issuer=plc.gid, uuid=fixed,
         dns_names=["sm.plc.example"], ip_addresses=["127.0.0.1", "::1"],
     )
-    san = _ext(gid, ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    san = _ext(gid, x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["sm.plc.example"]
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1", "::1"]
     assert gid.uuid == fixed and gid.email == ""

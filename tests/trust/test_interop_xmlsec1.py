@@ -28,7 +28,7 @@ pytestmark = [
 
 def _xmlsec1_verify(path: Path, node_id: str, root_pem: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [XMLSEC1, "--verify", "--node-id", node_id, "--enabled-key-data", "x509",
+        [str(XMLSEC1), "--verify", "--node-id", node_id, "--enabled-key-data", "x509",
          "--trusted-pem", str(root_pem), str(path)],
         capture_output=True, text=True, timeout=30, check=False,
     )
@@ -103,7 +103,7 @@ def _sign_the_old_way(unsigned: str, key, gid, tmp_path: Path) -> str:
     cert_file.write_text(gid.to_pem())
     out = tmp_path / "signed.xml"
     result = subprocess.run(
-        [XMLSEC1, "--sign", "--node-id", f"Sig_{element.get(XML_ID)}", "--privkey-pem",
+        [str(XMLSEC1), "--sign", "--node-id", f"Sig_{element.get(XML_ID)}", "--privkey-pem",
          f"{key_file},{cert_file}", "--output", str(out), str(template)],
         capture_output=True, text=True, timeout=30, check=False,
     )
@@ -142,7 +142,7 @@ def test_borrowed_certificate_fools_xmlsec1_without_x509_but_not_us(
     certs[0].text = base64.b64encode(genuine).decode()
     path = tmp_path / "forged.xml"
     path.write_bytes(etree.tostring(root))
-    naive = subprocess.run([XMLSEC1, "--verify", "--node-id", "Sig_ref0", str(path)],
+    naive = subprocess.run([str(XMLSEC1), "--verify", "--node-id", "Sig_ref0", str(path)],
                            capture_output=True, text=True, timeout=30, check=False)
     assert naive.returncode == 0, "expected the naive xmlsec1 call to be fooled"
     with pytest.raises(CredentialInvalid):

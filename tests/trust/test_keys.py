@@ -92,7 +92,7 @@ def test_public_key_from_pem_certificate_and_openssh(alice: Principal) -> None:
     openssh = public_key_to_openssh(public)
     assert openssh.startswith("ssh-rsa AAAA")
     assert public_key_to_openssh(alice.key) == openssh
-    forms = [
+    forms: list[str | bytes] = [
         public_key_to_pem(public),
         public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1),
         alice.gid.to_pem(),
@@ -112,8 +112,10 @@ def test_public_keys_equal_distinguishes(alice: Principal, bob: Principal) -> No
 def test_bad_public_keys_refused() -> None:
     ed = ed25519.Ed25519PrivateKey.generate().public_key()
     ssh_ed = ed.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    for bad in [b"", b"ssh-rsa", b"ssh-rsa !!!!", "garbage", ssh_ed,
-                b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"]:
+    bads: list[str | bytes] = [
+        b"", b"ssh-rsa", b"ssh-rsa !!!!", "garbage", ssh_ed,
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"]
+    for bad in bads:
         with pytest.raises(BadArgs):
             load_public_key(bad)
 
