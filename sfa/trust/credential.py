@@ -108,7 +108,7 @@ def create_credential(
     """Issue and sign a credential as an authority (or as the issuer of `target`)."""
     if not public_keys_equal(signer_key.public_key(), signer.public_key):
         raise BadArgs(f"the signing key does not belong to {signer.urn}")
-    return assemble_credential(
+    return _assemble_credential(
         owner=owner,
         target=target,
         privileges=_privileges(privileges, target.type, delegatable),
@@ -145,7 +145,7 @@ def delegate_credential(
         if refused:
             raise Forbidden(f"the credential does not let its owner delegate {refused}")
     capped = min(as_utc(expires), parent.expires) if expires else parent.expires
-    return assemble_credential(
+    return _assemble_credential(
         owner=to,
         target=parent.target_gid,
         privileges=tuple(Privilege(name, delegatable) for name in wanted),
@@ -157,7 +157,7 @@ def delegate_credential(
     )
 
 
-def assemble_credential(
+def _assemble_credential(
     *,
     owner: GID,
     target: GID,
@@ -170,8 +170,8 @@ def assemble_credential(
     serial: str | None = None,
     uuid: str | None = None,
 ) -> Credential:
-    """Write and sign a credential exactly as given: the mechanics without the rules (tests use
-    it to build credentials the door must refuse)."""
+    """Write and sign a credential exactly as given: the mechanics without the rules. Public
+    only as `sfa.trust.hazmat.assemble_credential` (tests build refused credentials with it)."""
     parent_root = _parent_document(parent) if parent else None
     nsmap = dict(parent_root.nsmap) if parent_root is not None else {}
     root = etree.Element("signed-credential", nsmap={**nsmap, "xsi": XSI_NS})

@@ -14,8 +14,9 @@ from lxml import etree
 
 from sfa.errors import GeniCode
 from sfa.timeutil import utcnow
-from sfa.trust.credential import Credential, Privilege, assemble_credential, parse_credential
+from sfa.trust.credential import Credential, Privilege, parse_credential
 from sfa.trust.gid import GID, create_gid
+from sfa.trust.hazmat import assemble_credential
 from sfa.trust.hierarchy import Authority
 from sfa.trust.keys import generate_private_key
 from sfa.trust.speaksfor import create_speaksfor

@@ -13,8 +13,9 @@ from lxml import etree
 
 from sfa.errors import GeniCode, SfaError
 from sfa.timeutil import utcnow
-from sfa.trust.credential import Privilege, assemble_credential, delegate_credential
+from sfa.trust.credential import Privilege, delegate_credential
 from sfa.trust.gid import create_gid
+from sfa.trust.hazmat import assemble_credential
 from sfa.trust.keys import generate_private_key
 from sfa.trust.speaksfor import create_speaksfor
 from sfa.trust.verify import authorize
