@@ -1,1 +1,1 @@
-"""The Twisted edge: TLS, XML-RPC resources, the GENI envelope, app assembly, the `sfa` CLI."""
+"""The Twisted edge: TLS, XML-RPC resources, the GENI envelope, app assembly, worker processes."""
