@@ -39,7 +39,15 @@ from sfa.server.nm_transport import TwistedNodeClient
 from sfa.server.omf_aggregate import OmfEdge, omf_v3_handlers, start_omf_edge
 from sfa.server.registry_api import trust_policy
 from sfa.server.tls import ServerTLSContext
-from sfa.server.wire_args import call_args, forward, rspec_text, trusted_certs_handler
+from sfa.server.wire_args import (
+    as_is,
+    call_args,
+    credential_list,
+    declare,
+    options_struct,
+    rspec_text,
+    trusted_certs_handler,
+)
 from sfa.server.xmlrpc import CallContext, CallPool, Handler, XmlRpcResource, XmlRpcSite
 from sfa.trust.gid import GID
 
@@ -60,46 +68,37 @@ def reactor_runner(reactor: Any) -> Callable[[Coroutine[Any, Any, Any]], Any]:
     return run
 
 
-def _peer(call: CallContext) -> GID | None:
-    return call.peer
+CREDS, OPTIONS = credential_list, options_struct
 
 
 def v3_handlers(am: AggregateManagerV3) -> dict[str, Handler]:
-    """AM API v3 method name -> handler."""
-
-    def allocate(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, rspec, options = call_args(call, params, 3, 4)
-        return am.allocate(_peer(call), slice_urn, creds, rspec_text(rspec), options)
-
+    """AM API v3 method name -> handler, each declared with its argument list."""
     return {
         "GetVersion": _get_version(am.get_version),
-        "ListResources": forward(am.list_resources, 1, 2),
-        "Describe": forward(am.describe, 2, 3),
-        "Allocate": allocate,
-        "Provision": forward(am.provision, 2, 3),
-        "Status": forward(am.status, 2, 3),
-        "PerformOperationalAction": forward(am.perform_operational_action, 3, 4),
-        "Renew": forward(am.renew, 3, 4),
-        "Delete": forward(am.delete, 2, 3),
-        "Shutdown": forward(am.shutdown, 2, 3),
+        "ListResources": declare(am.list_resources, CREDS, OPTIONS, least=1),
+        "Describe": declare(am.describe, as_is, CREDS, OPTIONS, least=2),
+        "Allocate": declare(am.allocate, as_is, CREDS, rspec_text, OPTIONS, least=3),
+        "Provision": declare(am.provision, as_is, CREDS, OPTIONS, least=2),
+        "Status": declare(am.status, as_is, CREDS, OPTIONS, least=2),
+        "PerformOperationalAction": declare(am.perform_operational_action, as_is, CREDS, as_is,
+                                            OPTIONS, least=3),
+        "Renew": declare(am.renew, as_is, CREDS, as_is, OPTIONS, least=3),
+        "Delete": declare(am.delete, as_is, CREDS, OPTIONS, least=2),
+        "Shutdown": declare(am.shutdown, as_is, CREDS, OPTIONS, least=2),
     }
 
 
 def v2_handlers(am: AggregateManagerV2) -> dict[str, Handler]:
-    """AM API v2 method name -> handler."""
-
-    def create_sliver(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, rspec, users, options = call_args(call, params, 4, 5)
-        return am.create_sliver(_peer(call), slice_urn, creds, rspec_text(rspec), users, options)
-
+    """AM API v2 method name -> handler, each declared with its argument list."""
     return {
         "GetVersion": _get_version(am.get_version),
-        "ListResources": forward(am.list_resources, 1, 2),
-        "CreateSliver": create_sliver,
-        "SliverStatus": forward(am.sliver_status, 2, 3),
-        "RenewSliver": forward(am.renew_sliver, 3, 4),
-        "DeleteSliver": forward(am.delete_sliver, 2, 3),
-        "Shutdown": forward(am.shutdown, 2, 3),
+        "ListResources": declare(am.list_resources, CREDS, OPTIONS, least=1),
+        "CreateSliver": declare(am.create_sliver, as_is, CREDS, rspec_text, as_is, OPTIONS,
+                                least=4),
+        "SliverStatus": declare(am.sliver_status, as_is, CREDS, OPTIONS, least=2),
+        "RenewSliver": declare(am.renew_sliver, as_is, CREDS, as_is, OPTIONS, least=3),
+        "DeleteSliver": declare(am.delete_sliver, as_is, CREDS, OPTIONS, least=2),
+        "Shutdown": declare(am.shutdown, as_is, CREDS, OPTIONS, least=2),
     }
 
 
@@ -108,7 +107,7 @@ def _get_version(get_version: Callable[[Any], dict[str, Any]]) -> Handler:
 
     def handler(call: CallContext, params: tuple[Any, ...]) -> Any:
         (options,) = call_args(call, params, 0, 1)
-        value = get_version(options)
+        value = get_version(options_struct(options))
         return Envelope(value=value, extra={"geni_api": value["geni_api"]})
 
     return handler

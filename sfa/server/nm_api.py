@@ -6,7 +6,6 @@ every reply the {code, value, output} envelope) and its local API on the loopbac
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +21,7 @@ from sfa.nodemanager.terms import users_from_wire
 from sfa.server.envelope import Envelope, EnvelopeReplies, FaultReplies
 from sfa.server.expiry_timer import ExpiryTimer
 from sfa.server.listener import RunningService, start_service
-from sfa.server.wire_args import call_args
+from sfa.server.wire_args import as_is, call_args, credential_list, declare, options_struct
 from sfa.server.xmlrpc import (
     CallContext,
     CallPool,
@@ -32,29 +31,12 @@ from sfa.server.xmlrpc import (
     XmlRpcSite,
 )
 from sfa.timeutil import utcnow
+from sfa.trust.gid import GID
 
 log = Logger(namespace="sfa.nodemanager")
 
 REAP_CEILING = timedelta(seconds=30)
 LOCAL_METHODS = frozenset({"GetKeys", "GetSliverInfo"})
-
-
-def _credentials(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, str | dict):
-        return [value]
-    if not isinstance(value, list | tuple):
-        raise BadArgs("credentials must be a list of credentials")
-    return list(value)
-
-
-def _options(value: Any) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise BadArgs("options must be a struct")
-    return value
 
 
 def remote_handlers(nm: NodeManager, on_change: Any = None) -> dict[str, Handler]:
@@ -64,62 +46,49 @@ def remote_handlers(nm: NodeManager, on_change: Any = None) -> dict[str, Handler
         if on_change is not None:
             on_change(expires)
 
-    def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
-        call_args(call, params, 0, 1)
+    def get_version(_peer: GID | None, _options: dict[str, Any]) -> Any:
         return Envelope(value=nm.version())
 
-    def redeem(call: CallContext, params: tuple[Any, ...]) -> Any:
-        ticket, options = call_args(call, params, 1, 2)
-        slice_key = _options(options).get("slice_key")
-        redemption = nm.redeem(ticket, slice_key=slice_key)
+    def redeem(_peer: GID | None, ticket: Any, options: dict[str, Any]) -> Any:
+        redemption = nm.redeem(ticket, slice_key=options.get("slice_key"))
         changed(redemption.expires)
         return redemption.to_wire()
 
     def action(name: str) -> Handler:
-        def handler(call: CallContext, params: tuple[Any, ...]) -> Any:
-            urn, credentials = call_args(call, params, 1, 2)
-            method = getattr(nm, name)
-            return method(urn, call.peer, _credentials(credentials)).to_wire()
+        method = getattr(nm, name)
+        return declare(lambda peer, urn, creds: method(urn, peer, creds).to_wire(),
+                       as_is, credential_list, least=1)
 
-        return handler
-
-    def renew(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urn, renewal = call_args(call, params, 2, 2)
+    def renew(_peer: GID | None, urn: Any, renewal: Any) -> Any:
         redemption = nm.renew(urn, renewal)
         changed(redemption.expires)
         return redemption.to_wire()
 
-    def delete(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urn, credentials = call_args(call, params, 1, 2)
-        nm.delete(urn, call.peer, _credentials(credentials))
+    def delete(peer: GID | None, urn: Any, creds: list[Any]) -> bool:
+        nm.delete(urn, peer, creds)
         return True
 
-    def update_keys(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urn, users, credentials = call_args(call, params, 2, 3)
-        info = nm.update_keys(urn, users_from_wire(users), call.peer, _credentials(credentials))
-        return info.to_wire()
+    def update_keys(peer: GID | None, urn: Any, users: Any, creds: list[Any]) -> Any:
+        return nm.update_keys(urn, users_from_wire(users), peer, creds).to_wire()
 
-    def enable_omf(call: CallContext, params: tuple[Any, ...]) -> Any:
-        urn, credentials, options = call_args(call, params, 3, 3)
-        info = nm.enable_omf(urn, call.peer, _credentials(credentials), _options(options))
-        return info.to_wire()
+    def enable_omf(peer: GID | None, urn: Any, creds: list[Any], options: dict[str, Any]) -> Any:
+        return nm.enable_omf(urn, peer, creds, options).to_wire()
 
-    def list_slivers(call: CallContext, params: tuple[Any, ...]) -> Any:
-        call_args(call, params, 0, 1)
-        return [info.to_wire() for info in nm.list_slivers(call.peer)]
+    def list_slivers(peer: GID | None, _credentials: list[Any]) -> Any:
+        return [info.to_wire() for info in nm.list_slivers(peer)]  # decided by the TLS caller
 
     return {
-        "GetVersion": get_version,
-        "RedeemTicket": redeem,
+        "GetVersion": declare(get_version, options_struct, least=0),
+        "RedeemTicket": declare(redeem, as_is, options_struct, least=1),
         "StartSliver": action("start"),
         "StopSliver": action("stop"),
         "RestartSliver": action("restart"),
         "SliverStatus": action("status"),
-        "RenewLease": renew,
-        "DeleteSliver": delete,
-        "UpdateKeys": update_keys,
-        "ListSlivers": list_slivers,
-        "EnableOmf": enable_omf,
+        "RenewLease": declare(renew, as_is, as_is, least=2),
+        "DeleteSliver": declare(delete, as_is, credential_list, least=1),
+        "UpdateKeys": declare(update_keys, as_is, as_is, credential_list, least=2),
+        "ListSlivers": declare(list_slivers, credential_list, least=0),
+        "EnableOmf": declare(enable_omf, as_is, credential_list, options_struct, least=3),
     }
 
 

@@ -59,7 +59,7 @@ from sfa.omf.xmpp import PubsubClient
 from sfa.rspecs.extension import omf_requested
 from sfa.rspecs.reader import read_rspec
 from sfa.server.dispatch import CallContext, Handler
-from sfa.server.wire_args import call_args, rspec_text
+from sfa.server.wire_args import call_args, credential_list, options_struct, rspec_text
 from sfa.timeutil import utcnow
 from sfa.trust.gid import GID
 from sfa.trust.keys import generate_private_key, load_private_key, private_key_to_pem
@@ -273,9 +273,9 @@ def omf_v3_handlers(edge: OmfEdge, v3: Mapping[str, Handler]) -> dict[str, Handl
 
     def enter(call: CallContext, params: tuple[Any, ...]) -> tuple[Any, str, Mapping[str, Any]]:
         slice_urn, credentials, options = call_args(call, params, 2, 3)
-        urn = slice_urn_argument(slice_urn)
-        verified = am.ctx.authorize(credentials or [], call.peer, CONTROL, [urn], options)
-        return verified, urn, options if isinstance(options, dict) else {}
+        urn, opts = slice_urn_argument(slice_urn), options_struct(options)
+        verified = am.ctx.authorize(credential_list(credentials), call.peer, CONTROL, [urn], opts)
+        return verified, urn, opts
 
     def enable(call: CallContext, params: tuple[Any, ...]) -> Any:
         _verified, urn, _options = enter(call, params)

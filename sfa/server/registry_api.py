@@ -18,7 +18,14 @@ from sfa.registry.api import Registry
 from sfa.registry.settings import RegistryConfig as RegistryLogicConfig
 from sfa.server.dispatch import Dispatcher
 from sfa.server.envelope import FaultReplies
-from sfa.server.wire_args import binary_as_text, call_args
+from sfa.server.wire_args import (
+    Convert,
+    as_is,
+    binary_as_text,
+    credential_list,
+    declare,
+    options_struct,
+)
 from sfa.server.xmlrpc import CallContext, Handler
 from sfa.trust.gid import GID
 from sfa.trust.verified_cache import VerifiedCredentials
@@ -77,67 +84,29 @@ def registry_dispatcher(directory: str) -> Dispatcher:
 
 
 def handlers_for(registry: Registry) -> dict[str, Handler]:
-    """Wire method name → handler, each with the spec's argument list."""
+    """Wire method name → handler, each declared with the spec's argument list."""
+    creds, options = credential_list, options_struct
 
-    def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
-        (options,) = call_args(call, params, 0, 1)
-        return registry.GetVersion(_options(options))
+    def remove(caller: GID, xrn: Any, credentials: list[Any], type_: str | None,
+               opts: dict[str, Any]) -> Any:
+        return registry.Remove(caller, xrn, credentials, type_, force=bool(opts.get("force")))
 
-    def get_self_credential(call: CallContext, params: tuple[Any, ...]) -> Any:
-        cert, xrn, type_ = call_args(call, params, 2, 3)
-        return registry.GetSelfCredential(_peer(call), _text(cert), xrn, type_ or None)
+    def signed(method: Callable[..., Any], *converters: Convert, least: int) -> Handler:
+        return declare(method, *converters, least=least, caller=_peer)
 
-    def get_credential(call: CallContext, params: tuple[Any, ...]) -> Any:
-        creds, xrn, type_ = call_args(call, params, 2, 3)
-        return registry.GetCredential(_peer(call), creds, xrn, type_ or None)
-
-    def resolve(call: CallContext, params: tuple[Any, ...]) -> Any:
-        xrns, creds, options = call_args(call, params, 2, 3)
-        return registry.Resolve(_peer(call), xrns, creds, _options(options))
-
-    def list_(call: CallContext, params: tuple[Any, ...]) -> Any:
-        xrn, creds, options = call_args(call, params, 2, 3)
-        return registry.List(_peer(call), xrn, creds, _options(options))
-
-    def register(call: CallContext, params: tuple[Any, ...]) -> Any:
-        record, creds = call_args(call, params, 2, 2)
-        return registry.Register(_peer(call), _record(record), creds)
-
-    def update(call: CallContext, params: tuple[Any, ...]) -> Any:
-        record, creds = call_args(call, params, 2, 2)
-        return registry.Update(_peer(call), _record(record), creds)
-
-    def remove(call: CallContext, params: tuple[Any, ...]) -> Any:
-        xrn, creds, type_, options = call_args(call, params, 2, 4)
-        force = bool(_options(options).get("force", False))
-        return registry.Remove(_peer(call), xrn, creds, type_ or None, force=force)
-
-    def create_gid(call: CallContext, params: tuple[Any, ...]) -> Any:
-        creds, xrn, cert = call_args(call, params, 3, 3)
-        return registry.CreateGid(_peer(call), creds, xrn, _text(cert))
-
-    def get_gids(call: CallContext, params: tuple[Any, ...]) -> Any:
-        xrns, creds = call_args(call, params, 2, 2)
-        return registry.GetGids(_peer(call), xrns, creds)
-
-    def get_trusted_certs(call: CallContext, params: tuple[Any, ...]) -> Any:
-        (cred,) = call_args(call, params, 0, 1)
-        return registry.get_trusted_certs(_peer(call), cred)
-
-    table: dict[str, Callable[[CallContext, tuple[Any, ...]], Any]] = {
-        "GetVersion": get_version,
-        "GetSelfCredential": get_self_credential,
-        "GetCredential": get_credential,
-        "Resolve": resolve,
-        "List": list_,
-        "Register": register,
-        "Update": update,
-        "Remove": remove,
-        "CreateGid": create_gid,
-        "GetGids": get_gids,
-        "get_trusted_certs": get_trusted_certs,
+    return {
+        "GetVersion": declare(lambda _caller, opts: registry.GetVersion(opts), options, least=0),
+        "GetSelfCredential": signed(registry.GetSelfCredential, _text, as_is, _type, least=2),
+        "GetCredential": signed(registry.GetCredential, creds, as_is, _type, least=2),
+        "Resolve": signed(registry.Resolve, as_is, creds, options, least=2),
+        "List": signed(registry.List, as_is, creds, options, least=2),
+        "Register": signed(registry.Register, _record, creds, least=2),
+        "Update": signed(registry.Update, _record, creds, least=2),
+        "Remove": signed(remove, as_is, creds, _type, options, least=2),
+        "CreateGid": signed(registry.CreateGid, creds, as_is, _text, least=3),
+        "GetGids": signed(registry.GetGids, as_is, creds, least=2),
+        "get_trusted_certs": signed(registry.get_trusted_certs, as_is, least=0),
     }
-    return table
 
 
 def _peer(call: CallContext) -> GID:
@@ -150,12 +119,9 @@ def _text(value: Any) -> Any:
     return binary_as_text(value, "ascii", "a certificate must be PEM text")
 
 
-def _options(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise BadArgs(f"options must be a struct, got {type(value).__name__}")
-    return dict(value)
+def _type(value: Any) -> Any:
+    """A record type, absent or "" meaning "any"."""
+    return value or None
 
 
 def _record(value: Any) -> Mapping[str, Any]:

@@ -23,7 +23,15 @@ from sfa.rpc.transport import AmEndpoint, TlsIdentity, client_context
 from sfa.server.envelope import Envelope, EnvelopeReplies
 from sfa.server.listener import RunningService, start_service
 from sfa.server.registry_api import trust_policy
-from sfa.server.wire_args import call_args, forward, rspec_text, trusted_certs_handler
+from sfa.server.wire_args import (
+    as_is,
+    call_args,
+    credential_list,
+    declare,
+    options_struct,
+    rspec_text,
+    trusted_certs_handler,
+)
 from sfa.server.xmlrpc import CallContext, Handler
 from sfa.slicemgr.fanout import AggregateLink, FanOut
 from sfa.slicemgr.holders import SliceHolders
@@ -85,33 +93,23 @@ def sm_handlers(sm: SliceManager) -> dict[str, Handler]:
 
     def get_version(call: CallContext, params: tuple[Any, ...]) -> Any:
         (options,) = call_args(call, params, 0, 1)
-        value = sm.get_version(options)
+        value = sm.get_version(options_struct(options))
         return Envelope(value=value, extra={"geni_api": 3})
 
-    def list_resources(call: CallContext, params: tuple[Any, ...]) -> Any:
-        creds, options = call_args(call, params, 1, 2)
-        return _envelope(sm.list_resources(call.peer, creds, options))
-
-    def allocate(call: CallContext, params: tuple[Any, ...]) -> Any:
-        slice_urn, creds, rspec, options = call_args(call, params, 3, 4)
-        return _envelope(sm.allocate(call.peer, slice_urn, creds, rspec_text(rspec), options))
-
-    def on_slivers(method: Callable[..., SmReply], least: int, most: int) -> Handler:
-        plain = forward(method, least, most)
-
-        def handler(call: CallContext, params: tuple[Any, ...]) -> Any:
-            return _envelope(plain(call, params))
-        return handler
-
+    creds, options = credential_list, options_struct
     return {
-        "GetVersion": get_version, "ListResources": list_resources, "Allocate": allocate,
-        "Describe": on_slivers(sm.describe, 2, 3),
-        "Provision": on_slivers(sm.provision, 2, 3),
-        "Status": on_slivers(sm.status, 2, 3),
-        "PerformOperationalAction": on_slivers(sm.perform_operational_action, 3, 4),
-        "Renew": on_slivers(sm.renew, 3, 4),
-        "Delete": on_slivers(sm.delete, 2, 3),
-        "Shutdown": on_slivers(sm.shutdown, 2, 3),
+        "GetVersion": get_version,
+        "ListResources": declare(sm.list_resources, creds, options, least=1, reply=_envelope),
+        "Allocate": declare(sm.allocate, as_is, creds, rspec_text, options, least=3,
+                            reply=_envelope),
+        "Describe": declare(sm.describe, as_is, creds, options, least=2, reply=_envelope),
+        "Provision": declare(sm.provision, as_is, creds, options, least=2, reply=_envelope),
+        "Status": declare(sm.status, as_is, creds, options, least=2, reply=_envelope),
+        "PerformOperationalAction": declare(sm.perform_operational_action, as_is, creds, as_is,
+                                            options, least=3, reply=_envelope),
+        "Renew": declare(sm.renew, as_is, creds, as_is, options, least=3, reply=_envelope),
+        "Delete": declare(sm.delete, as_is, creds, options, least=2, reply=_envelope),
+        "Shutdown": declare(sm.shutdown, as_is, creds, options, least=2, reply=_envelope),
         "get_trusted_certs": trusted_certs_handler(sm.gid, sm.policy),
     }
 

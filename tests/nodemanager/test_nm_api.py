@@ -101,11 +101,15 @@ def test_redeem_start_keys_and_delete_over_tls(  # noqa: PLR0917
     lease = _ok(user.RedeemTicket(ticket, {"slice_key": maker.sealed_key(node1.gid)}))
     assert verify_lease(lease["lease"], nm.policy).sliver_urn == SLIVER
     assert _ok(user.RedeemTicket(ticket, {})) == lease  # idempotent over the wire
+    assert _ok(user.RedeemTicket(ticket, "")) == lease  # options "" are {} as on every service
 
     credential = slice_credential(alice, exp1.gid, princeton)
     assert _code(connect(bob).StartSliver(SLIVER, [])) == "FORBIDDEN"
     started = _ok(user.StartSliver(SLIVER, [credential]))
     assert started["state"] == "started"
+    # a lone credential is taken as a list of one, as on every service
+    assert _ok(user.SliverStatus(SLIVER, credential))["sliver_urn"] == SLIVER
+    assert _code(user.SliverStatus(SLIVER, 42)) == "BADARGS"
     assert wait_for_fifo(fifo).strip() == SLIVER
 
     local: Any = xmlrpc.client.ServerProxy(service.local_url, allow_none=True)

@@ -43,6 +43,7 @@ def served(
     assert line.startswith("ready registry https://127.0.0.1:"), (line, server.poll())
     aggregate = server.stdout.readline()
     assert aggregate.startswith("ready aggregate https://127.0.0.1:"), aggregate
+    (directory / "aggregate.url").write_text(aggregate.split()[2])
     slicemgr = server.stdout.readline()
     assert slicemgr.startswith("ready slicemgr https://127.0.0.1:"), slicemgr
     (directory / "slicemgr.url").write_text(slicemgr.split()[2])
@@ -93,6 +94,40 @@ def test_admin_changes_reach_the_running_server(served, tmp_path: Path):
     with pytest.raises(xmlrpc.client.Fault) as caught:
         client.Resolve("plc.exp1", [cred], {})
     assert caught.value.faultCode == GeniCode.SEARCHFAILED
+
+
+def test_every_service_takes_a_lone_credential_and_empty_options(served, tmp_path: Path):
+    """Registry, aggregate and slice manager declare their arguments in one layer: a lone
+    credential is a list of one and options "" are {} everywhere; other shapes are BADARGS."""
+    directory, url, _ = served
+    root = directory / "trusted_roots" / "plc.gid"
+    assert sfa("admin", str(directory), "user", "add", "plc.carol",
+               "--out", str(tmp_path / "carol")).returncode == 0
+    assert sfa("admin", str(directory), "slice", "add", "plc.exp3",
+               "--researcher", "plc.carol").returncode == 0
+    carol = Identity(GID.from_pem((tmp_path / "carol.gid").read_bytes()),
+                     load_private_key((tmp_path / "carol.pkey").read_bytes()),
+                     tmp_path / "carol.gid", tmp_path / "carol.pkey")
+    registry = proxy(url, root, carol)
+    cred = registry.GetSelfCredential(carol.gid.to_pem(), "plc.carol", "user")
+    slice_cred = registry.GetCredential(cred, "plc.exp3", "slice")
+    (record,) = registry.Resolve("plc.exp3", cred, "")
+    assert record["hrn"] == "plc.exp3"
+    with pytest.raises(xmlrpc.client.Fault) as caught:
+        registry.Resolve("plc.exp3", cred, "force")
+    assert caught.value.faultCode == GeniCode.BADARGS
+
+    version = {"geni_rspec_version": {"type": "GENI", "version": "3"}}
+    for service in ("aggregate", "slicemgr"):
+        am = proxy((directory / f"{service}.url").read_text(), root, carol)
+        assert am.GetVersion("")["code"]["geni_code"] == 0, service
+        listed = am.ListResources(cred, version)
+        assert listed["code"]["geni_code"] == 0, (service, listed)
+        status = am.Status(["urn:publicid:IDN+plc+slice+exp3"], slice_cred, "")
+        assert status["code"]["geni_code"] != GeniCode.BADARGS, (service, status)
+        refused = am.Status(["urn:publicid:IDN+plc+slice+exp3"], 42, "")
+        assert refused["code"]["geni_code"] == GeniCode.BADARGS, (service, refused)
+        assert "credentials must be a list" in refused["output"]
 
 
 def test_admin_unknown_name_exits_1_with_searchfailed(served):

@@ -8,7 +8,15 @@ import pytest
 from sfa.errors import BadArgs, GeniCode, MissingArgs
 from sfa.server.dispatch import CallContext, Dispatcher, parse_call
 from sfa.server.envelope import FaultReplies
-from sfa.server.wire_args import binary_as_text, call_args, forward, rspec_text
+from sfa.server.wire_args import (
+    as_is,
+    binary_as_text,
+    call_args,
+    credential_list,
+    declare,
+    options_struct,
+    rspec_text,
+)
 
 CALL = CallContext(method="Describe", peer=None, client_address="127.0.0.1")
 
@@ -45,21 +53,47 @@ def test_base64_that_is_not_the_encoding_is_refused_with_the_message() -> None:
         binary_as_text("é".encode(), "ascii", "a certificate must be PEM text")
 
 
-def test_forward_passes_the_caller_and_padded_arguments() -> None:
+def test_declare_passes_the_caller_and_converted_arguments() -> None:
     calls: list[tuple[object, ...]] = []
 
     def method(*args: object) -> str:
         calls.append(args)
         return "done"
 
-    handler = forward(method, 2, 3)
-    assert handler(CALL, ("urns", "creds")) == "done"
-    assert calls == [(None, "urns", "creds", None)]
+    handler = declare(method, as_is, credential_list, options_struct, least=2,
+                      reply=str.upper)
+    assert handler(CALL, ("urns", "<credential/>")) == "DONE"
+    assert handler(CALL, ("urns", ["a", "b"], "")) == "DONE"
+    assert calls == [(None, "urns", ["<credential/>"], {}), (None, "urns", ["a", "b"], {})]
 
 
-def test_forward_refuses_a_wrong_arity_without_calling() -> None:
+@pytest.mark.parametrize("lone", ["<credential/>", b"<credential/>",
+                                  {"geni_type": "geni_sfa", "geni_value": "<c/>"}])
+def test_a_lone_credential_becomes_a_list_of_one(lone: object) -> None:
+    assert credential_list(lone) == [lone]
+    assert credential_list(None) == [] and credential_list(("a",)) == ["a"]
+
+
+def test_options_absent_or_empty_string_are_an_empty_struct() -> None:
+    assert options_struct(None) == {} and options_struct("") == {}
+    assert options_struct({"geni_compressed": True}) == {"geni_compressed": True}
+
+
+@pytest.mark.parametrize(("convert", "bad", "message"), [
+    (credential_list, 42, "credentials must be a list of credentials, got int"),
+    (options_struct, "x", "options must be a struct, got str"),
+    (options_struct, ["a"], "options must be a struct, got list"),
+])
+def test_other_shapes_are_bad_args_naming_what_came(convert: object, bad: object,
+                                                     message: str) -> None:
+    with pytest.raises(BadArgs, match=message) as err:
+        convert(bad)  # type: ignore[operator]
+    assert err.value.code == GeniCode.BADARGS
+
+
+def test_declare_refuses_a_wrong_arity_without_calling() -> None:
     calls: list[tuple[object, ...]] = []
-    handler = forward(lambda *args: calls.append(args), 2, 3)
+    handler = declare(lambda *args: calls.append(args), as_is, as_is, as_is, least=2)
     with pytest.raises(MissingArgs):
         handler(CALL, ("urns",))
     with pytest.raises(BadArgs):
