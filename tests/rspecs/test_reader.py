@@ -204,11 +204,12 @@ def test_extensions_written_back_read_the_same() -> None:
     assert _FD_RAM in text
 
 
-def test_the_enforced_knobs_of_a_node_read_back(ad_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_enforced_knobs_of_a_node_read_back(ad_model) -> None:
     """`<sfa:resources enforced="...">`: the knobs a node enforces; absent means unknown."""
     ad_model.nodes[0].resources.enforced = ("cpu_share", "memory_mb", "tasks")
     ad_model.nodes[1].resources.enforced = ()
     text = write_rspec(ad_model)
     assert 'enforced="cpu_share memory_mb tasks"' in text and 'enforced=""' in text
     assert read_rspec(text) == ad_model
-    assert read_rspec(text).nodes[2].resources.enforced is None
+    third = read_rspec(text).nodes[2].resources
+    assert third is not None and third.enforced is None

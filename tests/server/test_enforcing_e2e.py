@@ -77,7 +77,10 @@ def test_the_ad_says_what_each_node_enforces(reactor: Any, site: NmSite) -> None
 
     assert site.driver is not None
     driver = site.driver
-    blockingCallFromThread(reactor, lambda: Deferred.fromCoroutine(driver.check_health()))
+    def check() -> Deferred[Any]:
+        return Deferred.fromCoroutine(driver.check_health())
+
+    blockingCallFromThread(reactor, check)
     (backend,) = backends(site)
     ad = ok(site.am().ListResources(site.cred("alice"), {"geni_rspec_version": GENI3}))
     (node,) = read_rspec(ad).nodes

@@ -1,6 +1,7 @@
 """The handlers' shared argument plumbing: arity refusals and base64 text."""
 
 import xmlrpc.client
+from typing import Any
 from xmlrpc.client import Binary
 
 import pytest
@@ -119,7 +120,8 @@ def test_a_reply_with_counts_past_32_bits_travels_with_them_as_doubles() -> None
                                        "list": [2**31, -(2**31)], "flag": True}},
         replies=FaultReplies(), anonymous_methods=frozenset({"Usage"}))
     outcome = dispatcher.handle(xmlrpc.client.dumps((), "Usage").encode(), (), "127.0.0.1")
-    (value,), _ = xmlrpc.client.loads(outcome.body)
+    (reply,), _ = xmlrpc.client.loads(outcome.body)
+    value: Any = reply
     assert value == {"usage": {"sent_bytes": float(big), "tasks": 3},
                      "list": [float(2**31), -(2**31)], "flag": True}
     assert isinstance(value["usage"]["tasks"], int) and isinstance(value["list"][1], int)
