@@ -5,7 +5,7 @@ of the node's identity."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from OpenSSL._util import lib as openssl
@@ -38,13 +38,17 @@ def client_of(site: NmSite) -> TwistedNodeClient:
 
 def resumed(client: TwistedNodeClient) -> list[bool]:
     """For each kept-alive connection: was its TLS session resumed?"""
-    return [bool(openssl.SSL_session_reused(protocol.transport.getHandle()._ssl))
-            for protocol in client._idle.values()]
+    transports: list[Any] = [protocol.transport for protocol in client._idle.values()]
+    return [bool(openssl.SSL_session_reused(transport.getHandle()._ssl))
+            for transport in transports]
 
 
 def call(reactor: Any, client: TwistedNodeClient, node_call: NodeCall) -> NodeReply:
-    return blockingCallFromThread(
-        reactor, lambda: defer.Deferred.fromCoroutine(client.call(node_call)))
+    def start() -> defer.Deferred[NodeReply]:
+        return defer.Deferred.fromCoroutine(client.call(node_call))
+
+    reply: NodeReply = blockingCallFromThread(reactor, cast(Any, start))  # twisted's stubs
+    return reply
 
 
 def test_a_new_connection_resumes_and_the_node_still_knows_the_aggregate(
