@@ -14,7 +14,7 @@ from sfa.omf.experiment import parse_experiment
 from sfa.omf.provision import create_experiment_groups, create_slice_tree, remove_slice_tree
 from sfa.omf.tree import resource_node
 from sfa.omf.xmpp import PubsubClient
-from tests.omf.conftest import ROOT, Pki, Xmpp, await_ready, start_rc
+from tests.omf.conftest import ROOT, Pki, RcProcess, Xmpp, await_ready, start_rc
 
 NODES = ["node1", "node2", "node3", "node4"]
 
@@ -32,7 +32,7 @@ def test_two_group_experiment_end_to_end(xmpp: Xmpp, pki: Pki, tmp_path: Path):
     node_hrns = [f"{ROOT}.{n}" for n in NODES]
     experiment = parse_experiment(experiment_text(free_loopback_port()))
     alice_ec = xmpp.ec_login("alice", "sa")
-    rcs = []
+    rcs: list[RcProcess] = []
 
     async def scenario() -> None:
         admin = PubsubClient(xmpp.login(AGGREGATE_ACCOUNT))

@@ -39,7 +39,7 @@ def _serve(directory: Path, env: dict[str, str] | None = None) -> subprocess.Pop
 
 def _ready_lines(server: subprocess.Popen[str]) -> list[str]:
     assert server.stdout is not None
-    lines = []
+    lines: list[str] = []
     while not lines or not lines[-1].startswith("ready aggregate"):
         line = server.stdout.readline()
         assert line, (lines, server.poll())
