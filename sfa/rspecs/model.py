@@ -54,13 +54,11 @@ class Extension(UserString):
         self.parsed = self._element is not None  # one well-formed element, known from a parse
 
     @classmethod
-    def of_element(cls, element: etree._Element, lazy: bool = True) -> Extension:
-        """The extension of a parsed element (the reader's hot path: no checks). A lazy one
-        keeps the element, and so its whole document, alive until its text is first used."""
+    def of_element(cls, element: etree._Element) -> Extension:
+        """The extension of a parsed element (the reader's hot path: no checks). It keeps the
+        element, and so its whole document, alive until its text is first used."""
         made = cls.__new__(cls)
         made._element, made._text, made.parsed = element, None, True
-        if not lazy:
-            made._serialize()
         return made
 
     @property

@@ -208,8 +208,7 @@ class _Reader:
             elif tag == ext.INIT_SCRIPT_TAG:
                 result.init_script = child.text or ""
             elif tag.__class__ is str:
-                # Made now: a few at most, and a lazy one would keep the whole tree alive.
-                extensions.append(_lazy(child, lazy=False))
+                extensions.append(_lazy(child))
         return result
 
     def node(self, element: etree._Element) -> Node:
