@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sfa.errors import BadArgs, TooBig
-from sfa.safexml import parse_xml
+from sfa.safexml import parse_xml, xml_text
 
 BILLION_LAUGHS = """<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>
@@ -91,3 +91,28 @@ def test_depth_at_the_limit_with_few_tags() -> None:
     assert parse_xml(document, max_depth=5).tag == "a"
     with pytest.raises(TooBig, match="deeper than 4"):
         parse_xml(document, max_depth=4)
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("bom", [True, False])
+def test_a_dtd_is_found_on_the_decoded_text(codec: str, bom: bool) -> None:
+    document = BILLION_LAUGHS.replace('version="1.0"', 'version="1.0" encoding="UTF-16"')
+    data = ("\ufeff" if bom else "").encode(codec) + document.encode(codec)
+    with pytest.raises(BadArgs, match="found before parsing"):
+        xml_text(data)
+
+
+def test_wide_encodings_are_handed_on_as_utf8_without_declaration() -> None:
+    data = '<?xml version="1.0" encoding="UTF-16"?><r>é</r>'.encode("utf-16")
+    assert xml_text(data) == "<r>é</r>".encode()
+    assert parse_xml(data).text == "é"
+
+
+@pytest.mark.parametrize("document", [
+    b'<?xml version="1.0" encoding="UTF-7"?>+ADw-!DOCTYPE r+AD4-<r/>',
+    b'<?xml version="1.0" encoding="UTF-16"?><r/>',  # ASCII bytes that claim UTF-16
+    "<r/>".encode("cp037"),  # EBCDIC: a parser could detect it, the byte check cannot read it
+])
+def test_encodings_the_check_cannot_read_are_refused(document: bytes) -> None:
+    with pytest.raises(BadArgs, match="encoding"):
+        xml_text(document)

@@ -8,6 +8,7 @@ and nothing changed in any database or under the deployment directory.
 
 from __future__ import annotations
 
+import socket
 import xmlrpc.client
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from sfa.nodemanager.store import NodeStore
 from sfa.server.am_api import AGGREGATE_DB
 from sfa.storage.registry_schema import open_registry_database
 from sfa.trust.keys import generate_private_key
-from tests.server.conftest import Identity, proxy
+from tests.server.conftest import Identity, client_context, proxy
 from tests.server.nm_site import NmSite, build_deployment, node_proxy, start_site, stop_site
 
 SLICES = ["exp1", "exp2", "exp3", "exp4", "exp5", "exp6"]
@@ -114,6 +115,27 @@ class World:
         assert reply["code"]["geni_code"] == 0 and reply["value"]["geni_api"] == 3
         for node_urn in self.site.nodes:
             assert self.node(node_urn).GetVersion()["code"]["geni_code"] == 0
+
+
+def post_raw(world: World, url: str, body: bytes) -> bytes:
+    """One raw HTTPS POST of `body`; the reply body."""
+    host, port, path = split_url(url)
+    context = client_context(world.root_file, world.ids["alice"])
+    with socket.create_connection((host, port), timeout=30) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as tls:
+        head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/xml\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+        tls.sendall(head.encode() + body)
+        reply = b""
+        while chunk := tls.recv(65536):
+            reply += chunk
+    return reply.split(b"\r\n\r\n", 1)[1]
+
+
+def split_url(url: str) -> tuple[str, int, str]:
+    host, rest = url.removeprefix("https://").split(":", 1)
+    port, _, path = rest.partition("/")
+    return host, int(port), "/" + path
 
 
 def files_under(directory: Path) -> list[tuple[str, int | None]]:

@@ -18,10 +18,12 @@ from tests.security.conftest import (
     files_under,
     no_traceback,
     ok,
+    post_raw,
     refused_by_aggregate,
     refused_by_registry,
     request,
     slice_urn,
+    split_url,
 )
 from tests.server.conftest import client_context
 
@@ -68,34 +70,13 @@ def test_15_wrong_namespace_and_unknown_version(world: World) -> None:
                          GeniCode.BADVERSION)
 
 
-def _post(world: World, url: str, body: bytes) -> bytes:
-    """One raw HTTPS POST of `body`; the reply body."""
-    host, port, path = _split(url)
-    context = client_context(world.root_file, world.ids["alice"])
-    with socket.create_connection((host, port), timeout=30) as raw, \
-            context.wrap_socket(raw, server_hostname=host) as tls:
-        head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/xml\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
-        tls.sendall(head.encode() + body)
-        reply = b""
-        while chunk := tls.recv(65536):
-            reply += chunk
-    return reply.split(b"\r\n\r\n", 1)[1]
-
-
-def _split(url: str) -> tuple[str, int, str]:
-    host, rest = url.removeprefix("https://").split(":", 1)
-    port, _, path = rest.partition("/")
-    return host, int(port), "/" + path
-
-
 def test_13_entities_in_the_xml_rpc_body(world: World) -> None:
     body = (XML_HEAD + LAUGHS.replace("rspec", "methodCall")
             + "<methodCall><methodName>GetVersion</methodName><params><param><value>&c;"
               "</value></param></params></methodCall>").encode()
     before = world.dump()
     for url in (world.site.registry.url, world.site.aggregate.url + "am/3"):
-        reply = _post(world, url, body)
+        reply = post_raw(world, url, body)
         assert b"faultCode" in reply or b"geni_code" in reply
         assert b"<int>1</int>" in reply and b"aaaaaaaaaa" not in reply
         no_traceback(reply.decode())
@@ -117,7 +98,7 @@ def test_14_a_100_mb_rspec_streamed_is_cut_off_unparsed(world: World) -> None:
     """Sent once, in pieces: the server counts and drops it, never holds 100 MB."""
     before = world.dump()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; the server is in-process
-    host, port, path = _split(world.site.aggregate.url + "am/3")
+    host, port, path = split_url(world.site.aggregate.url + "am/3")
     total, piece = 100 * 1024 * 1024, b"<node client_id='n'/>" * 4096
     context = client_context(world.root_file, world.ids["alice"])
     sent, reply = 0, b""
