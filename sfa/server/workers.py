@@ -3,16 +3,25 @@
 Each worker builds its own Dispatcher from a factory (the registry's: its own Registry over the
 shared SQLite file and authority store), so credential verification and signing use every
 core and never compete with the reactor thread for the server process's GIL.
+
+Workers die with the server, even when it is SIGKILLed: each asks the kernel for SIGKILL when
+its parent dies (`PR_SET_PDEATHSIG`, Linux), and watches a lifeline pipe whose only writer is
+the server, exiting when it closes (the kernel closes it when the server dies; this also covers
+systems without prctl and PDEATHSIG's firing on the death of the spawning thread).
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
+import os
 import signal
 import sys
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
+from multiprocessing.connection import Connection
 from typing import Any
 
 from cryptography import x509
@@ -24,17 +33,42 @@ from twisted.python.failure import Failure
 
 from sfa.errors import Busy, ServerError
 from sfa.server.dispatch import CallOutcome, Dispatcher
+from sfa.server.xmlrpc import remove_trigger
 
 log = Logger(namespace="sfa.server")
 
 _QUEUE_FACTOR = 64
 _WARM_TIMEOUT = 120.0
+_PR_SET_PDEATHSIG = 1
 _dispatcher: Dispatcher | None = None
 
 
-def _init_worker(factory: str, args: tuple[Any, ...]) -> None:
-    """In the worker: ignore Ctrl-C (the server stops us), log to stderr, build the dispatcher."""
+def die_with_parent(lifeline: Connection, parent_pid: int) -> None:
+    """In a child: SIGKILL on the parent's death (Linux) and exit when `lifeline`, the read end
+    of a pipe only the parent writes to, reaches end of file."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    threading.Thread(target=_watch_lifeline, args=(lifeline,), name="sfa-lifeline",
+                     daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _watch_lifeline(lifeline: Connection) -> None:
+    try:
+        lifeline.recv_bytes()  # the parent never writes: this returns only at end of file
+    except (EOFError, OSError):
+        pass
+    os._exit(1)
+
+
+def _init_worker(factory: str, args: tuple[Any, ...], lifeline: Connection,
+                 parent_pid: int) -> None:
+    """In the worker: die with the server, ignore Ctrl-C (the server stops us), log to stderr,
+    build the dispatcher."""
     global _dispatcher  # noqa: PLW0603 - one dispatcher per worker process
+    die_with_parent(lifeline, parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     observer: Any = textFileLogObserver(sys.stderr)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
@@ -65,6 +99,8 @@ class ProcessCallPool:
         self.max_pending = workers * _QUEUE_FACTOR
         self.pending = 0
         self._factory = (factory, args)
+        # the server holds the only write end for the pool's life; workers watch the read end
+        self._lifeline, self._lifeline_writer = get_context("spawn").Pipe(duplex=False)
         self._executor: ProcessPoolExecutor | None = self._new_executor()
         self._trigger = reactor.addSystemEventTrigger("during", "shutdown", self.stop)
 
@@ -73,7 +109,7 @@ class ProcessCallPool:
             max_workers=self.workers,
             mp_context=get_context("spawn"),
             initializer=_init_worker,
-            initargs=self._factory,
+            initargs=(*self._factory, self._lifeline, os.getpid()),
         )
 
     def _replace_broken(self, broken: ProcessPoolExecutor) -> None:
@@ -135,11 +171,19 @@ class ProcessCallPool:
             deferred.callback(future.result())
 
     def stop(self) -> Deferred[Any]:
-        """Let the calls in progress finish, then end the workers (idempotent)."""
-        if self._trigger is not None:
-            self.reactor.removeSystemEventTrigger(self._trigger)
-            self._trigger = None
+        """Let the calls in progress finish, then end the workers (idempotent; also as its own
+        shutdown trigger, e.g. after a failed start)."""
+        trigger, self._trigger = self._trigger, None
+        if trigger is not None:
+            remove_trigger(self.reactor, trigger)
         executor, self._executor = self._executor, None
         if executor is None:
             return succeed(None)
-        return deferToThread(executor.shutdown, wait=True)
+        stopped = deferToThread(executor.shutdown, wait=True)
+        stopped.addBoth(self._close_lifeline)
+        return stopped
+
+    def _close_lifeline(self, result: Any) -> Any:
+        self._lifeline_writer.close()
+        self._lifeline.close()
+        return result

@@ -69,6 +69,15 @@ class Pool(Protocol):
     def stop(self) -> Any: ...
 
 
+def remove_trigger(reactor: Any, trigger: Any) -> None:
+    """Take a system event trigger off the reactor's list, also when it is the very trigger
+    running now (the reactor took it off already as it fired)."""
+    try:
+        reactor.removeSystemEventTrigger(trigger)
+    except ValueError:
+        pass
+
+
 class CallPool:
     """A bounded thread pool tied to the reactor's life (started on run, stopped on shutdown)."""
 
@@ -82,15 +91,11 @@ class CallPool:
         self._trigger = reactor.addSystemEventTrigger("during", "shutdown", self.stop)
 
     def stop(self) -> None:
-        """Stop the threads once the calls in progress end (idempotent; also when it runs as
-        its own shutdown trigger, which the reactor has already taken off its list)."""
+        """Stop the threads once the calls in progress end (idempotent)."""
         trigger, self._trigger = self._trigger, None
         if trigger is None:
             return
-        try:
-            self.reactor.removeSystemEventTrigger(trigger)
-        except ValueError:
-            pass  # fired: the reactor is shutting down and called this very trigger
+        remove_trigger(self.reactor, trigger)
         self._pool.stop()
 
     def run(self, function: Callable[..., Any], *args: Any) -> Deferred[Any]:
