@@ -100,6 +100,7 @@ class LimitsConfig:
     max_request_bytes: int = 10_000_000
     max_concurrent_calls: int = 16
     idle_timeout_seconds: int = 60
+    header_timeout_seconds: int = 10
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ _POSITIVE_KEYS = (
     "max_request_bytes",
     "max_concurrent_calls",
     "idle_timeout_seconds",
+    "header_timeout_seconds",
     "allocated_minutes",
     "default_lease_days",
     "max_lease_days",

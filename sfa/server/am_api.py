@@ -230,7 +230,8 @@ def start_aggregate_service(
     routes: dict[bytes, resource.Resource] = {p: v3_resource for p in V3_PATHS}
     routes[V2_PATH] = v2_resource
     site = XmlRpcSite(VersionRouter(routes), max_request_bytes=limits.max_request_bytes,
-                      idle_timeout=limits.idle_timeout_seconds)
+                      idle_timeout=limits.idle_timeout_seconds,
+                      header_timeout=limits.header_timeout_seconds)
     context = ServerTLSContext(gid, key, session_name=f"sfa-{name}")
     listening = reactor.listenSSL(port, site, context, interface=host)
     url = service_url(host, listening.getHost().port)

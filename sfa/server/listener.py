@@ -58,6 +58,7 @@ def start_service(
         root,
         max_request_bytes=limits.max_request_bytes,
         idle_timeout=limits.idle_timeout_seconds,
+        header_timeout=limits.header_timeout_seconds,
     )
     context = ServerTLSContext(gid, key, session_name=f"sfa-{name}")
     listening = reactor.listenSSL(port, site, context, interface=host)

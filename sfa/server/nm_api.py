@@ -203,7 +203,8 @@ def _listen_local(
         pool=pool, anonymous_methods=LOCAL_METHODS,
     )
     site = XmlRpcSite(resource, max_request_bytes=64 * 1024,
-                      idle_timeout=limits.idle_timeout_seconds)
+                      idle_timeout=limits.idle_timeout_seconds,
+                      header_timeout=limits.header_timeout_seconds)
     listening = reactor.listenTCP(port, site, interface=host)
     url = service_url(host, listening.getHost().port).replace("https://", "http://")
     return RunningService("nodemanager-local", url, listening, pool, site)

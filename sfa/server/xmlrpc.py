@@ -51,6 +51,8 @@ log = Logger(namespace="sfa.server")
 # A request that keeps streaming this many times the limit is cut off instead of drained.
 _DRAIN_FACTOR = 4
 _QUEUE_FACTOR = 16
+# seconds from a request's first byte to its last header line (`[limits] header_timeout_seconds`)
+DEFAULT_HEADER_TIMEOUT = 10.0
 # distinct request bodies whose constant reply is kept (GetVersion with and without options)
 _CONSTANT_BODIES = 16
 
@@ -199,18 +201,63 @@ class ClosableChannel(http.HTTPChannel):
             self._fire_closed()
 
 
+class HeaderDeadlineChannel(ClosableChannel):
+    """An HTTP channel that gives each request `header_timeout` seconds from its first byte to
+    its last header line: the idle timeout restarts with every byte, so headers trickled a byte
+    at a time would otherwise hold the connection forever."""
+
+    _awaiting_headers = True
+    _deadline: Any = None
+
+    @property
+    def header_timeout(self) -> float:
+        return float(self.site.header_timeout)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._awaiting_headers and self._deadline is None and data:
+            self._deadline = self.callLater(self.header_timeout, self._headers_too_slow)
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        self._awaiting_headers = False
+        self._cancel_deadline()
+        super().allHeadersReceived()
+
+    def requestDone(self, request: Any) -> None:
+        self._awaiting_headers = True  # before the next pipelined request is read
+        super().requestDone(request)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancel_deadline()
+        super().connectionLost(reason)
+
+    def _cancel_deadline(self) -> None:
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+
+    def _headers_too_slow(self) -> None:
+        self._deadline = None
+        transport: Any = self.transport
+        log.info("closing {peer}: request headers not complete within {seconds} s",
+                 peer=str(transport.getPeer()), seconds=self.header_timeout)
+        transport.abortConnection()
+
+
 class XmlRpcSite(server.Site):
-    """A Site with a request size limit, an idle timeout, no server banner, and a graceful
-    close of every connection (`close_connections`)."""
+    """A Site with a request size limit, idle and header timeouts, no server banner, and a
+    graceful close of every connection (`close_connections`)."""
 
     requestFactory = LimitedRequest
-    protocol = ClosableChannel  # type: ignore[assignment]  # HTTP/1.1 only: no ALPN here
+    protocol = HeaderDeadlineChannel  # type: ignore[assignment]  # HTTP/1.1 only: no ALPN
     # A connection whose response is still not written by then is aborted.
     close_timeout = 5.0
 
-    def __init__(self, root: resource.Resource, *, max_request_bytes: int, idle_timeout: float):
+    def __init__(self, root: resource.Resource, *, max_request_bytes: int, idle_timeout: float,
+                 header_timeout: float = DEFAULT_HEADER_TIMEOUT):
         super().__init__(root, timeout=idle_timeout)
         self.max_request_bytes = max_request_bytes
+        self.header_timeout = header_timeout
         self.displayTracebacks = False
         self.channels: set[ClosableChannel] = set()
 

@@ -251,3 +251,74 @@ def test_tls_below_12_is_refused(tiny: RunningService, test_pki: dict):
     with pytest.raises(ssl.SSLError) as caught:
         xmlrpc.client.ServerProxy(tiny.url, context=context).GetVersion()
     assert "PROTOCOL_VERSION" in str(caught.value)  # the server's alert, not a local refusal
+
+
+@pytest.fixture(scope="module")
+def tiny_deadline(reactor: Any, test_pki: dict) -> Iterator[RunningService]:
+    """The tiny service with a long idle timeout and a 1 s header deadline."""
+    service = test_pki["service"]
+    limits = LimitsConfig(idle_timeout_seconds=60, header_timeout_seconds=1)
+    running = blockingCallFromThread(
+        reactor,
+        lambda: start_service(
+            reactor, name="tiny", handlers=HANDLERS, replies=FaultReplies(), gid=service.gid,
+            key=service.key, host="127.0.0.1", port=0, limits=limits,
+        ),
+    )
+    yield running
+    blockingCallFromThread(reactor, running.stop)
+
+
+def _tls(url: str, test_pki: dict) -> ssl.SSLSocket:
+    host, port = url.removeprefix("https://").rstrip("/").split(":")
+    context = client_context(test_pki["root"].cert_file, test_pki["user"])
+    raw = socket.create_connection((host, int(port)), timeout=10)
+    return context.wrap_socket(raw, server_hostname=host)
+
+
+def _closed_by_server(tls: ssl.SSLSocket) -> bool:
+    try:
+        return tls.recv(1024) == b""
+    except TimeoutError:
+        return False
+    except (ConnectionResetError, ssl.SSLError):
+        return True
+
+
+def test_31_trickled_headers_hit_the_header_deadline(tiny_deadline: RunningService,
+                                                     test_pki: dict):
+    """A header line every 0.2 s keeps the idle timeout (60 s) from ever firing; the header
+    deadline (1 s here, 10 s by default) closes the connection all the same."""
+    with _tls(tiny_deadline.url, test_pki) as tls:
+        tls.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        started = time.perf_counter()
+        tls.settimeout(0.2)
+        closed = False
+        while not closed and time.perf_counter() - started < 20:
+            try:
+                tls.sendall(b"X-Trickle: 1\r\n")
+            except OSError:
+                break  # the server already closed it
+            closed = _closed_by_server(tls)
+        elapsed = time.perf_counter() - started
+    assert elapsed < 20, "the connection was held open"
+    assert elapsed >= 0.9  # the deadline, not something sooner, closed it
+    client = proxy(tiny_deadline.url, test_pki["root"].cert_file, test_pki["user"])
+    assert client.Echo("next")["params"] == ["next"]
+
+
+def test_31_the_header_deadline_spares_idle_kept_alive_connections(
+        tiny_deadline: RunningService, test_pki: dict):
+    """The deadline starts at a request's first byte: a kept-alive connection silent for longer
+    than it (not longer than the idle timeout) still serves its next call."""
+    body = xmlrpc.client.dumps(("again",), "Echo").encode()
+    request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+               + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    with _tls(tiny_deadline.url, test_pki) as tls:
+        tls.sendall(request)
+        assert b"again" in tls.recv(65536)
+        tls.settimeout(1.5)  # silent for longer than the 1 s header deadline
+        assert not _closed_by_server(tls)
+        tls.settimeout(10)
+        tls.sendall(request)
+        assert b"again" in tls.recv(65536)
