@@ -106,13 +106,28 @@ def hrn_leaf(hrn: str) -> str:
     return hrn_split(hrn)[-1]
 
 
+_ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def name_key(name: str) -> str:
+    """The form in which names (HRNs and URNs) compare: GENI URNs compare case-insensitively,
+    so `plc.lab.ASLICE` and `plc.lab.aslice` are one name. ASCII letters only are folded, as
+    SQLite's NOCASE collation does, so the registry's unique index agrees with this."""
+    return name.translate(_ASCII_FOLD)
+
+
+def same_name(a: str, b: str) -> bool:
+    """True when the names `a` and `b` (two HRNs or two URNs) are one name."""
+    return name_key(a) == name_key(b)
+
+
 def is_authority_for(authority_hrn: str, hrn: str) -> bool:
     """True when `authority_hrn` is `hrn` or one of its ancestors, compared component-wise."""
     if not authority_hrn or not hrn:
         return False
     try:
-        authority = hrn_split(authority_hrn)
-        name = hrn_split(hrn)
+        authority = hrn_split(name_key(authority_hrn))
+        name = hrn_split(name_key(hrn))
     except BadArgs:
         return False
     return len(authority) <= len(name) and name[: len(authority)] == authority

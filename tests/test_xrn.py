@@ -17,7 +17,9 @@ from sfa.xrn import (
     hrn_to_urn,
     is_authority_for,
     is_authority_type,
+    name_key,
     publicid_to_urn,
+    same_name,
     urn_to_hrn,
     urn_to_publicid,
     validate_hrn,
@@ -261,3 +263,18 @@ def test_urn_hrn_urn_identity(parts: list[str], type: str) -> None:
     hrn, parsed_type = urn_to_hrn(urn)
     assert hrn_to_urn(hrn, parsed_type) == urn
     assert Xrn.from_urn(urn).urn == urn
+
+
+def test_names_differing_only_in_case_are_one_name() -> None:
+    assert same_name("plc.lab.ASLICE", "plc.lab.aslice")
+    assert same_name("urn:publicid:IDN+plc:lab+slice+ASLICE",
+                     "URN:publicid:IDN+PLC:lab+slice+aslice")
+    assert not same_name("plc.lab.aslice", "plc.lab.aslice2")
+    assert name_key("plc.Lab.X") == "plc.lab.x"
+    # ASCII letters only, as SQLite's NOCASE collation (the registry's unique index) folds
+    assert not same_name("plc.lab.Ä", "plc.lab.ä")
+
+
+def test_authority_is_component_wise_and_ignores_case() -> None:
+    assert is_authority_for("PLC.Lab", "plc.lab.alice")
+    assert not is_authority_for("plc.la", "plc.LAB.alice")

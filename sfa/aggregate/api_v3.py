@@ -15,7 +15,7 @@ from sfa.rspecs.writer import write_rspec
 from sfa.trust.gid import GID
 from sfa.trust.rights import OPERATION_FOR_METHOD
 from sfa.trust.verify import VerifiedCall
-from sfa.xrn import hrn_to_urn
+from sfa.xrn import hrn_to_urn, same_name
 
 from .arguments import (
     credentials_of,
@@ -345,7 +345,7 @@ def _refuse_unless_best_effort(errors: Mapping[str, str], best_effort: bool, wha
 def _remember_slice_gid(ctx: AggregateContext, call: VerifiedCall, slice_urn: str) -> None:
     """Keep the slice GID of the credential that targets the slice (tickets carry it)."""
     for credential in call.credentials:
-        if credential.target_urn == slice_urn:
+        if same_name(credential.target_urn, slice_urn):
             pem = credential.target_gid.to_pem(include_chain=True)
             if ctx.store.slice_gid(slice_urn) != pem:
                 ctx.store.set_slice_gid(slice_urn, pem)

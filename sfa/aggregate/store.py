@@ -196,7 +196,10 @@ class AggregateStore:
     # slices
     def is_shutdown(self, slice_urn: str) -> bool:
         with self.database.snapshot() as handle:
-            rows = list(handle.query("SELECT shutdown FROM slices WHERE urn = ?", [slice_urn]))
+            # a slice is one name whatever its spelling (sfa.xrn.name_key; NOCASE folds alike)
+            rows = list(handle.query(
+                "SELECT max(shutdown) AS shutdown FROM slices WHERE urn = ? COLLATE NOCASE",
+                [slice_urn]))
         return bool(rows and rows[0]["shutdown"])
 
     def set_shutdown(self, slice_urn: str, shutdown: bool = True) -> None:
@@ -277,7 +280,8 @@ class AggregateStore:
         """Every sliver of a slice here, oldest first."""
         with self.database.snapshot() as handle:
             rows = handle.query(
-                "SELECT * FROM slivers WHERE slice_urn = ? ORDER BY created, urn", [slice_urn]
+                "SELECT * FROM slivers WHERE slice_urn = ? COLLATE NOCASE ORDER BY created, urn",
+                [slice_urn],
             )
             return [_sliver(row) for row in rows]
 

@@ -46,6 +46,7 @@ def open_admin(deployment: Deployment) -> RegistryAdmin:
         deployment.authority_store(),
         deployment.authority_hrn,
         config=registry_logic_config(deployment),
+        revoke=deployment.trusted_roots().revoke,
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sfa.errors import Forbidden
 from sfa.trust.gid import GID
 from sfa.trust.verify import TrustPolicy, authorize, verify_caller
-from sfa.xrn import Xrn, is_authority_for
+from sfa.xrn import Xrn, is_authority_for, same_name
 
 # The credential operation each node manager method needs (spec/trust.md rights table).
 OPERATIONS = {
@@ -41,7 +41,7 @@ def authorize_sliver(
     """The caller's URN when it may do `action` on a sliver of `slice_urn` issued by
     `issuer_urn`; Forbidden / credential errors otherwise."""
     caller = caller_of(peer, policy)
-    if caller.urn == issuer_urn:
+    if same_name(caller.urn, issuer_urn):
         return caller.urn
     assert peer is not None
     verified = authorize(

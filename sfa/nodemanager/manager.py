@@ -47,7 +47,7 @@ from sfa.trust.keys import private_key_to_pem
 from sfa.trust.slicekey import unseal_slice_key
 from sfa.trust.ticket import create_lease, verify_ticket
 from sfa.trust.verify import TrustPolicy
-from sfa.xrn import validate_urn
+from sfa.xrn import same_name, validate_urn
 
 log = logging.getLogger("sfa.nodemanager")
 
@@ -193,7 +193,7 @@ class NodeManager:
             record = self._sliver(sliver_urn)
             if (terms.sliver_urn, terms.slice_urn) != (record.sliver_urn, record.slice_urn):
                 raise BadArgs(f"the renewal is for {terms.sliver_urn}, not {sliver_urn}")
-            if terms.issuer_urn != record.issuer_urn:
+            if not same_name(terms.issuer_urn, record.issuer_urn):
                 raise Forbidden(f"only the issuing aggregate {record.issuer_urn} may renew")
             earlier = self._earlier_redemption(terms)
             if earlier is not None:
@@ -268,7 +268,7 @@ class NodeManager:
         return [
             self._info(record)
             for record in self.store.slivers()
-            if scope is None or record.issuer_urn == scope
+            if scope is None or same_name(record.issuer_urn, scope)
         ]
 
     def info(self, sliver_urn: str) -> SliverInfo:
@@ -363,7 +363,7 @@ class NodeManager:
             trusted_issuers=self.trusted_issuers,
         )
         terms = terms_of(ticket)
-        if terms.node_urn != self.urn:
+        if not same_name(terms.node_urn, self.urn):
             raise Forbidden(f"this ticket is for {terms.node_urn}, not this node ({self.urn})")
         if terms.expires <= self.clock():
             raise Refused("the ticket has expired")

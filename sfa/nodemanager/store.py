@@ -190,7 +190,7 @@ class NodeStore:
         return _sliver(row) if row else None
 
     def sliver_of_slice(self, slice_urn: str) -> SliverRecord | None:
-        row = self._one("SELECT * FROM slivers WHERE slice_urn = ?", slice_urn)
+        row = self._one("SELECT * FROM slivers WHERE slice_urn = ? COLLATE NOCASE", slice_urn)
         return _sliver(row) if row else None
 
     def sliver_by_login(self, login: str) -> SliverRecord | None:

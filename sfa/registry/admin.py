@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfa.errors import BadArgs
-from sfa.registry.book import RecordBook, SliverCheck, no_slivers
+from sfa.registry.book import RecordBook, Revoker, SliverCheck, no_slivers
 from sfa.registry.records import (
     AuthorityRecord,
     NodeRecord,
@@ -49,11 +49,12 @@ class RegistryAdmin:
         *,
         config: RegistryConfig | None = None,
         slice_has_slivers: SliverCheck = no_slivers,
+        revoke: Revoker | None = None,
     ) -> None:
         repository = RecordRepository(RecordStore(open_registry_database(database_path)))
         self.book = RecordBook(
             repository, authorities, validate_hrn(root_hrn), config or RegistryConfig(),
-            slice_has_slivers,
+            slice_has_slivers, revoke=revoke,
         )
         self.book.ensure_root_record()
 

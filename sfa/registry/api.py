@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sfa.errors import BadArgs, CredentialMismatch, Expired, SearchFailed
+from sfa.errors import BadArgs, CredentialMismatch, Expired, Forbidden, SearchFailed
 from sfa.registry.book import RecordBook, SliverCheck, no_slivers
 from sfa.registry.grants import (
     Caller,
@@ -36,7 +36,7 @@ from sfa.registry.settings import RegistryConfig
 from sfa.storage.records import RecordStore
 from sfa.storage.registry_schema import open_registry_database
 from sfa.timeutil import utcnow
-from sfa.trust.credential import create_credential
+from sfa.trust.credential import Credential, create_credential
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import AuthorityStore
 from sfa.trust.keys import load_public_key, public_keys_equal
@@ -45,6 +45,7 @@ from sfa.trust.verify import (
     TrustPolicy,
     VerifiedCall,
     authorize,
+    covers,
     verify_caller,
 )
 from sfa.xrn import Xrn, validate_hrn
@@ -82,7 +83,9 @@ class Registry:
         self.hrn = gid.hrn
         self.referrals = Referrals(self.hrn, self.config.peers)
         repository = RecordRepository(RecordStore(open_registry_database(database_path)))
-        self.book = RecordBook(repository, authorities, self.hrn, self.config, slice_has_slivers)
+        revoke = policy.roots.revoke if policy.roots.directory is not None else None
+        self.book = RecordBook(repository, authorities, self.hrn, self.config, slice_has_slivers,
+                               revoke=revoke)
         self.book.ensure_root_record()
 
     def close(self) -> None:
@@ -108,6 +111,23 @@ class Registry:
             if not public_keys_equal(current.public_key, call.caller.public_key):
                 record = None
         return Caller(urn=call.caller_urn, record=record)
+
+    def _check_standing(self, call: VerifiedCall, target_urn: str) -> None:
+        """Rights over `target_urn` that come from authority credentials hold only while the
+        credential's first owner is, in the database now, a PI of that authority (or the
+        authority itself): a PI taken off reg-pis loses them before the credential expires."""
+        covering = [c for c in call.credentials if covers(c, target_urn, "subtree")]
+        if any(c.target_type != "authority" for c in covering):
+            return  # the record's own or its slice's credential: no authority standing needed
+        for credential in covering:
+            owner = _first_owner(credential)
+            record = self.book.repository.get_by_urn(owner.owner_urn)
+            if Caller(urn=owner.owner_urn, record=record).is_pi_over(credential.target_gid.hrn):
+                return
+        raise Forbidden(
+            f"the authority credential's owner is no longer a PI of the authority it names; "
+            f"ask a current PI of {target_urn}'s authority"
+        )
 
     def _our_name(self, name: Any, kind: str | None) -> Xrn:
         """The Xrn of a name in our tree (an HRN needs `kind`); SearchFailed / referral else."""
@@ -225,7 +245,8 @@ class Registry:
         parent = Xrn.from_hrn(new.authority, "authority") if new.authority else None
         if parent is None:
             raise BadArgs(f"{new.hrn} is a top-level name; only an operator creates roots")
-        self._authorize(creds, caller, "register", [parent.urn], "subtree")
+        call = self._authorize(creds, caller, "register", [parent.urn], "subtree")
+        self._check_standing(call, parent.urn)
         stored = self.book.register(new)
         assert stored.gid is not None
         return stored.gid
@@ -235,7 +256,8 @@ class Registry:
         field equal to the stored GID is ignored (clients send back what Resolve gave)."""
         xrn = wire_name(record)
         self.referrals.check_ours(xrn.hrn)
-        self._authorize(creds, caller, "update", [xrn.urn], "subtree")
+        call = self._authorize(creds, caller, "update", [xrn.urn], "subtree")
+        self._check_standing(call, xrn.urn)
         stored = self.book.get(xrn)
         self.book.update(stored, parse_wire_fields(record, xrn.type, stored_gid=stored.gid))
         return 1
@@ -246,14 +268,17 @@ class Registry:
     ) -> int:
         """Remove a record; slices with live slivers only with `force`."""
         record = self._our_record(xrn, type)
-        self._authorize(creds, caller, "remove", [record.urn], "subtree")
+        call = self._authorize(creds, caller, "remove", [record.urn], "subtree")
+        self._check_standing(call, record.urn)
         self.book.remove(record, force=force)
         return 1
 
     def CreateGid(self, caller: GID, creds: Credentials, xrn: str, cert: str) -> str:
-        """A GID for a record of ours with the public key of `cert` (not stored)."""
+        """A leaf GID for a user, slice or node of ours with the public key of `cert` (not
+        stored); never an authority's."""
         record = self._our_record(xrn, None)
-        self._authorize(creds, caller, "update", [record.urn], "subtree")
+        call = self._authorize(creds, caller, "update", [record.urn], "subtree")
+        self._check_standing(call, record.urn)
         return self.book.gid_for_key(record, load_public_key(cert)).to_pem()
 
     def GetGids(self, caller: GID, xrns: Any, creds: Credentials) -> list[dict[str, Any]]:
@@ -270,6 +295,13 @@ class Registry:
     def get_trusted_certs(self, caller: GID, cred: Any = None) -> list[str]:
         """Our own GID without a credential; every trusted root with one."""
         return trusted_certificates(self.gid, self.policy, caller, cred)
+
+
+def _first_owner(credential: Credential) -> Credential:
+    """The credential a delegation chain starts from (its owner got it from the registry)."""
+    while credential.parent is not None:
+        credential = credential.parent
+    return credential
 
 
 def _credential_list(creds: Credentials) -> list[Any]:

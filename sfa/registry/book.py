@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sfa.errors import (
     AlreadyExists,
     BadArgs,
+    Forbidden,
     MissingArgs,
     Refused,
     SearchFailed,
@@ -41,11 +42,14 @@ from sfa.xrn import (
     hrn_leaf,
     hrn_split,
     is_authority_for,
+    same_name,
     validate_slice_name,
     validate_user_name,
 )
 
 SliverCheck = Callable[[str], bool]
+# Revokes a removed record's GID key for the whole deployment (TrustedRoots.revoke).
+Revoker = Callable[[GID], None]
 
 
 def no_slivers(_slice_urn: str) -> bool:
@@ -63,8 +67,11 @@ class RecordBook:
         root_hrn: str,
         config: RegistryConfig,
         slice_has_slivers: SliverCheck = no_slivers,
+        *,
+        revoke: Revoker | None = None,
     ) -> None:
         self.repository = repository
+        self.revoke = revoke
         self.authorities = authorities
         self.root_hrn = root_hrn
         self.config = config
@@ -121,7 +128,7 @@ class RecordBook:
         return self.repository.insert(record)
 
     def _check_new_name(self, record: Record) -> None:
-        if not is_authority_for(self.root_hrn, record.hrn) or record.hrn == self.root_hrn:
+        if not is_authority_for(self.root_hrn, record.hrn) or same_name(record.hrn, self.root_hrn):
             raise BadArgs(f"{record.hrn} is not beneath this registry's authority {self.root_hrn}")
         leaf = hrn_leaf(record.hrn)
         if isinstance(record, UserRecord):
@@ -137,6 +144,18 @@ class RecordBook:
             record.keys = normalize_keys(record.keys)
         if isinstance(record, SliceRecord):
             record.expires = self.slice_expiry(record.expires)
+
+    def _check_keys_are_own(self, hrn: str, keys: list[str]) -> None:
+        """A public key identifies one user. The registry cannot ask for proof that the caller
+        holds the private key (no client would answer), so it refuses another user's key: with
+        it, this record's GID would let that user act as this one."""
+        for key in keys:
+            others = [h for h in self.repository.key_holders(key) if not same_name(h, hrn)]
+            if others:
+                raise AlreadyExists(
+                    f"this public key is already registered to {others[0]}: give a key of "
+                    f"{hrn}'s own (`ssh-keygen -t rsa -b 3072` makes one)"
+                )
 
     def _first_key(self, keys: list[str]) -> rsa.RSAPublicKey:
         if not keys:
@@ -219,6 +238,7 @@ class RecordBook:
         updated = replace(record, **changes)
         if isinstance(updated, UserRecord) and "keys" in changes:
             changes["keys"] = updated.keys = normalize_keys(changes["keys"])
+            self._check_keys_are_own(record.hrn, updated.keys)
             self._rekey_user(record, updated, changes)
         if isinstance(updated, SliceRecord) and "expires" in changes:
             changes["expires"] = updated.expires = self.slice_expiry(changes["expires"])
@@ -239,7 +259,13 @@ class RecordBook:
             changes["gid"] = self._issue_gid(new, uuid=current.uuid if current else None).to_pem()
 
     def gid_for_key(self, record: Record, public_key: rsa.RSAPublicKey) -> GID:
-        """A GID for an existing record with a given public key (CreateGid); not stored."""
+        """A leaf GID for an existing record with a given public key (CreateGid); not stored.
+        Never an authority's: CA certificates come only from operators (`sfa admin`)."""
+        if isinstance(record, AuthorityRecord):
+            raise Forbidden(
+                f"{record.hrn} is an authority: authority (CA) certificates are issued only by "
+                "its operators (sfa admin), never over the API"
+            )
         issuer = self._issuer(record.hrn)
         current = GID.from_pem(record.gid) if record.gid else None
         gid, _ = issuer.issue_gid(
@@ -250,7 +276,8 @@ class RecordBook:
 
     # --- remove --------------------------------------------------------------------------
     def remove(self, record: Record, *, force: bool = False) -> None:
-        """Delete a record (its keys and memberships go with it)."""
+        """Delete a record (its keys and memberships go with it). A user's or authority's GID
+        key is revoked first: what it signed or was given stops working everywhere."""
         if isinstance(record, AuthorityRecord):
             self._check_authority_removable(record)
         if isinstance(record, SliceRecord) and not force and self.slice_has_slivers(record.urn):
@@ -258,6 +285,8 @@ class RecordBook:
                 f"slice {record.hrn} still has slivers: delete them at the aggregates first, "
                 "or remove with force"
             )
+        if isinstance(record, UserRecord | AuthorityRecord) and record.gid and self.revoke:
+            self.revoke(GID.from_pem(record.gid))
         self.repository.delete(record)
         if isinstance(record, AuthorityRecord):
             with self._signers_lock:
@@ -265,7 +294,7 @@ class RecordBook:
             shutil.rmtree(self.authorities.directory_for(record.hrn), ignore_errors=True)
 
     def _check_authority_removable(self, record: AuthorityRecord) -> None:
-        if record.hrn == self.root_hrn:
+        if same_name(record.hrn, self.root_hrn):
             raise Refused(f"{record.hrn} is this registry's root authority; it cannot be removed")
         children = self.repository.children(record.hrn)
         if children:

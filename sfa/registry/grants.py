@@ -14,7 +14,7 @@ from sfa.registry.records import (
     SliceRecord,
     UserRecord,
 )
-from sfa.xrn import is_authority_for
+from sfa.xrn import is_authority_for, same_name
 
 SLICE_RIGHTS = ("refresh", "embed", "bind", "control", "info")
 AUTHORITY_RIGHTS = ("authority", "sa")
@@ -43,14 +43,15 @@ class Caller:
         return False
 
     def is_researcher_of(self, record: SliceRecord) -> bool:
-        return isinstance(self.record, UserRecord) and self.record.hrn in record.researchers
+        return isinstance(self.record, UserRecord) and any(
+            same_name(self.record.hrn, hrn) for hrn in record.researchers)
 
 
 def credential_rights(caller: Caller, target: Record, registry_hrn: str) -> tuple[str, ...]:
     """The privileges GetCredential puts in `caller`'s credential over `target`; Forbidden
     when the caller is entitled to none."""
     if isinstance(target, UserRecord):
-        return SELF_USER_RIGHTS if caller.urn == target.urn else OTHER_USER_RIGHTS
+        return SELF_USER_RIGHTS if same_name(caller.urn, target.urn) else OTHER_USER_RIGHTS
     if isinstance(target, SliceRecord):
         if caller.is_researcher_of(target) or caller.is_pi_over(target.hrn):
             return SLICE_RIGHTS
@@ -60,7 +61,7 @@ def credential_rights(caller: Caller, target: Record, registry_hrn: str) -> tupl
         )
     if isinstance(target, AuthorityRecord):
         if caller.is_pi_over(target.hrn):
-            extra = REGISTRY_AUTHORITY_EXTRA if target.hrn == registry_hrn else ()
+            extra = REGISTRY_AUTHORITY_EXTRA if same_name(target.hrn, registry_hrn) else ()
             return AUTHORITY_RIGHTS + extra
         raise Forbidden(f"only PIs of {target.hrn} get its authority credential")
     if isinstance(target, NodeRecord):
@@ -74,7 +75,7 @@ def credential_rights(caller: Caller, target: Record, registry_hrn: str) -> tupl
 
 def may_see_private(caller: Caller, record: Record) -> bool:
     """Private fields (e-mail) go to the record itself, PIs above it and operators."""
-    return caller.urn == record.urn or caller.is_pi_over(record.hrn)
+    return same_name(caller.urn, record.urn) or caller.is_pi_over(record.hrn)
 
 
 def credential_expiry(

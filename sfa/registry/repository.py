@@ -108,6 +108,10 @@ class RecordRepository:
         assert record.id is not None
         self.store.delete(record.id)
 
+    def key_holders(self, key: str) -> list[str]:
+        """HRNs of the users holding the public key `key` (an `ssh-rsa ...` line)."""
+        return [row.hrn for row in self.store.key_holders(key)]
+
     def _save_relations(self, record_id: int, values: dict[str, Any]) -> None:
         if "keys" in values:
             self.store.set_keys(record_id, list(values["keys"]))

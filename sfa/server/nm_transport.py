@@ -39,6 +39,7 @@ from zope.interface import implementer
 from sfa.aggregate.nm_client import NodeCall, NodeReply
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_der
+from sfa.xrn import same_name
 
 T = TypeVar("T")
 MAX_REPLY_BYTES = 20_000_000
@@ -73,7 +74,7 @@ class _PinnedNode:
         if self.expected is None:
             return False
         leaf = GID.from_certificate(cert.to_cryptography())
-        return (leaf.urn == self.expected.urn
+        return (same_name(leaf.urn, self.expected.urn)
                 and public_key_der(leaf.public_key) == public_key_der(self.expected.public_key))
 
 

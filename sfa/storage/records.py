@@ -77,26 +77,27 @@ class RecordStore:
         return rows[0] if rows else None
 
     # --- records -------------------------------------------------------------------------
+    # Names match ignoring the case of ASCII letters (sfa.xrn.name_key; LIKE does too).
     def get(self, hrn: str, type: str) -> RecordRow | None:
-        return self._one("hrn = ? AND type = ?", (hrn, type))
+        return self._one("hrn = ? COLLATE NOCASE AND type = ?", (hrn, type))
 
     def get_by_urn(self, urn: str) -> RecordRow | None:
-        return self._one("urn = ?", (urn,))
+        return self._one("urn = ? COLLATE NOCASE", (urn,))
 
     def get_by_id(self, record_id: int) -> RecordRow | None:
         return self._one("id = ?", (record_id,))
 
     def find(self, hrn: str) -> list[RecordRow]:
         """Every record named `hrn`, whatever its type."""
-        return self._rows("hrn = ? ORDER BY type", (hrn,))
+        return self._rows("hrn = ? COLLATE NOCASE ORDER BY type", (hrn,))
 
     def children(self, authority: str, *, recursive: bool = False) -> list[RecordRow]:
         """Records directly under `authority` (or anywhere beneath it), ordered by name."""
         if not recursive:
-            return self._rows("authority = ? ORDER BY hrn, type", (authority,))
+            return self._rows("authority = ? COLLATE NOCASE ORDER BY hrn, type", (authority,))
         pattern = _escape_like(authority) + ".%"
         return self._rows(
-            "(authority = ? OR authority LIKE ? ESCAPE '\\') ORDER BY hrn, type",
+            "(authority = ? COLLATE NOCASE OR authority LIKE ? ESCAPE '\\') ORDER BY hrn, type",
             (authority, pattern),
         )
 
@@ -150,6 +151,12 @@ class RecordStore:
                 handle.execute(
                     "INSERT INTO user_keys (record_id, key) VALUES (?, ?)", (user_id, key)
                 )
+
+    def key_holders(self, key: str) -> list[RecordRow]:
+        """The users whose keys include `key` (as stored: one `ssh-rsa ...` line)."""
+        return self._rows(
+            "id IN (SELECT record_id FROM user_keys WHERE key = ?) ORDER BY hrn", (key,)
+        )
 
     def researchers(self, slice_id: int) -> list[RecordRow]:
         return self._rows(

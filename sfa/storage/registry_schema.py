@@ -1,7 +1,8 @@
 """The registry's tables and their migrations (`spec/registry-api.md`, "Records").
 
-(hrn, type) is unique in the database; PIs, researchers and keys are relations, not strings.
-Peers live in the configuration, not here.
+(hrn, type) is unique in the database, ignoring the case of ASCII letters (`sfa.xrn.name_key`,
+SQLite's NOCASE): `plc.lab.ASLICE` and `plc.lab.aslice` are one name. PIs, researchers and
+keys are relations, not strings. Peers live in the configuration, not here.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from sfa.errors import DatabaseError
 from sfa.storage.db import DEFAULT_BUSY_TIMEOUT, Database, Migration
 
 RECORD_TYPES = ("authority", "user", "slice", "node")
@@ -59,8 +61,24 @@ def _create_v1(handle: sqlite_utils.Database) -> None:
         handle.execute(statement)
 
 
+def _names_ignore_case_v2(handle: sqlite_utils.Database) -> None:
+    clashes = list(handle.query(
+        "SELECT type, group_concat(hrn, ', ') AS names FROM records"
+        " GROUP BY hrn COLLATE NOCASE, type HAVING count(*) > 1"))
+    if clashes:
+        listed = "; ".join(f"{row['type']} {row['names']}" for row in clashes)
+        raise DatabaseError(
+            f"the registry holds records whose names differ only in case ({listed}); names "
+            "that differ only in case are one name now: remove or rename all but one of each "
+            "(sfa admin DIR remove HRN) with the previous version, then start again")
+    handle.execute("DROP INDEX idx_records_urn")
+    handle.execute("CREATE UNIQUE INDEX idx_records_urn ON records (urn COLLATE NOCASE)")
+    handle.execute("CREATE UNIQUE INDEX idx_records_name ON records (hrn COLLATE NOCASE, type)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "records, user keys, slice researchers, authority PIs", _create_v1),
+    Migration(2, "names unique ignoring case", _names_ignore_case_v2),
 )
 
 

@@ -169,6 +169,15 @@ def _links(gid: GID, roots: TrustedRoots, max_depth: int) -> tuple[list[GID], GI
     )
 
 
+def _check_not_revoked(path: list[GID], roots: TrustedRoots) -> None:
+    for cert in path:
+        if roots.is_revoked(cert.certificate):
+            raise CredentialInvalid(
+                f"the key of {_name(cert)} was revoked (its record was removed from the "
+                "registry): certificates for it are refused"
+            )
+
+
 def _verify_uncached(
     gid: GID, roots: TrustedRoots, at: datetime, strict_crypto: bool, max_depth: int
 ) -> _Verified:
@@ -176,6 +185,7 @@ def _verify_uncached(
         if not gid.urn:
             raise CredentialInvalid(f"certificate {gid.subject_cn!r} carries no URN")
         path, root = _links(gid, roots, max_depth)
+        _check_not_revoked(path, roots)
         _check_key(gid, strict_crypto)
         for cert in path:
             _check_validity(cert, at)

@@ -25,6 +25,7 @@ from sfa.trust.gid import GID
 from sfa.trust.keys import public_keys_equal
 from sfa.trust.rights import default_rights, expand_privileges
 from sfa.trust.xmldsig import XML_ID, BoundedCache, sign_element
+from sfa.xrn import same_name
 
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 CREDENTIAL_SCHEMA = "http://www.geni.net/resources/credential/2/credential.xsd"
@@ -425,7 +426,7 @@ def _gid(text: str, what: str) -> GID:
 
 
 def _check_urn(gid: GID, urn: str, what: str) -> None:
-    if not urn or gid.urn.lower() != urn.lower():
+    if not urn or not same_name(gid.urn, urn):
         raise CredentialInvalid(
             f"the credential's {what}_urn {urn!r} differs from its {what}_gid ({gid.urn!r})"
         )

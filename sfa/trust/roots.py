@@ -2,6 +2,8 @@
 
 Every `*.gid`, `*.pem`, `*.crt` file in the directory is a root (its first certificate).
 Federation is adding a peer's root GID there; the set reloads when the directory changes.
+The directory's `revoked_keys` file (`sfa.trust.revoked`) lists keys whose certificates are
+refused whatever their chain; it reloads the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 
 from sfa.errors import BadArgs, SfaError
 from sfa.trust.gid import GID
+from sfa.trust.revoked import REVOKED_FILE, key_id, read_revoked, revoke_key
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class TrustedRoots:
         self._version = 0
         self._index: dict[_Key, GID] = {}
         self._roots: tuple[GID, ...] = ()
+        self._revoked: frozenset[str] = frozenset()
         with self._lock:
             if self._directory is not None:
                 self._load_directory()
@@ -72,7 +76,8 @@ class TrustedRoots:
         try:
             with os.scandir(self._directory) as listing:
                 for entry in listing:
-                    if entry.name.endswith(ROOT_SUFFIXES) and entry.is_file():
+                    if (entry.name.endswith(ROOT_SUFFIXES) or entry.name == REVOKED_FILE) \
+                            and entry.is_file():
                         st = entry.stat()
                         entries.append((entry.name, st.st_mtime_ns, st.st_size, st.st_ino))
         except FileNotFoundError:
@@ -85,11 +90,14 @@ class TrustedRoots:
         assert self._directory is not None
         for name, *_ in signature:
             path = self._directory / name
+            if name == REVOKED_FILE:
+                continue
             try:
                 loaded.append(GID.from_pem(path.read_bytes()))
             except (OSError, SfaError) as exc:
                 log.warning("ignoring trusted root %s: %s", path, exc)
         self._loaded = loaded
+        self._revoked = read_revoked(self._directory / REVOKED_FILE)
         self._signature = signature
 
     def _rebuild(self) -> None:
@@ -158,6 +166,19 @@ class TrustedRoots:
                 self._load_directory()
             self._rebuild()
             return before - len(self._roots)
+
+    def is_revoked(self, cert: x509.Certificate) -> bool:
+        """True when the certificate's key was revoked (its record removed)."""
+        return bool(self._revoked) and key_id(cert.public_key()) in self._revoked
+
+    def revoke(self, gid: GID) -> None:
+        """Revoke `gid`'s key for every service reading this directory."""
+        if self._directory is None:
+            raise BadArgs("these trusted roots have no directory to record a revocation in")
+        with self._lock:
+            revoke_key(self._directory / REVOKED_FILE, gid.public_key, gid.hrn)
+            self._load_directory()
+            self._rebuild()
 
     def find_root_for(self, cert: x509.Certificate) -> GID | None:
         """The trusted root whose subject AND public key equal the certificate's, if any."""

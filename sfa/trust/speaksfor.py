@@ -26,6 +26,7 @@ from sfa.trust.xmldsig import (
     sign_document,
     verify_signed_element,
 )
+from sfa.xrn import same_name
 
 if TYPE_CHECKING:
     from sfa.trust.verify import TrustPolicy
@@ -105,7 +106,7 @@ def _check_statement(credential: etree._Element, user: GID, tool: GID, user_urn:
     rt0 = credential.find("abac/rt0")
     if rt0 is None:
         raise CredentialInvalid("the speaks-for credential has no <abac><rt0> statement")
-    if user.urn.lower() != user_urn.lower():
+    if not same_name(user.urn, user_urn):
         raise CredentialMismatch(
             f"the speaks-for credential is signed by {user.urn}, not by {user_urn}"
         )

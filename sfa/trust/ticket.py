@@ -40,7 +40,7 @@ from sfa.trust.xmldsig import (
     verify_signed_element,
     verify_with_gid,
 )
-from sfa.xrn import is_authority_for, urn_to_hrn
+from sfa.xrn import is_authority_for, same_name, urn_to_hrn
 
 if TYPE_CHECKING:
     from sfa.trust.verify import TrustPolicy
@@ -176,7 +176,7 @@ def verify_ticket(
         raise CredentialInvalid(f"ticket names issuer {ticket.issuer_urn} but {signer.urn} signed")
     if pinned is None:
         _check_authority_over(signer, ticket.node_urn)
-    if ticket.node_urn.lower() != node_urn.lower():
+    if not same_name(ticket.node_urn, node_urn):
         raise CredentialMismatch(f"the ticket is for node {ticket.node_urn}, not {node_urn}")
     _check_window(ticket.valid_from, ticket.expires, when, "ticket")
     return ticket
@@ -277,9 +277,9 @@ def verify_lease(
         root, element, info, policy.roots, at=when, strict_crypto=policy.strict_crypto
     )
     lease = _lease_from_element(element, signer, _text(xml))
-    if lease.node_urn != signer.urn:
+    if not same_name(lease.node_urn, signer.urn):
         raise CredentialSignerUntrusted(f"lease for {lease.node_urn} signed by {signer.urn}")
-    if node_urn is not None and lease.node_urn.lower() != node_urn.lower():
+    if node_urn is not None and not same_name(lease.node_urn, node_urn):
         raise CredentialMismatch(f"the lease is from {lease.node_urn}, not {node_urn}")
     _check_window(lease.issued, lease.expires, when, "lease")
     return lease

@@ -39,7 +39,7 @@ from sfa.trust.speaksfor import verify_speaksfor
 from sfa.trust.verified_cache import VerifiedCredentials, VerifiedEntry
 from sfa.trust.wire_credentials import WireCredential, decode_credential, decode_credential_list
 from sfa.trust.xmldsig import check_unique_ids, read_signatures, verify_signed_element
-from sfa.xrn import is_authority_for, is_authority_type, urn_to_hrn
+from sfa.xrn import is_authority_for, is_authority_type, same_name, urn_to_hrn
 
 TargetMatch = Literal["exact", "subtree", "any"]
 
@@ -298,7 +298,7 @@ def covers(credential: Credential, target: str, target_match: TargetMatch = "exa
     """True when `credential` is for `target` (or, for "subtree", an authority above it)."""
     if target_match == "any":
         return True
-    if credential.target_urn.lower() == target.lower():
+    if same_name(credential.target_urn, target):
         return True
     if target_match != "subtree" or credential.target_type != "authority":
         return False

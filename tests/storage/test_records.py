@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sfa.errors import AlreadyExists, DatabaseError
+from sfa.storage.db import Database
 from sfa.storage.records import RecordRow, RecordStore, row_as_dict
 from sfa.storage.registry_schema import MIGRATIONS, open_registry_database
 from sfa.timeutil import utcnow
@@ -146,3 +147,38 @@ def test_reopen_keeps_every_record(tmp_path: Path) -> None:
     assert reopened.database.dump() == before
     assert reopened.get("plc.alice", "user") == alice.row
     assert row_as_dict(alice.row)["date_created"].endswith("Z")
+
+
+def test_names_differing_only_in_case_are_one_record(store: RecordStore) -> None:
+    saved = _insert(store, "plc.pri.ASLICE", "slice")
+    before = store.database.dump()
+    with pytest.raises(AlreadyExists):
+        store.insert(_row("plc.pri.aslice", "slice"))
+    with pytest.raises(Exception, match="UNIQUE"):  # the database itself, not only the code
+        store.database.db().conn.execute(
+            "INSERT INTO records (hrn, type, urn, authority, date_created, last_updated)"
+            " VALUES ('plc.PRI.aslice', 'slice', 'other', 'plc.pri', 'x', 'x')"
+        )
+    assert store.database.dump() == before
+    assert store.get("plc.pri.aslice", "slice") == saved.row
+    assert store.get_by_urn(saved.row.urn.upper()) == saved.row
+    assert store.find("PLC.pri.aslice") == [saved.row]
+
+
+def test_migration_refuses_a_database_holding_names_equal_ignoring_case(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    old = Database(path, MIGRATIONS[:1])
+    for hrn in ("plc.pri.ASLICE", "plc.pri.aslice"):
+        old.db().conn.execute(
+            "INSERT INTO records (hrn, type, urn, authority, date_created, last_updated)"
+            " VALUES (?, 'slice', ?, 'plc.pri', 'x', 'x')", (hrn, f"urn:{hrn}"))
+    old.close()
+    clash = r"differ only in case.*plc\.pri\.ASLICE, plc\.pri\.aslice"
+    with pytest.raises(DatabaseError, match=clash):
+        open_registry_database(path)
+    again = Database(path, MIGRATIONS[:1])
+    try:  # nothing was changed: still version 1, both records there
+        assert again.schema_version() == 1
+        assert len(again.dump()["records"]) == 2
+    finally:
+        again.close()
