@@ -7,7 +7,7 @@ only decides which operation and target each call needs and what the caller may 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +59,11 @@ def stored_gid(pem: str) -> GID:
     return GID.from_pem(pem)
 
 TargetMatch = Literal["exact", "subtree", "any"]
+Identified = Callable[[str], None]
+
+
+def _ignore(_urn: str) -> None:
+    """The default `identified`: nobody asked who the verified caller is."""
 MAX_NAMES = 1000
 
 
@@ -159,9 +164,13 @@ class Registry:
             "peers": dict(self.config.peers), "code_tag": self.config.code_tag,
         }
 
-    def GetSelfCredential(self, caller: GID, cert: str | None, xrn: str, type: str | None) -> str:
+    def GetSelfCredential(
+        self, caller: GID, cert: str | None, xrn: str, type: str | None,
+        *, identified: Identified = _ignore,
+    ) -> str:
         """Bootstrap: a credential owned by and targeting the record whose GID key is the
-        caller's (the TLS certificate may be self-signed)."""
+        caller's (the TLS certificate may be self-signed); `identified(urn)` learns that
+        record, the caller the key proves (not the URN a self-signed certificate claims)."""
         verify_caller(caller, self.policy, allow_self_signed=True)
         if cert:
             claimed = load_public_key(cert)
@@ -176,6 +185,7 @@ class Registry:
                 f"your TLS key is not the key registered for {record.hrn}: connect with the "
                 "private key whose public half is in the record"
             )
+        identified(record.urn)
         rights = credential_rights(Caller(urn=record.urn, record=record), record, self.hrn)
         return self._issue(record_gid, record, rights)
 
@@ -204,12 +214,14 @@ class Registry:
 
     def Resolve(
         self, caller: GID, xrns: Any, creds: Credentials,
-        options: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None, *, identified: Identified = _ignore,
     ) -> list[dict[str, Any]]:
-        """Records for names (all types of an HRN); peers' names come back as referral stubs."""
+        """Records for names (all types of an HRN); peers' names come back as referral stubs.
+        `identified(urn)` learns the verified caller."""
         # sfi resolves its own GID while still on its self-signed bootstrap certificate
         # (`registry-api.md`, "Bootstrap"): the door accepts it for a credential it owns.
         call = self._authorize(creds, caller, "resolve", bootstrap=True)
+        identified(call.caller_urn)
         who = self._caller(call)
         details = bool((options or {}).get("details", True))
         results: list[dict[str, Any]] = []

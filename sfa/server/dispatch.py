@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import xmlrpc.client
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from xml.parsers.expat import ExpatError
 
@@ -34,11 +34,13 @@ class CallContext:
 
     `peer` is the certificate as presented (with the chain the client sent) and is NOT yet
     verified: a handler that needs an identity passes it to `sfa.trust.verify.verify_caller`.
+    A handler that verified who called appends that URN to `identified` for the call log.
     """
 
     method: str
     peer: GID | None
     client_address: str
+    identified: list[str] = field(default_factory=list, compare=False)
 
 
 Handler = Callable[[CallContext, tuple[Any, ...]], Any]
@@ -80,7 +82,11 @@ class Dispatcher:
             self._admit(method, certificates)
             peer = gid_from_certificates(certificates)
             caller = _urn_of(peer)
-            result = self.handlers[method](CallContext(method, peer, address), params)
+            context = CallContext(method, peer, address)
+            try:
+                result = self.handlers[method](context, params)
+            finally:
+                caller = context.identified[-1] if context.identified else caller
             reply, code = self.replies.ok(result), _code_of(result)
         except SfaError as error:
             reply, code = self.replies.error(error), int(error.code)
@@ -173,10 +179,12 @@ def check_depth(value: Any, limit: int) -> None:
 
 
 def _urn_of(peer: GID | None) -> str:
+    """The caller for the log: a self-signed certificate names whoever its maker chose, so
+    only a handler that matched its key to a record (`identified`) may name it."""
     if peer is None:
         return "-"
     try:
-        return str(peer.urn)
+        return "self-signed" if peer.is_self_signed else str(peer.urn)
     except Exception:  # the certificate carries no usable URN; the door will say why
         return "?"
 

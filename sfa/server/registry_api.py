@@ -7,6 +7,7 @@ through the trust door. Errors become faults (FaultReplies) in the XML-RPC resou
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -94,11 +95,20 @@ def handlers_for(registry: Registry) -> dict[str, Handler]:
     def signed(method: Callable[..., Any], *converters: Convert, least: int) -> Handler:
         return declare(method, *converters, least=least, caller=_peer)
 
+    def identifying(method: Callable[..., Any], *converters: Convert, least: int) -> Handler:
+        """`signed`, and the call log names the record the caller's key proved (a self-signed
+        bootstrap certificate claims whatever its maker wrote)."""
+        def handler(call: CallContext, params: tuple[Any, ...]) -> Any:
+            bound = functools.partial(method, identified=call.identified.append)
+            return signed(bound, *converters, least=least)(call, params)
+        return handler
+
     return {
         "GetVersion": declare(lambda _caller, opts: registry.GetVersion(opts), options, least=0),
-        "GetSelfCredential": signed(registry.GetSelfCredential, _text, as_is, _type, least=2),
+        "GetSelfCredential": identifying(registry.GetSelfCredential, _text, as_is, _type,
+                                         least=2),
         "GetCredential": signed(registry.GetCredential, creds, as_is, _type, least=2),
-        "Resolve": signed(registry.Resolve, as_is, creds, options, least=2),
+        "Resolve": identifying(registry.Resolve, as_is, creds, options, least=2),
         "List": signed(registry.List, as_is, creds, options, least=2),
         "Register": signed(registry.Register, _record, creds, least=2),
         "Update": signed(registry.Update, _record, creds, least=2),

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from twisted.internet.threads import blockingCallFromThread
+from twisted.logger import globalLogPublisher
 
 from sfa.cli.admin import open_admin
 from sfa.deploy.config import PeerConfig, render_config
@@ -314,3 +315,25 @@ def test_restart_keeps_every_record(site: Site, reactor: Any):
     assert site.dump() == before
     records = site.client("alice").List("plc", [site.creds["alice"]], {"recursive": True})
     assert {"plc.alice", "plc.bob", "plc.pi", "plc.princeton.exp1"} <= {r["hrn"] for r in records}
+
+
+def test_the_call_log_names_the_record_the_key_proves(site: Site, keys: list, tmp_path: Path):
+    """A self-signed bootstrap certificate may claim any URN: the log names the record whose
+    key it holds (alice), never the claim (pi)."""
+    alice_key = keys[1]
+    claim = create_gid(urn="urn:publicid:IDN+plc+user+pi", public_key=alice_key.public_key(),
+                       issuer_key=alice_key, cn="plc.pi")
+    liar = proxy(site.service.url, site.root_file,
+                 write_identity(tmp_path, "liar", claim, alice_key))
+    seen: list[dict[str, Any]] = []
+    observer = seen.append
+    globalLogPublisher.addObserver(observer)
+    try:
+        liar.GetSelfCredential(claim.to_pem(), "plc.alice", "user")
+        with pytest.raises(xmlrpc.client.Fault):
+            liar.GetSelfCredential(claim.to_pem(), "plc.pi", "user")  # not pi's key
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    callers = [event["caller"] for event in seen
+               if event.get("method") == "GetSelfCredential" and "caller" in event]
+    assert callers == [ALICE, "self-signed"]
