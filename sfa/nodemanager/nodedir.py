@@ -36,6 +36,7 @@ from sfa.trust.hierarchy import Authority
 from sfa.trust.keys import public_keys_equal, save_private_key
 from sfa.trust.roots import TrustedRoots
 from sfa.trust.verify import TrustPolicy
+from sfa.xrn import same_name
 
 CONFIG_FILE = "node.toml"
 DEFAULT_UID_BASE = 200_000
@@ -167,7 +168,7 @@ def open_node(nodedir: Path, *, config: NodeConfig | None = None) -> NodeManager
     nodedir = Path(nodedir)
     config = config or load_node_config(nodedir)
     gid = GID.from_pem((nodedir / "node.gid").read_bytes())
-    if gid.urn != config.urn:
+    if not same_name(gid.urn, config.urn):
         raise BadArgs(f"{nodedir}/node.gid is {gid.urn} but node.toml says {config.urn}")
     key = _load_own_key(nodedir / "node.pkey")
     if not public_keys_equal(key.public_key(), gid.public_key):

@@ -26,6 +26,7 @@ from sfa.errors import (
     Unavailable,
     error_for_code,
 )
+from sfa.safexml import xml_text
 from sfa.trust.gid import GID
 
 T = TypeVar("T")
@@ -72,6 +73,17 @@ class _TimedTransport(xmlrpc.client.SafeTransport):
         super().__init__(context=context)
         self.tls_context = context
         self.timeout = timeout
+
+    def parse_response(self, response: Any) -> Any:
+        """The reply through the one hardened XML path first: a server (a peer's registry
+        reached by a referral) may send a DTD in any encoding."""
+        data = response.read()
+        if response.getheader("Content-Encoding", "") == "gzip":
+            data = xmlrpc.client.gzip_decode(data)
+        parser, unmarshaller = self.getparser()
+        parser.feed(xml_text(data, what="the server's reply"))
+        parser.close()
+        return unmarshaller.close()
 
     def make_connection(self, host: Any) -> http.client.HTTPSConnection:
         chost, self._extra_headers, _ = self.get_host_info(host)

@@ -37,6 +37,7 @@ from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 from sfa.aggregate.nm_client import NodeCall, NodeReply
+from sfa.safexml import xml_text
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_der
 from sfa.xrn import same_name
@@ -305,7 +306,8 @@ def _pin(gid: GID) -> bytes:
 
 def _reply(data: bytes) -> NodeReply:
     try:
-        (envelope,), _ = xmlrpc.client.loads(data, use_builtin_types=True)
+        text = xml_text(data, what="the node manager's reply")  # the one hardened path
+        (envelope,), _ = xmlrpc.client.loads(text, use_builtin_types=True)
     except xmlrpc.client.Fault as fault:
         return NodeReply(code=int(fault.faultCode), message=str(fault.faultString))
     if not isinstance(envelope, dict) or not isinstance(envelope.get("code"), dict):

@@ -172,7 +172,7 @@ def verify_ticket(
             root, element, info, policy.roots, at=when, strict_crypto=policy.strict_crypto
         )
     ticket = _ticket_from_element(element, signer, _text(xml))
-    if ticket.issuer_urn != signer.urn:
+    if not same_name(ticket.issuer_urn, signer.urn):
         raise CredentialInvalid(f"ticket names issuer {ticket.issuer_urn} but {signer.urn} signed")
     if pinned is None:
         _check_authority_over(signer, ticket.node_urn)
@@ -184,7 +184,8 @@ def verify_ticket(
 
 def _pinned(signer: GID, trusted_issuers: Iterable[GID]) -> GID | None:
     for issuer in trusted_issuers:
-        if issuer.urn == signer.urn and public_keys_equal(issuer.public_key, signer.public_key):
+        if same_name(issuer.urn, signer.urn) and public_keys_equal(issuer.public_key,
+                                                                    signer.public_key):
             return issuer
     return None
 

@@ -237,7 +237,7 @@ def _check_root_issuer(
 
 def _check_delegation(child: Credential, parent: Credential, child_signer: GID) -> None:
     """A delegated credential narrows its parent and is signed by the parent's owner."""
-    if child_signer.urn != parent.owner_urn or not public_keys_equal(
+    if not same_name(child_signer.urn, parent.owner_urn) or not public_keys_equal(
         child_signer.public_key, parent.owner_gid.public_key
     ):
         raise CredentialSignerUntrusted(
@@ -255,7 +255,8 @@ def _check_delegation(child: Credential, parent: Credential, child_signer: GID) 
             f"delegated credential expires {format_rfc3339(child.expires)}, after its parent "
             f"({format_rfc3339(parent.expires)})"
         )
-    if child.target_urn != parent.target_urn and not _narrows_authority(child, parent):
+    if not same_name(child.target_urn, parent.target_urn) and not _narrows_authority(
+            child, parent):
         raise CredentialInvalid(
             f"delegation changed the target from {parent.target_urn} to {child.target_urn}"
         )

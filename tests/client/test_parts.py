@@ -21,7 +21,7 @@ from sfa.client.config import (
 )
 from sfa.client.output import Output
 from sfa.errors import BadArgs, GeniCode, TimedOut
-from sfa.rpc.transport import fan_out, transport_error
+from sfa.rpc.transport import _TimedTransport, fan_out, transport_error
 
 
 def test_config_round_trip_and_refusals(tmp_path: Path) -> None:
@@ -112,3 +112,23 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(tmp_path: Path) -> None
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.count("\n") == 1 and result.output.split(":")[0] in (
         "BADARGS", "ERROR")
+
+
+class _Reply(io.BytesIO):
+    """What parse_response reads: a body and its headers (an http.client response's surface)."""
+
+    def getheader(self, name: str, default: str = "") -> str:
+        return default
+
+
+def test_replies_go_through_the_hardened_xml_path() -> None:
+    """A server's reply with a DTD in UTF-16 is refused before expat sees it (item 27)."""
+    transport = _TimedTransport(ssl.create_default_context(), 5.0)
+    bomb = ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r [<!ENTITY a "aaaa">]>'
+            "<methodResponse><params><param><value>&a;</value></param></params>"
+            "</methodResponse>")
+    with pytest.raises(BadArgs, match="found before parsing"):
+        transport.parse_response(_Reply(bomb.encode("utf-16")))
+    plain = ("<methodResponse><params><param><value><string>ok</string></value></param>"
+             "</params></methodResponse>")
+    assert transport.parse_response(_Reply(plain.encode("utf-16"))) == ("ok",)

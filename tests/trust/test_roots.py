@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sfa.errors import BadArgs, GeniCode
+from sfa.errors import BadArgs, CredentialInvalid, GeniCode
+from sfa.trust.chain import verify_gid_chain
 from sfa.trust.hierarchy import Authority
+from sfa.trust.revoked import REVOKED_FILE
 from sfa.trust.roots import TrustedRoots
 from tests.trust.conftest import Principal
 
@@ -158,3 +160,30 @@ def test_concurrent_readers_and_writers(tmp_path: Path, plc: Authority, ple: Aut
     assert errors == []
     roots.reload_if_changed()
     assert _hrns(roots) == ["plc"]
+
+
+def test_a_revoked_key_fails_every_chain_through_it(
+    tmp_path: Path, plc: Authority, princeton: Authority, alice: Principal, bob: Principal
+) -> None:
+    """Revoking alice's key refuses her GID (a cached success included), not bob's; another
+    reader of the directory sees it too; an operator lifts it by deleting the line."""
+    roots = TrustedRoots(tmp_path)
+    roots.write(plc.gid, "plc")
+    verify_gid_chain(alice.gid, roots)  # cached as verified
+    version = roots.version
+    roots.revoke(alice.gid)
+    assert roots.version > version and roots.is_revoked(alice.gid.certificate)
+    with pytest.raises(CredentialInvalid, match="revoked"):
+        verify_gid_chain(alice.gid, roots)
+    verify_gid_chain(bob.gid, roots)
+    other = TrustedRoots(tmp_path)  # another service of the deployment
+    with pytest.raises(CredentialInvalid, match="revoked"):
+        verify_gid_chain(alice.gid, other)
+    roots.revoke(alice.gid)  # idempotent: one line
+    listed = (tmp_path / REVOKED_FILE).read_text().splitlines()
+    assert sum("plc.princeton.alice" in line for line in listed) == 1
+    (tmp_path / REVOKED_FILE).write_text("\n".join(
+        line for line in listed if "alice" not in line) + "\n")
+    assert other.reload_if_changed()
+    verify_gid_chain(alice.gid, other)
+    assert _hrns(other) == ["plc"]  # the list is not a root
