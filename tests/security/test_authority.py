@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from sfa.cli.admin import open_admin
 from sfa.errors import GeniCode
-from sfa.server.cli_admin import open_admin
 from sfa.trust.gid import GID
 from sfa.trust.keys import generate_private_key, public_key_to_openssh
 from sfa.trust.revoked import REVOKED_FILE

@@ -18,7 +18,7 @@ import pytest
 from sfa.server.workers import die_with_parent
 from tests.server.conftest import proxy
 
-SFA = [sys.executable, "-m", "sfa.server.cli"]
+SFA = [sys.executable, "-m", "sfa.cli.main"]
 DEADLINE = 30.0  # seconds; generous for a loaded machine, the condition usually holds at once
 
 
