@@ -83,7 +83,7 @@ def xml_text(document: str | bytes, *, what: str = "document") -> bytes:
             break
     else:
         _check_ascii_based(data, what)
-    if _MARKUP_DECLARATION.search(data):
+    if b"<!" in data and _MARKUP_DECLARATION.search(data):
         raise BadArgs(f"{what} carries a DOCTYPE or markup declaration; DTDs and entities "
                       "are refused (found before parsing)")
     return data
