@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -51,30 +50,34 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _serve(directory: Path) -> subprocess.Popen[str]:
-    server = subprocess.Popen([*SFA, "serve", str(directory)], stdout=subprocess.PIPE,
-                              stderr=(directory.parent / "serve.log").open("a"), text=True)
+def _serve(directory: Path) -> tuple[subprocess.Popen[str], str]:
+    """`sfa serve DIR` and the registry's URL once it listens."""
+    with (directory.parent / "serve.log").open("a") as log:
+        server = subprocess.Popen([*SFA, "serve", str(directory)], stdout=subprocess.PIPE,
+                                  stderr=log, text=True)
     assert server.stdout is not None
     line = server.stdout.readline()  # blocks until the registry listens (EOF if it died)
     assert line.startswith("ready registry https://127.0.0.1:"), (
         line, (directory.parent / "serve.log").read_text()[-2000:])
-    return server
+    return server, line.split()[2]
+
+
+def _pin_registry_port(directory: Path, url: str) -> None:
+    """Make the next start use the port the first one got (port 0 = any free port)."""
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    config = directory / "sfa.toml"
+    head, _, rest = config.read_text().partition("[registry]")
+    config.write_text(head + "[registry]" + rest.replace("port = 0", f"port = {port}", 1))
 
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Path]:
-    """A registry-only deployment with two worker processes on a fixed port."""
+    """A registry-only deployment with two worker processes."""
     if not Path("/proc/self/stat").exists():
         pytest.skip("needs /proc to list a process's children")
     directory = tmp_path / "plc"
     made = subprocess.run([*SFA, "init", str(directory), "--authority", "plc",
-                           "--registry-port", str(_free_port())],
+                           "--registry-port", "0"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert made.returncode == 0, made.stderr
     config = directory / "sfa.toml"
@@ -84,7 +87,8 @@ def deployment(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_30_workers_die_with_a_sigkilled_server_and_a_restart_works(deployment: Path) -> None:
-    server = _serve(deployment)
+    server, url = _serve(deployment)
+    _pin_registry_port(deployment, url)
     leftovers: set[int] = set()
     try:
         workers = _children(server.pid)
@@ -95,11 +99,10 @@ def test_30_workers_die_with_a_sigkilled_server_and_a_restart_works(deployment: 
         _wait_for(lambda: not any(_alive(pid) for pid in workers),
                   "every worker of the killed server exits")
         started = time.monotonic()
-        again = _serve(deployment)  # the same port: nothing of the first server holds it
+        again, again_url = _serve(deployment)  # the same port: no leftover holds it
         try:
             leftovers |= _children(again.pid)
-            assert time.monotonic() - started < DEADLINE
-            url = f"https://127.0.0.1:{_registry_port(deployment)}/"
+            assert time.monotonic() - started < DEADLINE and again_url == url
             root = deployment / "trusted_roots" / "plc.gid"
             assert proxy(url, root).GetVersion()["hrn"] == "plc"
         finally:
@@ -112,12 +115,6 @@ def test_30_workers_die_with_a_sigkilled_server_and_a_restart_works(deployment: 
         for pid in leftovers:  # only on failure: never leave a worker behind
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
-
-
-def _registry_port(directory: Path) -> int:
-    text = (directory / "sfa.toml").read_text()
-    section = text.split("[registry]", 1)[1]
-    return int(section.split("port = ", 1)[1].split()[0])
 
 
 def _lifeline_child(lifeline: object) -> None:
