@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from twisted.internet.threads import blockingCallFromThread
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, globalLogPublisher
+from zope.interface import implementer
 
 from sfa.cli.admin import open_admin
 from sfa.deploy.config import PeerConfig, render_config
@@ -326,7 +327,11 @@ def test_the_call_log_names_the_record_the_key_proves(site: Site, keys: list, tm
     liar = proxy(site.service.url, site.root_file,
                  write_identity(tmp_path, "liar", claim, alice_key))
     seen: list[dict[str, Any]] = []
-    observer = seen.append
+
+    @implementer(ILogObserver)
+    def observer(event: dict[str, Any]) -> None:
+        seen.append(event)
+
     globalLogPublisher.addObserver(observer)
     try:
         liar.GetSelfCredential(claim.to_pem(), "plc.alice", "user")
