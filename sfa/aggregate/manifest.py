@@ -5,20 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
+from sfa.nodemanager.naming import sliver_login
 from sfa.rspecs import model as rs
 from sfa.rspecs.builder import manifest as build_manifest
-from sfa.xrn import urn_to_hrn
 
 from .inventory import Node
 from .slivers import Sliver
 
 USER_EXT_NS = "http://www.protogeni.net/resources/rspec/ext/user/1"
-
-
-def login_name(slice_urn: str) -> str:
-    """The Unix login of a slice on our nodes: its HRN with dots as underscores (PlanetLab)."""
-    hrn, _ = urn_to_hrn(slice_urn)
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in hrn.replace(".", "_"))[:32]
 
 
 def manifest(slivers: Sequence[Sliver], nodes: Mapping[str, Node], *, am_urn: str
@@ -29,7 +23,7 @@ def manifest(slivers: Sequence[Sliver], nodes: Mapping[str, Node], *, am_urn: st
 
 def _manifest_node(sliver: Sliver, node: Node | None, am_urn: str) -> rs.Node:
     hostname = node.hostname if node else None
-    login = sliver.login_user or login_name(sliver.slice_urn)
+    login = sliver.login_user or sliver_login(sliver.slice_urn)
     services = rs.Services(
         logins=[rs.Login("ssh-keys", hostname, sliver.login_port, login)],
         extensions=[_user_element(login, user.urn, user.keys) for user in sliver.users],

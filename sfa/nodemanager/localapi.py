@@ -15,7 +15,7 @@ MAX_NAME = 300
 
 class LocalApi:
     """GetKeys and GetSliverInfo over the node's store. A slice is named by its login
-    (`princeton_exp1`), its URN or its HRN."""
+    (`plc_princeton_exp1`), its URN or its HRN."""
 
     def __init__(
         self, store: NodeStore, usage: Callable[[str], dict[str, int]] | None = None

@@ -1,29 +1,33 @@
-"""The sliver login: derived from the slice URN, never taken from input (security item 16)."""
+"""The sliver login: derived from the full slice name, never taken from input (security items
+16 and 29). The one place a login is derived; the aggregate's manifest uses it too."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 
-from sfa.xrn import hrn_leaf, validate_urn
+from sfa.xrn import validate_urn
 
 MAX_LOGIN = 32  # the Linux user-name limit
+HASH_CHARS = 12  # 48 bits of SHA-256
+_READABLE = re.compile(r"[a-z][a-z0-9.]*")  # an HRN whose dots may become underscores
 _UNSAFE = re.compile(r"[^a-z0-9_]")
 
 
 def sliver_login(slice_urn: str) -> str:
-    """`<authority leaf>_<slice leaf>` (PlanetLab style), sanitized to `[a-z0-9_]`.
+    """The slice's Unix login on a node: a pure function of the full slice HRN.
 
-    When sanitizing or truncating changed the name, a short hash of the URN is appended so
-    that two different slices never share a login. The result is always a safe path component.
+    A plain HRN (`plc.princeton.exp1`: lowercase letters, digits and dots, short enough)
+    becomes `plc_princeton_exp1`; undoing the dots gives the name back, so two such slices never
+    share a login. Any other HRN (escapes, other characters, too long) becomes a readable prefix,
+    a `-` (which no plain login has) and a hash of the whole HRN: `plc_other_lab_a-1f2e3d4c5b6a`.
+    Names that differ only in case are one name, so they share their login.
     """
-    xrn = validate_urn(slice_urn, "slice")
-    authority = xrn.authority_hrn
-    raw = f"{hrn_leaf(authority) if authority else 'x'}_{xrn.leaf}"
-    clean = _UNSAFE.sub("_", raw.lower())
-    if not clean[0].isalpha():
-        clean = "s" + clean
-    if clean == raw and len(clean) <= MAX_LOGIN:
-        return clean
-    digest = hashlib.sha256(xrn.urn.encode()).hexdigest()[:8]
-    return f"{clean[: MAX_LOGIN - 9]}_{digest}"
+    hrn = validate_urn(slice_urn, "slice").hrn.lower()
+    if _READABLE.fullmatch(hrn) and len(hrn) <= MAX_LOGIN:
+        return hrn.replace(".", "_")
+    prefix = _UNSAFE.sub("_", hrn.replace(".", "_"))
+    if not prefix[0].isalpha():
+        prefix = "s" + prefix
+    digest = hashlib.sha256(hrn.encode()).hexdigest()[:HASH_CHARS]
+    return f"{prefix[: MAX_LOGIN - HASH_CHARS - 1]}-{digest}"

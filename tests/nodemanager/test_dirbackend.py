@@ -62,7 +62,7 @@ def test_is_a_backend(backend: DirBackend) -> None:
 def test_create_makes_the_sliver_directory(backend, spec, node1, exp1, slice_key, alice_ssh):  # noqa: PLR0917
     backend.create(spec)
     root = backend.sliver_dir(spec.login)
-    assert root.name == "princeton_exp1"
+    assert root.name == "plc_princeton_exp1"
     assert GID.from_pem((root / "etc/node.gid").read_bytes()).urn == node1.gid.urn
     slice_gid = GID.from_pem((root / "etc/slice.gid").read_bytes())
     assert slice_gid.urn == exp1.gid.urn and len(slice_gid.chain) == 2

@@ -65,7 +65,7 @@ def _snapshot(nm: NodeManager) -> tuple[dict, list[str]]:
     return nm.store.database.dump(), sorted(os.listdir(slivers_dir(nm)))
 
 
-def _home(nm: NodeManager, login: str = "princeton_exp1") -> Path:
+def _home(nm: NodeManager, login: str = "plc_princeton_exp1") -> Path:
     return slivers_dir(nm) / login / "home" / login
 
 
@@ -207,14 +207,14 @@ def test_update_keys_replaces_the_authorized_keys_and_getkeys_follows(  # noqa: 
     nm.redeem(maker.ticket(node1.gid.urn))
     local = LocalApi(nm.store)
     slice_public = public_key_to_openssh(slice_key)
-    assert local.get_keys("princeton_exp1") == [*maker.user_keys, slice_public]
+    assert local.get_keys("plc_princeton_exp1") == [*maker.user_keys, slice_public]
     bob_key = public_key_to_openssh(bob.key)
     nm.update_keys(SLIVER, (UserKeys("urn:publicid:IDN+plc:princeton+user+bob", (bob_key,)),),
                    am.gid, [])
     assert (_home(nm) / ".ssh/authorized_keys").read_text().splitlines() == [bob_key, slice_public]
     assert local.get_keys("plc.princeton.exp1") == [bob_key, slice_public]
     info = local.get_sliver_info("urn:publicid:IDN+plc:princeton+slice+exp1")
-    assert info["sliver_urn"] == SLIVER and info["login"] == "princeton_exp1"
+    assert info["sliver_urn"] == SLIVER and info["login"] == "plc_princeton_exp1"
     with pytest.raises(SearchFailed):
         local.get_keys("nobody_here")
 
@@ -224,11 +224,11 @@ def test_delete_removes_everything_and_kills_the_processes(nm, maker, node1, am,
     nm.redeem(maker.ticket(node1.gid.urn, initscript=f"sleep 60 &\necho up > {fifo}\nsleep 60\n"))
     nm.start(SLIVER, am.gid, [])
     wait_for_fifo(fifo)
-    pgid = nm.backend.status("princeton_exp1").pid
+    pgid = nm.backend.status("plc_princeton_exp1").pid
     assert len(process.members(pgid=pgid)) >= 2  # the shell and its background sleep
     nm.delete(SLIVER, am.gid, [])
     assert process.members(pgid=pgid) == []
-    assert not (slivers_dir(nm) / "princeton_exp1").exists()
+    assert not (slivers_dir(nm) / "plc_princeton_exp1").exists()
     assert nm.store.slivers() == []
     nm.delete(SLIVER, am.gid, [])  # idempotent
     with pytest.raises(SearchFailed):
@@ -262,7 +262,7 @@ def test_expired_leases_are_reaped(nm, maker, node1, am, open_dir):
     assert nm.reap_expired() == []
     later = datetime.now(UTC) + timedelta(hours=3)
     assert nm.reap_expired(later) == [SLIVER]
-    assert nm.store.slivers() == [] and not (slivers_dir(nm) / "princeton_exp1").exists()
+    assert nm.store.slivers() == [] and not (slivers_dir(nm) / "plc_princeton_exp1").exists()
 
 
 def test_an_expired_sliver_cannot_be_acted_on(node_dir, maker, node1, am):
@@ -285,7 +285,7 @@ def test_restart_recovery_restarts_running_slivers_and_reaps_expired_ones(  # no
     short = TicketMaker(am, exp2.gid, slice_key, maker.user_keys)
     soon = datetime.now(UTC) + timedelta(minutes=30)
     nm.redeem(short.ticket(node1.gid.urn, sliver="s2", expires=soon))
-    nm.backend.stop("princeton_exp1")  # the node rebooted: its processes are gone
+    nm.backend.stop("plc_princeton_exp1")  # the node rebooted: its processes are gone
     nm.store.close()
 
     again = reopen(node_dir)
@@ -295,7 +295,7 @@ def test_restart_recovery_restarts_running_slivers_and_reaps_expired_ones(  # no
     assert report["reaped"] == ["urn:publicid:IDN+plc+sliver+s2"]
     assert report["restarted"] == [SLIVER]
     assert again.info(SLIVER).running
-    assert not (slivers_dir(again) / "princeton_exp2").exists()
+    assert not (slivers_dir(again) / "plc_princeton_exp2").exists()
     again.delete(SLIVER, am.gid, [])
 
 

@@ -113,21 +113,21 @@ def test_redeem_start_keys_and_delete_over_tls(  # noqa: PLR0917
     assert wait_for_fifo(fifo).strip() == SLIVER
 
     local: Any = xmlrpc.client.ServerProxy(service.local_url, allow_none=True)
-    assert local.GetKeys("princeton_exp1")[0] == maker.user_keys[0]
+    assert local.GetKeys("plc_princeton_exp1")[0] == maker.user_keys[0]
     bob_key = public_key_to_openssh(bob.key)
     users = [{"urn": "urn:publicid:IDN+plc:princeton+user+bob", "keys": [bob_key]}]
     _ok(connect(am).UpdateKeys(SLIVER, users, []))
-    assert local.GetKeys("princeton_exp1") == [bob_key, public_key_to_openssh(maker.slice_key)]
+    assert local.GetKeys("plc_princeton_exp1") == [bob_key, public_key_to_openssh(maker.slice_key)]
     assert local.GetSliverInfo("plc.princeton.exp1")["sliver_urn"] == SLIVER
 
     status = _ok(connect(am).SliverStatus(SLIVER, []))
     assert status["running"] and status["processes"] >= 1
     assert [s["sliver_urn"] for s in _ok(connect(am).ListSlivers([]))] == [SLIVER]
     assert _ok(connect(am).DeleteSliver(SLIVER, [])) is True
-    assert not (slivers_dir(nm) / "princeton_exp1").exists()
+    assert not (slivers_dir(nm) / "plc_princeton_exp1").exists()
     assert _code(connect(am).SliverStatus(SLIVER, [])) == "SEARCHFAILED"
     with pytest.raises(xmlrpc.client.Fault) as fault:
-        local.GetKeys("princeton_exp1")
+        local.GetKeys("plc_princeton_exp1")
     assert fault.value.faultCode == 12
 
 
@@ -156,14 +156,14 @@ def test_lease_expiry_is_reaped_without_any_call(service, maker, node1, am):
     service.reaper.poke()
     assert gone.wait(15), "the lease ended but the sliver was not reaped"
     assert nm.store.slivers() == []
-    assert not (slivers_dir(nm) / "princeton_exp1").exists()
+    assert not (slivers_dir(nm) / "plc_princeton_exp1").exists()
 
 
 def test_keys_that_would_inject_lines_are_refused_and_nothing_changes(service, connect, maker,
                                                                       node1, am):
     nm: NodeManager = service.nm
     _ok(connect(am).RedeemTicket(maker.ticket(node1.gid.urn), {}))
-    keys_file = slivers_dir(nm) / "princeton_exp1/home/princeton_exp1/.ssh/authorized_keys"
+    keys_file = slivers_dir(nm) / "plc_princeton_exp1/home/plc_princeton_exp1/.ssh/authorized_keys"
     before = (nm.store.database.dump(), keys_file.read_text())
     for bad in ("ssh-rsa AAAA x\ncommand=\"sh\" ssh-rsa BBBB", "not a key", ""):
         users = [{"urn": "urn:publicid:IDN+plc:princeton+user+eve", "keys": [bad]}]

@@ -76,16 +76,16 @@ def test_slice_on_several_nodes_is_real(site: NmSite) -> None:
     assert set(placed) == slivers and len(set(placed.values())) == 3
     public_halves = set()
     for sliver, node in placed.items():
-        home = node_dir(site, node) / "slivers" / "princeton_exp1"
+        home = node_dir(site, node) / "slivers" / "plc_princeton_exp1"
         assert GID.from_pem((home / "etc" / "slice.gid").read_bytes()).urn == urn
         assert GID.from_pem((home / "etc" / "node.gid").read_bytes()).urn == node
         assert json.loads((home / "etc" / "sliver.json").read_text())["sliver_urn"] == sliver
-        ssh = home / "home" / "princeton_exp1" / ".ssh"
+        ssh = home / "home" / "plc_princeton_exp1" / ".ssh"
         assert "alice@lab" in (ssh / "authorized_keys").read_text()
         private = load_private_key((ssh / "id_rsa").read_bytes())
         public_halves.add(public_key_to_openssh(private.public_key()))
         assert public_key_to_openssh(private.public_key()) in (ssh / "authorized_keys").read_text()
-        limits = _limits(_wait_for(home / "home" / "princeton_exp1" / "limits.txt"))
+        limits = _limits(_wait_for(home / "home" / "plc_princeton_exp1" / "limits.txt"))
         assert limits["Max address space"] == str(128 * 1024 * 1024)
         assert limits["Max processes"] == "256"
     assert len(public_halves) == 1  # one slice key pair, the same on every node
@@ -130,16 +130,16 @@ def test_keys_update_and_delete(site: NmSite) -> None:
     am, creds, urn = site.am(), site.cred("exp2"), slice_urn("exp2")
     node = next(iter(placed.values()))
     local = LocalApi(NodeStore(node_dir(site, node) / "db" / "node.sqlite"))
-    assert any("first@lab" in key for key in _all_keys(local.get_keys("princeton_exp2")))
+    assert any("first@lab" in key for key in _all_keys(local.get_keys("plc_princeton_exp2")))
     ok(am.PerformOperationalAction([urn], creds, "geni_start", {}))
     users = [{"urn": site.ids["alice"].gid.urn, "keys": ["ssh-rsa AAAAB3Nza second@lab"]}]
     ok(am.PerformOperationalAction([urn], creds, "geni_update_users", {"geni_users": users}))
-    keys = _all_keys(local.get_keys("princeton_exp2"))
+    keys = _all_keys(local.get_keys("plc_princeton_exp2"))
     assert any("second@lab" in k for k in keys) and not any("first@lab" in k for k in keys)
     ok(am.Delete([urn], creds, {}))
     for sliver, node in placed.items():
         assert sliver not in slivers_on(site, node)
-        assert not (node_dir(site, node) / "slivers" / "princeton_exp2").exists()
+        assert not (node_dir(site, node) / "slivers" / "plc_princeton_exp2").exists()
 
 
 def _all_keys(value: Any) -> list[str]:
