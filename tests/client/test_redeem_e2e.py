@@ -25,7 +25,7 @@ from tests.server.test_nm_driver_e2e import _restart_node, node_dir, slivers_on
 
 SLICE = "redeem"
 HRN = f"plc.princeton.{SLICE}"
-LOGIN = f"princeton_{SLICE}"
+LOGIN = f"plc_princeton_{SLICE}"
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,7 @@ REPO = Path(__file__).resolve().parents[2]
 NODES = 200
 SLICE = "crash"
 SLICE_URN = f"urn:publicid:IDN+plc:princeton+slice+{SLICE}"
-LOGIN = f"princeton_{SLICE}"
+LOGIN = f"plc_princeton_{SLICE}"
 STARTUP_SECONDS = 90.0
 RECONCILED = re.compile(r"reconciled with the node managers: (\d+) adopted, (\d+) redeemed "
                         r"again, (\d+) failed, (\d+) orphans deleted")
@@ -305,7 +305,7 @@ def test_orphan_is_deleted_at_its_node_and_a_second_pass_changes_nothing(
     report = reconcile(reactor, site)
     assert report.orphans_deleted == (lost,)
     assert lost not in slivers_on(site, placed[lost])
-    assert not (node_dir(site, placed[lost]) / "slivers" / "princeton_orphan").exists()
+    assert not (node_dir(site, placed[lost]) / "slivers" / "plc_princeton_orphan").exists()
     assert kept in slivers_on(site, placed[kept])  # the recorded one is untouched
     before = records(site, "orphan")
     assert not reconcile(reactor, site).changed
@@ -324,7 +324,7 @@ def test_sent_ticket_whose_sliver_exists_is_adopted(reactor: Any, site: NmSite) 
     adopted = records(site, "adopt")[urn]
     assert adopted.allocation is AllocationState.PROVISIONED
     assert adopted.operational is OperationalState.NOTREADY
-    assert adopted.login_user == "princeton_adopt"
+    assert adopted.login_user == "plc_princeton_adopt"
     assert [u.keys for u in adopted.users] == [("ssh-rsa AAAAB3Nza first@lab",)]
     assert adopted.expires == provisioned.expires
     assert urn in slivers_on(site, placed[urn])
