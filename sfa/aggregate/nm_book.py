@@ -44,6 +44,19 @@ class StoredTicket:
     sent: bool = False
 
 
+@dataclass(frozen=True)
+class PendingRevocation:
+    """A ticket withdrawn (its sliver deleted here) that its node has not acknowledged yet."""
+
+    serial: str
+    node_urn: str
+    sliver_urn: str
+    expires: str  # RFC 3339, the ticket's own expiry: after it, nothing needs telling
+
+    def to_wire(self) -> dict[str, str]:
+        return {"serial": self.serial, "sliver_urn": self.sliver_urn, "expires": self.expires}
+
+
 class NodeManagerBook:
     """Node managers, slice keys and tickets over the aggregate's `Database`."""
 
@@ -130,7 +143,33 @@ class NodeManagerBook:
                         row["slice_key"], json.loads(row["terms"]), bool(row["sent"]))
         return found
 
-    def forget_tickets(self, sliver_urns: Sequence[str]) -> None:
+    def revoke_tickets(self, sliver_urns: Sequence[str], *, forget: bool
+                       ) -> dict[str, PendingRevocation]:
+        """Record the stored tickets of these slivers as revoked, pending until their nodes
+        acknowledge (and, with `forget`, drop the tickets); sliver URN -> its revocation."""
+        revoked = {urn: PendingRevocation(t.serial, t.node_urn, urn, str(t.terms.get("expires")))
+                   for urn, t in self.tickets(sliver_urns).items()}
         with self.database.transaction() as handle:
-            handle.conn.executemany("DELETE FROM tickets WHERE sliver_urn = ?",
-                                    [(urn,) for urn in sliver_urns])
+            handle.conn.executemany(
+                "INSERT OR IGNORE INTO revocations (serial, node_urn, sliver_urn, expires)"
+                " VALUES (?, ?, ?, ?)",
+                [(r.serial, r.node_urn, r.sliver_urn, r.expires) for r in revoked.values()])
+            if forget:
+                handle.conn.executemany("DELETE FROM tickets WHERE sliver_urn = ?",
+                                        [(urn,) for urn in sliver_urns])
+        return revoked
+
+    def pending_revocations(self, now: str) -> list[PendingRevocation]:
+        """The revocations not yet acknowledged, those of tickets expired by `now` (RFC 3339,
+        UTC) dropped first."""
+        with self.database.transaction() as handle:
+            handle.execute("DELETE FROM revocations WHERE expires <= ?", [now])
+            rows = list(handle.query("SELECT * FROM revocations ORDER BY node_urn, serial"))
+        return [PendingRevocation(r["serial"], r["node_urn"], r["sliver_urn"], r["expires"])
+                for r in rows]
+
+    def settle_revocations(self, serials: Sequence[str]) -> None:
+        """Forget revocations their node answered (acknowledged, or refused for good)."""
+        with self.database.transaction() as handle:
+            handle.conn.executemany("DELETE FROM revocations WHERE serial = ?",
+                                    [(serial,) for serial in serials])

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -144,12 +145,20 @@ class NodeManagerDriver:
                 for s in slivers]
 
     async def delete(self, slivers: Sequence[Sliver]) -> list[SliverResult]:
-        """Delete at the nodes the slivers whose ticket went out; the others need no call."""
-        tickets = await self.client.in_thread(self.book.tickets, [s.urn for s in slivers])
-        calls: Calls = {s.urn: ("DeleteSliver", (s.urn, [])) for s in slivers
-                 if s.urn in tickets and tickets[s.urn].sent}
+        """Revoke the slivers' tickets at their nodes, which destroy what the tickets made.
+
+        The revocations are stored first and stay pending until the node answers: a node that
+        is down is told later (`deliver_revocations`, run periodically), so its sliver is
+        deleted here now and there once it is back, and the ticket can never be redeemed.
+        """
+        revoked = await self.client.in_thread(
+            partial(self.book.revoke_tickets, forget=False), [s.urn for s in slivers])
+        calls: Calls = {urn: ("RevokeTickets", ([r.to_wire()],)) for urn, r in revoked.items()}
         replies = await self._fan_out(slivers, calls)
-        return [SliverResult(s.urn, None, _error(replies.get(s.urn), "")) for s in slivers]
+        answered = [revoked[urn].serial for urn, reply in replies.items()
+                    if reply.reachable and urn in revoked]
+        await self.client.in_thread(self.book.settle_revocations, answered)
+        return [SliverResult(s.urn, None, _refusal(replies.get(s.urn))) for s in slivers]
 
     async def update_users(
         self, slivers: Sequence[Sliver], users: Sequence[UserKeys]
@@ -232,10 +241,10 @@ class NodeManagerDriver:
     def _prepare(self, slivers: list[Sliver]) -> dict[str, str]:
         """Allocate's checks: sliver URN -> why it cannot get a ticket; the slices' keys made.
 
-        A sliver allocated again (Provision's rollback) loses its old ticket: that one was
-        redeemed and deleted, so a node would refuse it; Provision signs a new one.
+        A sliver allocated again (Provision's rollback) loses its old ticket, revoked at its
+        node (the next delivery of revocations); Provision signs a new one.
         """
-        self.book.forget_tickets([s.urn for s in slivers])
+        self.book.revoke_tickets([s.urn for s in slivers], forget=True)
         errors: dict[str, str] = {}
         slice_gids: dict[str, str | None] = {}
         for sliver in slivers:
@@ -340,6 +349,11 @@ def _terms(sliver: Sliver) -> dict[str, Any]:
 
 def _error(reply: NodeReply | None, absent: str) -> str:
     return absent if reply is None else reply.error
+
+
+def _refusal(reply: NodeReply | None) -> str:
+    """A node's refusal ('' when it did it, or did not answer: then it is told later)."""
+    return "" if reply is None or not reply.reachable else reply.error
 
 
 def _state_results(slivers: Sequence[Sliver], replies: dict[str, NodeReply]

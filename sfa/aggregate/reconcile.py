@@ -12,8 +12,10 @@ for an orphan. For every node that answered:
   a provisioned one that cannot come back is marked failed with the node's reason;
 - a provisioned sliver whose node reports another operational state takes the node's state.
 
-Nodes that do not answer are left alone (the health check marks them down). Running it again
-changes nothing: it is idempotent.
+Before all that, the revocations the nodes have not acknowledged (tickets of slivers deleted
+here while their node was down) are sent again. Nodes that do not answer are left alone (the
+health check marks them down). Running it again changes nothing: it is idempotent. The server
+runs it at start and every `[aggregate] reconcile_interval_seconds`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sfa.timeutil import parse_rfc3339, utcnow
+from sfa.timeutil import format_rfc3339, parse_rfc3339, utcnow
 
-from .nm_book import NodeManagerBook, StoredTicket
+from .nm_book import NodeManagerBook, PendingRevocation, StoredTicket
 from .nm_client import NodeCall, NodeClient, NodeReply
 from .nm_driver import NODE_STATES, NodeManagerDriver
 from .slivers import AllocationState, OperationalState, Sliver, UserKeys
@@ -42,6 +44,7 @@ class ReconcileReport:
     redeemed: tuple[str, ...] = ()  # redeemed again from their stored ticket
     failed: tuple[str, ...] = ()  # lost at their node for good: geni_failed + geni_error
     orphans_deleted: tuple[str, ...] = ()  # held by a node without a record here
+    revoked: tuple[str, ...] = ()  # ticket serials whose revocation a node acknowledged now
     synced: tuple[str, ...] = ()  # operational state taken from the node
     skipped_nodes: tuple[str, ...] = ()  # did not answer ListSlivers
 
@@ -49,12 +52,13 @@ class ReconcileReport:
     def changed(self) -> bool:
         """Whether anything was out of agreement (and acted on)."""
         return bool(self.adopted or self.redeemed or self.failed or self.orphans_deleted
-                    or self.synced)
+                    or self.synced or self.revoked)
 
     def summary(self) -> str:
         return (f"{len(self.adopted)} adopted, {len(self.redeemed)} redeemed again, "
                 f"{len(self.failed)} failed, {len(self.orphans_deleted)} orphans deleted, "
-                f"{len(self.synced)} states synced, {len(self.skipped_nodes)} nodes skipped")
+                f"{len(self.synced)} states synced, {len(self.skipped_nodes)} nodes skipped, "
+                f"{len(self.revoked)} revocations delivered")
 
 
 @dataclass
@@ -83,6 +87,7 @@ class Reconciler:
 
     async def run(self) -> ReconcileReport:
         """One full pass; safe to run at any time and again."""
+        revoked = await self.deliver_revocations()
         listing, skipped = await self._list_nodes()
         slivers, tickets = await self.client.in_thread(self._records)
         plan = _plan(slivers, tickets, listing, self.clock())
@@ -101,8 +106,27 @@ class Reconciler:
         return ReconcileReport(
             adopted=done(adopted), redeemed=done(redeemed),
             failed=done(failed), orphans_deleted=tuple(deleted), synced=done(plan.sync),
-            skipped_nodes=tuple(sorted(skipped)),
+            skipped_nodes=tuple(sorted(skipped)), revoked=tuple(revoked),
         )
+
+    async def deliver_revocations(self) -> list[str]:
+        """Send every pending revocation to its node (one call per node); the serials the
+        nodes acknowledged, which are then forgotten. Revocations of expired tickets are
+        dropped unsent."""
+        now = format_rfc3339(self.clock())
+        pending = await self.client.in_thread(self.book.pending_revocations, now)
+        managers = self.book.managers()
+        by_node: dict[str, list[PendingRevocation]] = {}
+        for revocation in pending:
+            if revocation.node_urn in managers:
+                by_node.setdefault(revocation.node_urn, []).append(revocation)
+        calls = [NodeCall(node, managers[node].url, "RevokeTickets",
+                          ([r.to_wire() for r in items],)) for node, items in by_node.items()]
+        replies = await self.client.call_many(calls) if calls else []
+        acknowledged = [r.serial for call, reply in zip(calls, replies, strict=True) if reply.ok
+                        for r in by_node[call.node_urn]]
+        await self.client.in_thread(self.book.settle_revocations, acknowledged)
+        return acknowledged
 
     def _apply(self, read: Mapping[str, Sliver], changed: Sequence[Sliver]) -> set[str]:
         """Write the changed slivers whose record is still as read (a call served meanwhile

@@ -83,10 +83,17 @@ def _create_v3(handle: sqlite_utils.Database) -> None:
     handle.execute("ALTER TABLE nodes ADD COLUMN enforced TEXT")
 
 
+def _create_v4(handle: sqlite_utils.Database) -> None:
+    handle.execute(
+        "CREATE TABLE revocations (serial TEXT PRIMARY KEY, node_urn TEXT NOT NULL,"
+        " sliver_urn TEXT NOT NULL, expires TEXT NOT NULL)")
+
+
 MIGRATIONS = (
     Migration(1, "nodes, slices, slivers and slot claims", _create_v1),
     Migration(2, "init scripts, node managers, slice keys and tickets", _create_v2),
     Migration(3, "the resource knobs each node manager enforces", _create_v3),
+    Migration(4, "tickets revoked until their node acknowledges", _create_v4),
 )
 
 

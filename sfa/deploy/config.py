@@ -60,6 +60,8 @@ class AggregateConfig:
     health_interval_seconds: int = 30
     # expired slivers are reaped at their expiry, and at least this often
     reap_interval_seconds: int = 30
+    # reconciliation with every node manager (pending revocations first) at start and this often
+    reconcile_interval_seconds: int = 300
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ _POSITIVE_KEYS = (
     "node_timeout_seconds",
     "health_interval_seconds",
     "reap_interval_seconds",
+    "reconcile_interval_seconds",
 )
 
 

@@ -38,6 +38,7 @@ from sfa.nodemanager.store import (
     STARTED,
     STOPPED,
     NodeStore,
+    Revocation,
     SliverRecord,
 )
 from sfa.nodemanager.terms import TicketTerms, terms_of
@@ -47,7 +48,7 @@ from sfa.trust.keys import private_key_to_pem
 from sfa.trust.slicekey import unseal_slice_key
 from sfa.trust.ticket import create_lease, verify_ticket
 from sfa.trust.verify import TrustPolicy
-from sfa.xrn import same_name, validate_urn
+from sfa.xrn import Xrn, same_name, validate_urn
 
 log = logging.getLogger("sfa.nodemanager")
 
@@ -171,6 +172,7 @@ class NodeManager:
         terms = self._verify(ticket_xml)
         login = sliver_login(terms.slice_urn)
         with self._lock:
+            self._refuse_revoked(terms)
             earlier = self._earlier_redemption(terms)
             if earlier is not None:
                 return earlier
@@ -206,6 +208,26 @@ class NodeManager:
                 self.store.add_lease(sliver_urn, terms.serial, terms.expires, lease)
             self.backend.create(self._spec(self._sliver(sliver_urn)))
         return Redemption(lease, sliver_urn, terms.expires, record.login)
+
+    def revoke(self, revocations: Sequence[Revocation], peer: GID | None) -> list[str]:
+        """Record tickets an aggregate withdrew (it deleted their slivers) and destroy the
+        slivers they created here; the serials recorded (the acknowledgement).
+
+        The verified caller is recorded as the issuer: only an authority's service may revoke,
+        and a revocation only ever stops tickets the caller itself signed.
+        """
+        caller = authz.caller_of(peer, self.policy)
+        if not Xrn.from_urn(caller.urn).is_authority:
+            raise Forbidden(f"only an aggregate revokes its tickets, not {caller.urn}")
+        mine = [replace(r, issuer_urn=caller.urn) for r in revocations]
+        with self._lock:
+            self.store.add_revocations(mine)
+            for revocation in mine:
+                record = self.store.sliver(revocation.sliver_urn)
+                if (record is not None and record.issuer_urn == caller.urn
+                        and self.store.first_serial(record.sliver_urn) == revocation.serial):
+                    self._destroy(record)
+        return [r.serial for r in mine]
 
     # --- operations on slivers ----------------------------------------------------------------
 
@@ -288,8 +310,10 @@ class NodeManager:
     def reap_expired(self, now: datetime | None = None) -> list[str]:
         """Destroy every sliver whose lease has ended; their URNs."""
         reaped: list[str] = []
+        now = now or self.clock()
         with self._lock:
-            for record in self.store.expired(now or self.clock()):
+            self.store.prune_revocations(now)
+            for record in self.store.expired(now):
                 self._destroy(record)
                 reaped.append(record.sliver_urn)
         for urn in reaped:
@@ -369,6 +393,14 @@ class NodeManager:
             raise Refused("the ticket has expired")
         validate_urn(terms.sliver_urn, "sliver")
         return terms
+
+    def _refuse_revoked(self, terms: TicketTerms) -> None:
+        revoked = self.store.revocation(terms.serial)
+        if revoked is not None and revoked.issuer_urn == terms.issuer_urn:
+            raise Refused(
+                f"ticket {terms.serial} was revoked by {terms.issuer_urn}: its sliver was deleted "
+                "there; ask the aggregate for a new one"
+            )
 
     def _earlier_redemption(self, terms: TicketTerms) -> Redemption | None:
         """The lease of this very ticket when it was redeemed before; refusal on replay."""

@@ -49,7 +49,18 @@ def _schema_v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX leases_sliver ON leases (sliver_urn)")
 
 
-MIGRATIONS = (Migration(1, "node manager: tickets, slivers, leases", _schema_v1),)
+def _schema_v2(db: sqlite_utils.Database) -> None:
+    db.execute(
+        "CREATE TABLE revoked (serial TEXT PRIMARY KEY, issuer_urn TEXT NOT NULL,"
+        " sliver_urn TEXT NOT NULL, expires TEXT NOT NULL, revoked_at TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX revoked_expires ON revoked (expires)")
+
+
+MIGRATIONS = (
+    Migration(1, "node manager: tickets, slivers, leases", _schema_v1),
+    Migration(2, "node manager: tickets revoked by their aggregate", _schema_v2),
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,17 @@ class SliverRecord:
     state: str
     last_error: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A ticket its aggregate withdrew (it deleted the sliver): never redeemable here, and
+    kept until the ticket's own expiry."""
+
+    serial: str
+    issuer_urn: str
+    sliver_urn: str
+    expires: datetime
 
 
 @dataclass(frozen=True)
@@ -155,6 +177,33 @@ class NodeStore:
                 " VALUES (?, ?, ?, ?, ?)",
                 (sliver_urn, serial, format_rfc3339(expires), lease, _now()),
             )
+
+    def add_revocations(self, revocations: Sequence[Revocation]) -> None:
+        """Record revoked serials (one transaction; a serial revoked before stays as it was)."""
+        with self.database.transaction() as db:
+            db.conn.executemany(
+                "INSERT OR IGNORE INTO revoked (serial, issuer_urn, sliver_urn, expires,"
+                " revoked_at) VALUES (?, ?, ?, ?, ?)",
+                [(r.serial, r.issuer_urn, r.sliver_urn, format_rfc3339(r.expires), _now())
+                 for r in revocations],
+            )
+
+    def revocation(self, serial: str) -> Revocation | None:
+        row = self._one("SELECT * FROM revoked WHERE serial = ?", serial)
+        if row is None:
+            return None
+        return Revocation(row["serial"], row["issuer_urn"], row["sliver_urn"],
+                          parse_rfc3339(row["expires"]))
+
+    def prune_revocations(self, now: datetime) -> None:
+        """Forget revocations of tickets that have expired (no node accepts those anyway)."""
+        with self.database.transaction() as db:
+            db.execute("DELETE FROM revoked WHERE expires <= ?", (format_rfc3339(now),))
+
+    def first_serial(self, sliver_urn: str) -> str | None:
+        """The serial of the ticket that created the sliver (its first lease)."""
+        row = self._one("SELECT serial FROM leases WHERE sliver_urn = ? ORDER BY id", sliver_urn)
+        return str(row["serial"]) if row else None
 
     def lease_for_serial(self, serial: str) -> str | None:
         row = self._one("SELECT lease FROM leases WHERE serial = ? ORDER BY id DESC", serial)

@@ -28,7 +28,7 @@ from sfa.aggregate.memory_driver import MemoryDriver
 from sfa.aggregate.nm_book import NodeManagerBook
 from sfa.aggregate.nm_driver import HealthReport, NodeManagerDriver
 from sfa.aggregate.reaper import Reaper
-from sfa.aggregate.reconcile import Reconciler
+from sfa.aggregate.reconcile import Reconciler, ReconcileReport
 from sfa.aggregate.store import AggregateStore
 from sfa.deploy.config import AggregateConfig, LimitsConfig, service_url
 from sfa.deploy.layout import Deployment
@@ -179,6 +179,44 @@ class HealthTimer:
             self.loop.stop()
 
 
+class ReconcileTimer:
+    """Reconciles with every node manager at start and every `interval` seconds; a pass still
+    running when the next is due is not overlapped."""
+
+    def __init__(self, reactor: Any, driver: NodeManagerDriver, interval: float) -> None:
+        self.reconciler = Reconciler.of(driver)
+        self.loop = LoopingCall(self.run)
+        self.loop.clock = reactor
+        self.interval = interval
+        self.running: Deferred[Any] | None = None
+        self.last: ReconcileReport | None = None
+
+    def start(self) -> None:
+        self.loop.start(self.interval, now=True)
+
+    def run(self) -> Deferred[Any] | None:
+        if self.running is not None:
+            return None
+        self.running = Deferred.fromCoroutine(self.reconciler.run())
+        self.running.addCallback(self._done)
+        self.running.addErrback(
+            lambda f: log.failure("reconciling with the node managers failed", f))
+        self.running.addBoth(self._idle)
+        return None  # the loop never waits: a slow node must not stop the timer
+
+    def _done(self, report: ReconcileReport) -> None:
+        first, self.last = self.last is None, report
+        if first or report.changed:
+            log.info("reconciled with the node managers: {summary}", summary=report.summary())
+
+    def _idle(self, _: Any) -> None:
+        self.running = None
+
+    def stop(self) -> None:
+        if self.loop.running:
+            self.loop.stop()
+
+
 @dataclass
 class AggregateService:
     """The listening aggregate, its reap timer and (with node managers) its health timer."""
@@ -188,6 +226,7 @@ class AggregateService:
     health: HealthTimer | None = None
     client: TwistedNodeClient | None = None
     omf: OmfEdge | None = None
+    reconcile: ReconcileTimer | None = None
 
     @property
     def url(self) -> str:
@@ -199,6 +238,8 @@ class AggregateService:
             self.health.stop()
         if self.omf is not None:
             self.omf.stop()
+        if self.reconcile is not None:
+            self.reconcile.stop()
         stopping = maybeDeferred(self.running.stop)
         if self.client is not None:
             client = self.client
@@ -289,7 +330,8 @@ def node_manager_driver(deployment: Deployment, reactor: Any, store: AggregateSt
 
 def start_deployment_aggregate(reactor: Any, deployment: Deployment) -> AggregateService:
     """Open and start the deployment's aggregate on [aggregate] port; with node managers, its
-    health timer, and a reconciliation with them (a crash may have left them out of step)."""
+    health timer and its reconciliation with them, at start (a crash may have left them out of
+    step) and periodically (revocations a node missed while down)."""
     identity = deployment.service_identity("aggregate")
     config = deployment.config.aggregate
     am = open_aggregate(deployment, reactor)
@@ -308,9 +350,6 @@ def start_deployment_aggregate(reactor: Any, deployment: Deployment) -> Aggregat
         service.health.start()
         assert isinstance(driver.client, TwistedNodeClient)
         service.client = driver.client
-        reconciling = Deferred.fromCoroutine(Reconciler.of(driver).run())
-        reconciling.addCallback(lambda report: log.info(
-            "reconciled with the node managers: {summary}", summary=report.summary()))
-        reconciling.addErrback(lambda f: log.failure("reconciling with the node managers failed",
-                                                     f))
+        service.reconcile = ReconcileTimer(reactor, driver, config.reconcile_interval_seconds)
+        service.reconcile.start()
     return service

@@ -17,6 +17,7 @@ from sfa.deploy.config import LimitsConfig, service_url
 from sfa.errors import BadArgs
 from sfa.nodemanager.localapi import LocalApi
 from sfa.nodemanager.manager import NodeManager
+from sfa.nodemanager.revocation import revocations_from_wire
 from sfa.nodemanager.terms import users_from_wire
 from sfa.server.envelope import Envelope, EnvelopeReplies, FaultReplies
 from sfa.server.expiry_timer import ExpiryTimer
@@ -74,6 +75,9 @@ def remote_handlers(nm: NodeManager, on_change: Any = None) -> dict[str, Handler
     def enable_omf(peer: GID | None, urn: Any, creds: list[Any], options: dict[str, Any]) -> Any:
         return nm.enable_omf(urn, peer, creds, options).to_wire()
 
+    def revoke(peer: GID | None, revocations: Any) -> Any:
+        return nm.revoke(revocations_from_wire(revocations), peer)
+
     def list_slivers(peer: GID | None, _credentials: list[Any]) -> Any:
         return [info.to_wire() for info in nm.list_slivers(peer)]  # decided by the TLS caller
 
@@ -89,6 +93,7 @@ def remote_handlers(nm: NodeManager, on_change: Any = None) -> dict[str, Handler
         "UpdateKeys": declare(update_keys, as_is, as_is, credential_list, least=2),
         "ListSlivers": declare(list_slivers, credential_list, least=0),
         "EnableOmf": declare(enable_omf, as_is, credential_list, options_struct, least=3),
+        "RevokeTickets": declare(revoke, as_is, least=1),
     }
 
 

@@ -55,7 +55,8 @@ class NmSite:
 
 def build_deployment(base: Path, nodes: int, keys: list[Any], slices: list[str]
                      ) -> tuple[Deployment, dict[str, Identity], dict[str, GID]]:
-    """plc with nodes, users pi/alice/bob, plc.princeton and alice's slices; fast timers."""
+    """plc with nodes, users pi/alice/bob, plc.princeton and alice's slices; fast timers
+    (health checks and periodic reconciliation only when a test asks for them)."""
     for parent in (base, *base.parents):  # slivers run as their own uids when we are root
         if parent == Path(tempfile.gettempdir()):
             break
@@ -78,7 +79,8 @@ def build_deployment(base: Path, nodes: int, keys: list[Any], slices: list[str]
     ids = {name: write_identity(base / "ids", name, gids[name], key)
            for name, key in (("pi", pi_key), ("alice", alice_key), ("bob", bob_key))}
     config = deployment.config
-    fast = replace(config.aggregate, node_timeout_seconds=10, health_interval_seconds=3600)
+    fast = replace(config.aggregate, node_timeout_seconds=10, health_interval_seconds=3600,
+                   reconcile_interval_seconds=3600)
     return Deployment(deployment.directory, replace(config, aggregate=fast)), ids, gids
 
 
