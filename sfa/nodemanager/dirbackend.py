@@ -1,16 +1,20 @@
 """The default sliver backend: a directory per sliver and its init script as a real process.
 
 ```
-slivers/<login>/             root of the sliver, owned by the node manager
+slivers/                     0711: no sliver can list the others
+slivers/<login>/             0750, owned by the node manager, group = the sliver's uid
   etc/node.gid etc/slice.gid etc/sliver.json etc/initscript
-  run/init.pid               "<pid> <start time> <uid|->" of the init script's process group
-  log/init.log               the init script's output
-  home/<login>/.ssh/authorized_keys, id_rsa, id_rsa.pub
+  run/init.pid               0700 root: "<pid> <start time> <uid|->" of the init script's group
+  log/init.log               0700, the sliver's: the init script's output
+  home/<login>/.ssh/authorized_keys, id_rsa (0600), id_rsa.pub   0700, the sliver's
 ```
-When the node manager runs as root and the spec carries a `uid`, home/ and log/ belong to that
-uid and the init script runs as it (no supplementary groups), so RLIMIT_NPROC counts this
-sliver's processes only and Stop can also kill processes that left the process group. Run as
-an ordinary user, everything runs as that user: RLIMIT_NPROC then counts all of its processes.
+When the node manager runs as root and the spec carries a `uid` (unique on the host, see
+`uids`), home/ and log/ belong to that uid, the sliver's root is open to that uid's group only,
+and the init script runs as it (gid = uid, no supplementary groups): another sliver can neither
+read, write nor signal it; RLIMIT_NPROC counts this sliver's processes only and Stop can also
+kill processes that left the process group. The node manager's own files (etc/, run/) stay the
+node manager's, so a sliver cannot forge the process record Stop acts on. Run as an ordinary
+user, everything runs as that user: RLIMIT_NPROC then counts all of its processes.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class DirBackend:
         self.slivers_dir = Path(slivers_dir)
         self.confine = confine  # how a composing backend confines the init script
         self.slivers_dir.mkdir(parents=True, exist_ok=True)
+        self.slivers_dir.chmod(0o711)
         self.stop_grace = stop_grace
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
@@ -55,8 +60,10 @@ class DirBackend:
     def create(self, spec: SliverSpec) -> None:
         """Make or refresh the sliver's directory, identity files and keys."""
         uid = spec.uid
-        with safefs.open_dirs(self.slivers_dir, [spec.login]) as root:
-            os.fchmod(root, 0o755)
+        with safefs.open_dirs(self.slivers_dir, [spec.login], mode=0o750) as root:
+            if uid is not None:
+                os.fchown(root, -1, uid)
+            os.fchmod(root, 0o750)
             with safefs.open_dirs(root, ["etc"]) as etc:
                 safefs.write_file(etc, "node.gid", spec.node_gid_pem.encode())
                 safefs.write_file(etc, "slice.gid", spec.slice_gid_pem.encode())
@@ -64,7 +71,7 @@ class DirBackend:
                 safefs.write_file(etc, "initscript", spec.initscript.encode(), mode=0o755)
             with safefs.open_dirs(root, ["run"], mode=0o700):
                 pass
-            with safefs.open_dirs(root, ["log"], uid=uid):
+            with safefs.open_dirs(root, ["log"], mode=0o700, uid=uid):
                 pass
             with safefs.open_dirs(root, ["home"]):
                 pass
@@ -86,7 +93,8 @@ class DirBackend:
             "SFA_SLIVER_URN": spec.sliver_urn,
             "SFA_NODE_URN": spec.node_urn,
         }
-        with safefs.open_dirs(self.slivers_dir, [spec.login, "log"], uid=spec.uid) as log:
+        with safefs.open_dirs(self.slivers_dir, [spec.login, "log"], mode=0o700,
+                              uid=spec.uid) as log:
             log_fd = safefs.open_append(log, "init.log", uid=spec.uid)
         confinement = self.confine(spec) if self.confine else process.Confinement()
         try:

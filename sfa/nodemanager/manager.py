@@ -42,6 +42,7 @@ from sfa.nodemanager.store import (
     SliverRecord,
 )
 from sfa.nodemanager.terms import TicketTerms, terms_of
+from sfa.nodemanager.uids import HostUids
 from sfa.timeutil import format_rfc3339, utcnow
 from sfa.trust.gid import GID
 from sfa.trust.keys import private_key_to_pem
@@ -54,7 +55,6 @@ log = logging.getLogger("sfa.nodemanager")
 
 API_VERSION = 1
 WARM_UP_SERIAL = "warm-up"
-UID_SPAN = 100_000
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class NodeManager:
         store: NodeStore,
         backend: Backend,
         admission: Admission,
-        uid_base: int | None = None,
+        uids: HostUids | None = None,
         trusted_issuers: Sequence[GID] = (),
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -148,7 +148,7 @@ class NodeManager:
         self.store = store
         self.backend = backend
         self.admission = admission
-        self.uid_base = uid_base
+        self.uids = uids
         self.trusted_issuers = tuple(trusted_issuers)
         self.clock = clock
         self._lock = threading.RLock()
@@ -332,6 +332,8 @@ class NodeManager:
         finished: list[str] = []
         restarted: list[str] = []
         with self._lock:
+            if self.uids is not None:
+                self.uids.keep_only({record.sliver_urn for record in self.store.slivers()})
             reconcile = getattr(self.backend, "reconcile", None)
             if reconcile is not None:
                 reconcile([self._spec(r) for r in self.store.slivers() if r.state != CREATING])
@@ -423,7 +425,7 @@ class NodeManager:
                 "(renew it with RenewLease, or delete it first)"
             )
         self.admission.check(terms.resources, self.store.allocated())
-        uid = self.store.free_uid(self.uid_base, UID_SPAN) if self.uid_base is not None else None
+        uid = self.uids.allocate(terms.sliver_urn) if self.uids is not None else None
         return SliverRecord(
             sliver_urn=terms.sliver_urn, slice_urn=terms.slice_urn, login=login,
             issuer_urn=terms.issuer_urn, serial=terms.serial, expires=terms.expires,
@@ -459,6 +461,7 @@ class NodeManager:
             with self.store.transaction():
                 self.store.remove_sliver(record.sliver_urn)
                 self.store.forget_ticket(record.serial)
+            self._release_uid(record)
             if isinstance(exc, SfaError):
                 raise
             raise Refused(f"the node could not create the sliver: {exc}") from None
@@ -499,6 +502,12 @@ class NodeManager:
             self.omf.forget(record.login)
         self.backend.destroy(record.login)
         self.store.remove_sliver(record.sliver_urn)
+        self._release_uid(record)
+
+    def _release_uid(self, record: SliverRecord) -> None:
+        """The sliver and its processes are gone: its uid may serve another sliver."""
+        if self.uids is not None and record.uid is not None:
+            self.uids.release(record.sliver_urn)
 
     def _spec(self, record: SliverRecord, private: bytes | None = None) -> SliverSpec:
         return SliverSpec(

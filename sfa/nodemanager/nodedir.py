@@ -1,7 +1,7 @@
 """A node's data directory: node.toml, its GID and key, trusted roots, database, slivers.
 
 ```
-NODEDIR/node.toml          urn, hostname, port, local_port, trusted_roots, uid_base,
+NODEDIR/node.toml          urn, hostname, port, local_port, trusted_roots, uid_base, uid_db,
                            [capacity], [thresholds]
 NODEDIR/node.gid           the node's GID chain;  NODEDIR/node.pkey  its key (0600)
 NODEDIR/trusted_roots/     root GIDs (or `trusted_roots = "/path"` to share a deployment's)
@@ -31,6 +31,7 @@ from sfa.nodemanager.enforcing import EnforcingBackend, EnforcingConfig
 from sfa.nodemanager.manager import NodeIdentity, NodeManager
 from sfa.nodemanager.resources import Resources
 from sfa.nodemanager.store import NodeStore
+from sfa.nodemanager.uids import DEFAULT_UID_DB, HostUids, host_allocator
 from sfa.trust.gid import GID
 from sfa.trust.hierarchy import Authority
 from sfa.trust.keys import public_keys_equal, save_private_key
@@ -53,6 +54,7 @@ class NodeConfig:
     local_port: int = 0  # 0 = no local API endpoint
     trusted_roots: str = "trusted_roots"
     uid_base: int | None = None  # per-sliver uids from here when running as root
+    uid_db: str | None = None  # the host's uid file, shared by its node managers (root only)
     capacity: Resources = field(default_factory=default_capacity)
     thresholds: Thresholds = field(default_factory=Thresholds)
     strict_crypto: bool = False
@@ -75,6 +77,7 @@ def load_node_config(nodedir: Path) -> NodeConfig:
     try:
         thresholds = Thresholds(**data.get("thresholds", {}))
         uid_base = data.get("uid_base")
+        uid_db = data.get("uid_db")
         return NodeConfig(
             urn=str(data["urn"]),
             hostname=str(data.get("hostname", "127.0.0.1")),
@@ -82,6 +85,7 @@ def load_node_config(nodedir: Path) -> NodeConfig:
             local_port=int(data.get("local_port", 0)),
             trusted_roots=str(data.get("trusted_roots", "trusted_roots")),
             uid_base=None if uid_base is None else int(uid_base),
+            uid_db=None if uid_db is None else str(uid_db),
             capacity=Resources.from_mapping(data.get("capacity", default_capacity().to_dict())),
             thresholds=thresholds,
             strict_crypto=bool(data.get("strict_crypto", False)),
@@ -105,6 +109,8 @@ def write_node_config(nodedir: Path, config: NodeConfig) -> Path:
     ]
     if config.uid_base is not None:
         lines.append(f"uid_base = {config.uid_base}")
+    if config.uid_db is not None:
+        lines.append(f"uid_db = {_toml(config.uid_db)}")
     lines += ["", "[capacity]"]
     lines += [f"{name} = {value}" for name, value in config.capacity.to_dict().items()]
     lines += ["", "[thresholds]"]
@@ -175,18 +181,13 @@ def open_node(nodedir: Path, *, config: NodeConfig | None = None) -> NodeManager
         raise BadArgs(f"{nodedir}/node.pkey is not the key of node.gid")
     (nodedir / "db").mkdir(exist_ok=True)
     roots = TrustedRoots(config.roots_dir(nodedir))
-    uid_base = config.uid_base
-    if uid_base is None and os.geteuid() == 0:
-        uid_base = DEFAULT_UID_BASE
-    if os.geteuid() != 0:
-        uid_base = None
     return NodeManager(
         node=NodeIdentity(gid=gid, key=key, hostname=config.hostname),
         policy=TrustPolicy(roots=roots, strict_crypto=config.strict_crypto),
         store=NodeStore(nodedir / "db" / "node.sqlite"),
         backend=make_backend(nodedir, config),
         admission=Admission(config.capacity, config.thresholds, nodedir),
-        uid_base=uid_base,
+        uids=_host_uids(nodedir, config),
     )
 
 
@@ -223,6 +224,17 @@ def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value) if isinstance(value, int) else _toml(str(value))
+
+
+def _host_uids(nodedir: Path, config: NodeConfig) -> HostUids | None:
+    """Run as root, slivers get uids from the host's allocator; otherwise none."""
+    if os.geteuid() != 0:
+        return None
+    path = Path(config.uid_db) if config.uid_db else DEFAULT_UID_DB
+    if not path.is_absolute():
+        path = nodedir / path
+    base = DEFAULT_UID_BASE if config.uid_base is None else config.uid_base
+    return HostUids(host_allocator(path), owner=str(nodedir.resolve()), base=base)
 
 
 def _load_own_key(path: Path) -> rsa.RSAPrivateKey:

@@ -170,6 +170,18 @@ def members(pgid: int | None = None, uid: int | None = None) -> list[int]:
     return found
 
 
+def running_uids() -> set[int]:
+    """The uids owning the live processes (one pass over /proc)."""
+    found: set[int] = set()
+    for entry in _PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                found.add((entry / "status").stat().st_uid)
+            except OSError:
+                continue
+    return found
+
+
 def kill_all(pgid: int | None, uid: int | None, *, grace: float = 2.0) -> None:
     """SIGTERM the group (and, with a dedicated uid, every process of that uid), then SIGKILL
     whatever is left after `grace` seconds."""

@@ -302,15 +302,6 @@ class NodeStore:
         with self.database.transaction() as db:
             db.execute("DELETE FROM tickets WHERE serial = ?", (serial,))
 
-    def free_uid(self, base: int, span: int) -> int:
-        """The lowest uid in [base, base+span) that no sliver uses."""
-        with self.database.snapshot() as db:
-            used = {row["uid"] for row in db.query("SELECT uid FROM slivers WHERE uid NOT NULL")}
-        for uid in range(base, base + span):
-            if uid not in used:
-                return uid
-        raise RuntimeError("no free sliver uid")  # admission caps slivers far below `span`
-
     # --- helpers ------------------------------------------------------------------------------
 
     def _one(self, sql: str, *params: Any) -> dict[str, Any] | None:

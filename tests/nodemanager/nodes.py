@@ -33,7 +33,8 @@ def make_node_dir(
     thresholds: Thresholds | None = None,
     uid_base: int | None = None,
 ) -> Path:
-    """A node data directory for an already issued node GID (keys made once per session)."""
+    """A node data directory for an already issued node GID (keys made once per session);
+    the nodes of one parent directory share a host's uid file there."""
     nodedir.mkdir(parents=True, exist_ok=True)
     (nodedir / "node.gid").write_text(node.gid.to_pem())
     save_private_key(nodedir / "node.pkey", node.key)
@@ -41,7 +42,7 @@ def make_node_dir(
     roots.mkdir(exist_ok=True)
     (roots / "plc.gid").write_text(root.gid.to_pem())
     config = NodeConfig(
-        urn=node.gid.urn, uid_base=uid_base,
+        urn=node.gid.urn, uid_base=uid_base, uid_db=str(nodedir.parent / "uids.db"),
         capacity=capacity or Resources(
             cpu_share=1024, memory_mb=4096, disk_mb=100_000, tasks=8192, bandwidth_kbps=100
         ),

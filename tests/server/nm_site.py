@@ -15,7 +15,8 @@ from twisted.internet.threads import blockingCallFromThread
 from sfa.aggregate.nm_driver import NodeManagerDriver
 from sfa.aggregate.store import AggregateStore
 from sfa.cli.admin import open_admin
-from sfa.deploy.layout import Deployment, init_deployment
+from sfa.deploy.layout import Deployment, init_deployment, node_dirs
+from sfa.nodemanager.config import load_node_config, write_node_config
 from sfa.server.am_api import AGGREGATE_DB, AggregateService, start_deployment_aggregate
 from sfa.server.app import Served, start_node_managers, start_registry_in_threads
 from sfa.server.listener import RunningService
@@ -53,16 +54,21 @@ class NmSite:
         return AggregateStore(self.deployment.db_dir / AGGREGATE_DB)
 
 
-def build_deployment(base: Path, nodes: int, keys: list[Any], slices: list[str]
+def build_deployment(base: Path, nodes: int, keys: list[Any], slices: list[str], *,
+                     uid_db: Path | None = None,
                      ) -> tuple[Deployment, dict[str, Identity], dict[str, GID]]:
     """plc with nodes, users pi/alice/bob, plc.princeton and alice's slices; fast timers
-    (health checks and periodic reconciliation only when a test asks for them)."""
+    (health checks and periodic reconciliation only when a test asks for them). The nodes
+    take sliver uids from `uid_db` (default BASE/uids.db), not from the host's real file."""
     for parent in (base, *base.parents):  # slivers run as their own uids when we are root
         if parent == Path(tempfile.gettempdir()):
             break
         parent.chmod(parent.stat().st_mode | 0o011)
     deployment = init_deployment(base / "plc", authority="plc", registry_port=0, am_port=0,
                                  nm_base_port=0, nodes=nodes)
+    for nodedir in node_dirs(deployment):
+        node_config = load_node_config(nodedir)
+        write_node_config(nodedir, replace(node_config, uid_db=str(uid_db or base / "uids.db")))
     pi_key, alice_key, bob_key, _ = keys
     admin = open_admin(deployment)
     gids: dict[str, GID] = {}

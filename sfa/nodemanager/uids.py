@@ -1,0 +1,144 @@
+"""Sliver uids unique on the host, whatever the number of node managers running there.
+
+One SQLite file per host (default /var/lib/sfa/uids.db, `uid_db` in node.toml) records which
+uid each sliver holds: uid -> (owner = the node's data directory, sliver URN). Every change
+happens under an exclusive flock on `<file>.lock`, so node managers in one process or in many
+allocate in turn. A uid is skipped while it is recorded, named in the system user database, or
+owned by a running process; it is reused only after its sliver was destroyed (released).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from sfa.errors import Refused
+from sfa.nodemanager import process
+from sfa.nodemanager.store import SharedConnectionDatabase
+from sfa.storage.db import Migration
+from sfa.timeutil import format_rfc3339, utcnow
+
+DEFAULT_UID_DB = Path("/var/lib/sfa/uids.db")
+UID_SPAN = 100_000
+
+
+def _schema_v1(db: sqlite_utils.Database) -> None:
+    db.execute(
+        "CREATE TABLE uids (uid INTEGER PRIMARY KEY, owner TEXT NOT NULL, sliver_urn TEXT NOT NULL,"
+        " allocated_at TEXT NOT NULL, UNIQUE (owner, sliver_urn))"
+    )
+
+
+MIGRATIONS = (Migration(1, "host-wide sliver uids", _schema_v1),)
+
+
+@dataclass(frozen=True)
+class HostUids:
+    """One node manager's view of the host's allocator: its own rows, its uid range."""
+
+    allocator: UidAllocator
+    owner: str
+    base: int
+    span: int = UID_SPAN
+
+    def allocate(self, sliver_urn: str) -> int:
+        return self.allocator.allocate(self.owner, sliver_urn, self.base, self.span)
+
+    def release(self, sliver_urn: str) -> None:
+        self.allocator.release(self.owner, sliver_urn)
+
+    def keep_only(self, sliver_urns: set[str]) -> None:
+        self.allocator.keep_only(self.owner, sliver_urns)
+
+
+class UidAllocator:
+    """The host's uid file (use `host_allocator` to share one per file in a process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.database = SharedConnectionDatabase(self.path, MIGRATIONS)
+
+    def allocate(self, owner: str, sliver_urn: str, base: int, span: int = UID_SPAN) -> int:
+        """The sliver's uid: the one it holds already, else the lowest free one in
+        [base, base+span). Refused when none is free."""
+        with self._locked(), self.database.transaction() as db:
+            held = list(db.query("SELECT uid FROM uids WHERE owner = ? AND sliver_urn = ?",
+                                 [owner, sliver_urn]))
+            if held:
+                return int(held[0]["uid"])
+            recorded = {row["uid"] for row in db.query("SELECT uid FROM uids")}
+            running = process.running_uids()
+            for uid in range(base, base + span):
+                if uid in recorded or uid in running or _in_user_database(uid):
+                    continue
+                db.execute("INSERT INTO uids (uid, owner, sliver_urn, allocated_at)"
+                           " VALUES (?, ?, ?, ?)", [uid, owner, sliver_urn,
+                                                    format_rfc3339(utcnow())])
+                return uid
+        raise Refused(f"no free sliver uid in {base}..{base + span - 1} on this host")
+
+    def release(self, owner: str, sliver_urn: str) -> None:
+        """The sliver is gone: its uid may be given again."""
+        with self._locked(), self.database.transaction() as db:
+            db.execute("DELETE FROM uids WHERE owner = ? AND sliver_urn = ?", [owner, sliver_urn])
+
+    def keep_only(self, owner: str, sliver_urns: set[str]) -> None:
+        """Release the owner's uids of slivers it no longer has (after a crash)."""
+        with self._locked(), self.database.transaction() as db:
+            rows = list(db.query("SELECT sliver_urn FROM uids WHERE owner = ?", [owner]))
+            for row in rows:
+                if row["sliver_urn"] not in sliver_urns:
+                    db.execute("DELETE FROM uids WHERE owner = ? AND sliver_urn = ?",
+                               [owner, row["sliver_urn"]])
+
+    def holders(self) -> dict[int, tuple[str, str]]:
+        """uid -> (owner, sliver URN), for operators and tests."""
+        with self.database.snapshot() as db:
+            return {row["uid"]: (row["owner"], row["sliver_urn"])
+                    for row in db.query("SELECT * FROM uids")}
+
+    def close(self) -> None:
+        self.database.close()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
+_shared: dict[Path, UidAllocator] = {}
+_shared_lock = threading.Lock()
+
+
+def host_allocator(path: Path) -> UidAllocator:
+    """The process's one allocator for `path` (a thousand node managers, one connection)."""
+    key = Path(path).resolve()
+    with _shared_lock:
+        allocator = _shared.get(key)
+        if allocator is None:
+            allocator = _shared[key] = UidAllocator(key)
+        return allocator
+
+
+def _in_user_database(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
