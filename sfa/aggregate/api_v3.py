@@ -159,7 +159,7 @@ class AggregateManagerV3:
             raise GeneralError("provisioning failed, nothing changed: " + _errors(
                 [r for r in results if not r.ok]))
         done = [_provisioned(s, r) for s, r in zip(ready, results, strict=True) if r.ok]
-        self.ctx.store.update(done)
+        self.ctx.store.update([*done, *_refused(chosen, failures)])
         errors.update(failures)
         reported = self._current(chosen)
         return {"geni_rspec": self._manifest(reported), "geni_slivers": statuses(reported, errors)}
@@ -216,9 +216,11 @@ class AggregateManagerV3:
             self._undo_action(reached, chosen_action)
             raise GeneralError(f"{chosen_action.value} failed on some slivers, so nothing "
                                f"changed (the others were put back): {_errors(failed)}")
-        self.ctx.store.update([_acted(s, r, chosen_action, users)
-                               for s, r in zip(acting, results, strict=True) if r.ok])
-        errors.update({r.sliver_urn: r.error for r in failed})
+        refusals = {r.sliver_urn: r.error for r in failed}
+        self.ctx.store.update([*(_acted(s, r, chosen_action, users)
+                                 for s, r in zip(acting, results, strict=True) if r.ok),
+                               *_refused(acting, refusals)])
+        errors.update(refusals)
         return statuses(self._current(target.slivers), errors)
 
     def _undo_action(self, slivers: Sequence[Sliver], action: Action) -> None:
@@ -361,12 +363,18 @@ def _provisioned(sliver: Sliver, result: SliverResult) -> Sliver:
     )
 
 
+def _refused(slivers: Sequence[Sliver], reasons: Mapping[str, str]) -> list[Sliver]:
+    """The slivers a backend refused, with its reason kept for Status (nothing else changes)."""
+    return [s.with_changes(error=reasons[s.urn]) for s in slivers if s.urn in reasons]
+
+
 _INVERSE = {Action.START: Action.STOP, Action.STOP: Action.START}
 
 
 def _acted(sliver: Sliver, result: SliverResult, action: Action,
            users: Sequence[UserKeys]) -> Sliver:
-    changes: dict[str, Any] = {"operational": result.operational or final_state(action)}
+    changes: dict[str, Any] = {"operational": result.operational or final_state(action),
+                               "error": ""}
     if action is Action.UPDATE_USERS:
         changes["users"] = tuple(users)
     return sliver.with_changes(**changes)

@@ -50,7 +50,7 @@ class NodeReply:
             name = GeniCode(self.code).name
         except ValueError:
             name = str(self.code)
-        return f"{name}: {self.message}"
+        return f"{name}: {self.message or 'the node manager gave no reason'}"
 
 
 class NodeClient(Protocol):
