@@ -332,8 +332,7 @@ class NodeManager:
         finished: list[str] = []
         restarted: list[str] = []
         with self._lock:
-            if self.uids is not None:
-                self.uids.keep_only({record.sliver_urn for record in self.store.slivers()})
+            self._reconcile_uids()
             reconcile = getattr(self.backend, "reconcile", None)
             if reconcile is not None:
                 reconcile([self._spec(r) for r in self.store.slivers() if r.state != CREATING])
@@ -503,6 +502,19 @@ class NodeManager:
         self.backend.destroy(record.login)
         self.store.remove_sliver(record.sliver_urn)
         self._release_uid(record)
+
+    def _reconcile_uids(self) -> None:
+        """Bring the host's uid file in line with this node's slivers; a sliver whose uid the
+        file gives to another sliver (from before the file) is stopped with a reason."""
+        if self.uids is None:
+            return
+        records = {r.sliver_urn: r for r in self.store.slivers() if r.uid is not None}
+        for sliver_urn in self.uids.reconcile({u: r.uid for u, r in records.items()
+                                               if r.uid is not None}):
+            record = records[sliver_urn]
+            self.backend.stop(record.login)
+            self.store.set_state(sliver_urn, FAILED, f"uid {record.uid} belongs to another "
+                                 "sliver on this host; delete and provision it again")
 
     def _release_uid(self, record: SliverRecord) -> None:
         """The sliver and its processes are gone: its uid may serve another sliver."""

@@ -13,7 +13,7 @@ import fcntl
 import os
 import pwd
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +55,8 @@ class HostUids:
     def release(self, sliver_urn: str) -> None:
         self.allocator.release(self.owner, sliver_urn)
 
-    def keep_only(self, sliver_urns: set[str]) -> None:
-        self.allocator.keep_only(self.owner, sliver_urns)
+    def reconcile(self, held: Mapping[str, int]) -> list[str]:
+        return self.allocator.reconcile(self.owner, held)
 
 
 class UidAllocator:
@@ -92,14 +92,29 @@ class UidAllocator:
         with self._locked(), self.database.transaction() as db:
             db.execute("DELETE FROM uids WHERE owner = ? AND sliver_urn = ?", [owner, sliver_urn])
 
-    def keep_only(self, owner: str, sliver_urns: set[str]) -> None:
-        """Release the owner's uids of slivers it no longer has (after a crash)."""
+    def reconcile(self, owner: str, held: Mapping[str, int]) -> list[str]:
+        """Make the owner's rows what its slivers hold (sliver URN -> uid), after a crash or
+        an upgrade: rows of slivers it lost are released, slivers missing a row get theirs.
+        The slivers whose uid is recorded for another sliver (given twice before this file
+        existed): the caller must not keep running them under it."""
+        clashes: list[str] = []
         with self._locked(), self.database.transaction() as db:
-            rows = list(db.query("SELECT sliver_urn FROM uids WHERE owner = ?", [owner]))
-            for row in rows:
-                if row["sliver_urn"] not in sliver_urns:
-                    db.execute("DELETE FROM uids WHERE owner = ? AND sliver_urn = ?",
-                               [owner, row["sliver_urn"]])
+            rows = {row["sliver_urn"]: row["uid"] for row in db.query(
+                "SELECT sliver_urn, uid FROM uids WHERE owner = ?", [owner])}
+            for sliver_urn in rows.keys() - held.keys():
+                db.execute("DELETE FROM uids WHERE owner = ? AND sliver_urn = ?",
+                           [owner, sliver_urn])
+            for sliver_urn, uid in held.items():
+                if rows.get(sliver_urn) == uid:
+                    continue
+                taken = list(db.query("SELECT 1 FROM uids WHERE uid = ?", [uid]))
+                if taken:
+                    clashes.append(sliver_urn)
+                    continue
+                db.execute("INSERT INTO uids (uid, owner, sliver_urn, allocated_at)"
+                           " VALUES (?, ?, ?, ?)",
+                           [uid, owner, sliver_urn, format_rfc3339(utcnow())])
+        return clashes
 
     def holders(self) -> dict[int, tuple[str, str]]:
         """uid -> (owner, sliver URN), for operators and tests."""

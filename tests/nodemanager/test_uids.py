@@ -34,13 +34,19 @@ def test_a_sliver_keeps_its_uid_until_released(tmp_path: Path) -> None:
     assert uids.allocate("/n", "urn:publicid:IDN+plc+sliver+c", BASE) == held
 
 
-def test_keep_only_releases_what_the_owner_lost(tmp_path: Path) -> None:
+def test_reconcile_releases_what_the_owner_lost_and_records_what_it_holds(tmp_path: Path
+                                                                         ) -> None:
     uids = UidAllocator(tmp_path / "uids.db")
     kept = uids.allocate("/n", "urn:publicid:IDN+plc+sliver+a", BASE)
     uids.allocate("/n", "urn:publicid:IDN+plc+sliver+b", BASE)
     theirs = uids.allocate("/m", "urn:publicid:IDN+plc+sliver+b", BASE)
-    uids.keep_only("/n", {"urn:publicid:IDN+plc+sliver+a"})
-    assert set(uids.holders()) == {kept, theirs}
+    held = {"urn:publicid:IDN+plc+sliver+a": kept,
+            "urn:publicid:IDN+plc+sliver+old": BASE + 50,  # made before the host file existed
+            "urn:publicid:IDN+plc+sliver+twice": theirs}  # the old scheme gave it twice
+    assert uids.reconcile("/n", held) == ["urn:publicid:IDN+plc+sliver+twice"]
+    assert uids.holders() == {kept: ("/n", "urn:publicid:IDN+plc+sliver+a"),
+                              BASE + 50: ("/n", "urn:publicid:IDN+plc+sliver+old"),
+                              theirs: ("/m", "urn:publicid:IDN+plc+sliver+b")}
 
 
 def test_uids_of_system_users_and_running_processes_are_skipped(tmp_path: Path) -> None:
