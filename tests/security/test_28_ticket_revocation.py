@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,13 @@ import pytest
 from twisted.internet.threads import blockingCallFromThread
 
 from sfa.aggregate.nm_book import NodeManagerBook
+from sfa.aggregate.reaper import reap_expired
 from sfa.errors import GeniCode
 from sfa.nodemanager.admission import Thresholds
 from sfa.nodemanager.manager import NodeManager
 from sfa.nodemanager.store import NodeStore
 from sfa.server.deployment import Deployment
+from sfa.timeutil import parse_rfc3339
 from tests.security.conftest import World, ok, refused_by_node, request, slice_urn
 from tests.server.conftest import write_identity
 from tests.server.nm_site import GENI3, NmSite, build_deployment, node_proxy, start_site, stop_site
@@ -66,6 +69,23 @@ def test_28_ticket_refused_at_first_then_deleted_is_revoked(world: World) -> Non
         GeniCode.REFUSED)
     assert "revoked" in output
     assert not ok(node.ListSlivers([]))
+
+
+def test_28_ticket_of_a_lapsed_allocation_is_revoked_by_the_reaper(world: World) -> None:
+    am, creds, urn = world.am(), world.cred("exp2"), slice_urn("exp2")
+    (allocated,) = ok(am.Allocate(urn, creds, ONE_NODE, {}))["geni_slivers"]
+    with overloaded([service.nm for service in world.site.nodes.values()]):
+        ok(am.Provision([urn], creds, {"geni_rspec_version": GENI3, "geni_best_effort": True}))
+    ticket = only_ticket(am, urn, creds)
+    reaper = world.site.aggregate.timer.reaper
+    lapsed = parse_rfc3339(allocated["geni_expires"]) + timedelta(seconds=1)
+    reaped = reap_expired(reaper.store, reaper.driver, reaper.run, lapsed)
+    assert [s.urn for s in reaped] == [ticket["sliver_urn"]]
+    node = world.node(ticket["node_urn"])
+    output = refused_by_node(
+        world, lambda: node.RedeemTicket(ticket["ticket"], {"slice_key": ticket["slice_key"]}),
+        GeniCode.REFUSED)
+    assert "revoked" in output
 
 
 def test_28_only_an_aggregate_revokes(world: World, tmp_path: Path) -> None:
