@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
-from sfa.nodemanager.naming import sliver_login
+from sfa.logins import sliver_login
 from sfa.rspecs import model as rs
 from sfa.rspecs.builder import manifest as build_manifest
 

@@ -27,10 +27,10 @@ from sfa.errors import (
     SfaError,
     Unavailable,
 )
+from sfa.logins import sliver_login
 from sfa.nodemanager import authz, capabilities
 from sfa.nodemanager.admission import Admission
 from sfa.nodemanager.backend import Backend, SliverSpec, UserKeys
-from sfa.nodemanager.naming import sliver_login
 from sfa.nodemanager.store import (
     CREATING,
     FAILED,

@@ -13,10 +13,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfa.errors import Forbidden
+from sfa.logins import sliver_login
 from sfa.nodemanager import process
 from sfa.nodemanager.backend import Backend, SliverSpec, UserKeys
 from sfa.nodemanager.dirbackend import DirBackend
-from sfa.nodemanager.naming import sliver_login
 from sfa.nodemanager.resources import Resources
 from sfa.trust.gid import GID
 from sfa.trust.keys import load_private_key, private_key_to_pem, public_key_to_openssh

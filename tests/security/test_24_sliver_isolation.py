@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from sfa.nodemanager.naming import sliver_login
+from sfa.logins import sliver_login
 from sfa.nodemanager.store import NodeStore
 from tests.server.nm_site import GENI3, NmSite, build_deployment, ok, start_site, stop_site
 

@@ -17,11 +17,11 @@ from twisted.internet.threads import blockingCallFromThread
 
 from sfa.aggregate.nm_book import NodeManagerBook
 from sfa.aggregate.reaper import reap_expired
+from sfa.deploy.layout import Deployment
 from sfa.errors import GeniCode
 from sfa.nodemanager.admission import Thresholds
 from sfa.nodemanager.manager import NodeManager
 from sfa.nodemanager.store import NodeStore
-from sfa.server.deployment import Deployment
 from sfa.timeutil import parse_rfc3339
 from tests.security.conftest import World, ok, refused_by_node, request, slice_urn
 from tests.server.conftest import write_identity

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from sfa.nodemanager.naming import sliver_login
+from sfa.cli.admin import open_admin
+from sfa.logins import sliver_login
 from sfa.nodemanager.store import NodeStore
-from sfa.server.cli_admin import open_admin
 from sfa.xrn import hrn_to_urn
 from tests.server.conftest import proxy
 from tests.server.nm_site import GENI3, NmSite, build_deployment, ok, request, start_site, stop_site

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sfa.errors import BadArgs
-from sfa.nodemanager.naming import sliver_login
+from sfa.logins import sliver_login
 from sfa.xrn import hrn_to_urn
 
 SAFE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")

@@ -1,5 +1,6 @@
 """The sliver login: derived from the full slice name, never taken from input (security items
-16 and 29). The one place a login is derived; the aggregate's manifest uses it too."""
+16 and 29). The one place a login is derived: node managers name sliver accounts and
+directories with it, and the aggregate's manifest announces it."""
 
 from __future__ import annotations
 
