@@ -27,11 +27,6 @@ def revocations_from_wire(value: Any) -> list[Revocation]:
     return [_one(item, index) for index, item in enumerate(value)]
 
 
-def revocation_to_wire(serial: str, sliver_urn: str, expires: str) -> dict[str, str]:
-    """The struct the aggregate sends for one withdrawn ticket (`expires` in RFC 3339)."""
-    return {"serial": serial, "sliver_urn": sliver_urn, "expires": expires}
-
-
 def _one(item: Any, index: int) -> Revocation:
     if not isinstance(item, dict):
         raise BadArgs(f"revocation {index} is not a struct")
