@@ -171,14 +171,15 @@ def members(pgid: int | None = None, uid: int | None = None) -> list[int]:
 
 
 def running_uids() -> set[int]:
-    """The uids owning the live processes (one pass over /proc)."""
+    """The uids owning the live processes (one pass over /proc, the owner of each /proc/PID)."""
     found: set[int] = set()
-    for entry in _PROC.iterdir():
-        if entry.name.isdigit():
-            try:
-                found.add((entry / "status").stat().st_uid)
-            except OSError:
-                continue
+    with os.scandir(_PROC) as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                try:
+                    found.add(entry.stat(follow_symlinks=False).st_uid)
+                except OSError:
+                    continue
     return found
 
 

@@ -4,7 +4,8 @@ One SQLite file per host (default /var/lib/sfa/uids.db, `uid_db` in node.toml) r
 uid each sliver holds: uid -> (owner = the node's data directory, sliver URN). Every change
 happens under an exclusive flock on `<file>.lock`, so node managers in one process or in many
 allocate in turn. A uid is skipped while it is recorded, named in the system user database, or
-owned by a running process; it is reused only after its sliver was destroyed (released).
+owned by a running process (the process table is read at most once a second); it is reused
+only after its sliver was destroyed (released).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import fcntl
 import os
 import pwd
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from sfa.timeutil import format_rfc3339, utcnow
 
 DEFAULT_UID_DB = Path("/var/lib/sfa/uids.db")
 UID_SPAN = 100_000
+RUNNING_TTL = 1.0  # seconds
 
 
 def _schema_v1(db: sqlite_utils.Database) -> None:
@@ -67,6 +70,7 @@ class UidAllocator:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.database = SharedConnectionDatabase(self.path, MIGRATIONS)
+        self._running: tuple[float, set[int]] = (-RUNNING_TTL, set())
 
     def allocate(self, owner: str, sliver_urn: str, base: int, span: int = UID_SPAN) -> int:
         """The sliver's uid: the one it holds already, else the lowest free one in
@@ -77,7 +81,7 @@ class UidAllocator:
             if held:
                 return int(held[0]["uid"])
             recorded = {row["uid"] for row in db.query("SELECT uid FROM uids")}
-            running = process.running_uids()
+            running = self._running_uids()
             for uid in range(base, base + span):
                 if uid in recorded or uid in running or _in_user_database(uid):
                     continue
@@ -124,6 +128,15 @@ class UidAllocator:
 
     def close(self) -> None:
         self.database.close()
+
+    def _running_uids(self) -> set[int]:
+        """The uids of running processes, read at most every RUNNING_TTL seconds (a /proc scan
+        costs milliseconds; Provision on a thousand nodes of one host allocates a thousand)."""
+        taken, uids = self._running
+        if time.monotonic() - taken >= RUNNING_TTL:
+            uids = process.running_uids()
+            self._running = (time.monotonic(), uids)
+        return uids
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
