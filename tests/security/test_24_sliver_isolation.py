@@ -143,12 +143,20 @@ def test_24_slivers_cannot_read_write_or_signal_each_other(
             _assert_refused(report)
         for each in placed:
             assert _intact(each, pids[each.name]) == before[each.name]
+        first, second = placed
+        _delete(first)  # stopping one sliver signals its own processes only
+        assert not first.root.exists() and not _alive(pids[first.name])
+        assert _intact(second, pids[second.name]) == before[second.name]
     finally:
         for each in placed:
-            ok(each.site.am().Delete([each.slice_urn], each.site.cred(each.name), {}))
+            _delete(each)
     for each in placed:
         assert not each.root.exists()
         assert not _alive(pids[each.name])
+
+
+def _delete(placed: Placed) -> None:
+    ok(placed.site.am().Delete([placed.slice_urn], placed.site.cred(placed.name), {}))
 
 
 def _provision(placed: Placed) -> None:
