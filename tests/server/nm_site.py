@@ -16,7 +16,7 @@ from sfa.aggregate.nm_driver import NodeManagerDriver
 from sfa.aggregate.store import AggregateStore
 from sfa.cli.admin import open_admin
 from sfa.deploy.layout import Deployment, init_deployment, node_dirs
-from sfa.nodemanager.config import load_node_config, write_node_config
+from sfa.nodemanager.nodedir import load_node_config, write_node_config
 from sfa.server.am_api import AGGREGATE_DB, AggregateService, start_deployment_aggregate
 from sfa.server.app import Served, start_node_managers, start_registry_in_threads
 from sfa.server.listener import RunningService
