@@ -36,7 +36,7 @@ pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="cgroups, loop mounts and namespaces need root"
 )
 SLICE = "urn:publicid:IDN+plc:princeton+slice+exp1"
-LOGIN = "princeton_exp1"
+LOGIN = "plc_princeton_exp1"
 ENFORCING = EnforcingConfig(prefix=f"w15-{os.getpid()}", network=True, bandwidth_unit_kbps=1000)
 
 
