@@ -87,7 +87,7 @@ def sfi(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def rc_logs(site: NmSite, name: str = SLICE) -> list[Path]:
-    return sorted(site.deployment.nodes_dir.glob(f"*/slivers/princeton_{name}/log/rc.log"))
+    return sorted(site.deployment.nodes_dir.glob(f"*/slivers/plc_princeton_{name}/log/rc.log"))
 
 
 def wait_for(condition: Any, what: str, timeout: float = 30.0) -> Any:
@@ -118,7 +118,7 @@ def omf_nodes(site: NmSite) -> list[str]:
 
 
 def rc_pids(site: NmSite, name: str = SLICE) -> list[int]:
-    files = site.deployment.nodes_dir.glob(f"*/omf/princeton_{name}.pid")
+    files = site.deployment.nodes_dir.glob(f"*/omf/plc_princeton_{name}.pid")
     return [int(f.read_text().split()[0]) for f in files]
 
 
