@@ -224,7 +224,7 @@ class NodeManager:
             self.store.add_revocations(mine)
             for revocation in mine:
                 record = self.store.sliver(revocation.sliver_urn)
-                if (record is not None and record.issuer_urn == caller.urn
+                if (record is not None and same_name(record.issuer_urn, caller.urn)
                         and self.store.first_serial(record.sliver_urn) == revocation.serial):
                     self._destroy(record)
         return [r.serial for r in mine]
@@ -397,7 +397,7 @@ class NodeManager:
 
     def _refuse_revoked(self, terms: TicketTerms) -> None:
         revoked = self.store.revocation(terms.serial)
-        if revoked is not None and revoked.issuer_urn == terms.issuer_urn:
+        if revoked is not None and same_name(revoked.issuer_urn, terms.issuer_urn):
             raise Refused(
                 f"ticket {terms.serial} was revoked by {terms.issuer_urn}: its sliver was deleted "
                 "there; ask the aggregate for a new one"
