@@ -4,6 +4,7 @@ back, by the periodic reconciliation, without restarting the aggregate."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -97,9 +98,11 @@ def test_28_only_an_aggregate_revokes(world: World, tmp_path: Path) -> None:
     revocation = {"serial": "x", "sliver_urn": "urn:publicid:IDN+plc+sliver+x",
                   "expires": "2099-01-01T00:00:00Z"}
     refused_by_node(world, lambda: node.RevokeTickets([revocation]), GeniCode.FORBIDDEN)
-    for bad in ([{"serial": ""}], "not a list", [{**revocation, "expires": "soon"}],
-                [{**revocation, "sliver_urn": "urn:publicid:IDN+plc+user+alice"}]):
-        refused_by_node(world, lambda bad=bad: aggregate.RevokeTickets(bad), GeniCode.BADARGS)
+    bad_arguments: list[object] = [
+        [{"serial": ""}], "not a list", [{**revocation, "expires": "soon"}],
+        [{**revocation, "sliver_urn": "urn:publicid:IDN+plc+user+alice"}]]
+    for bad in bad_arguments:
+        refused_by_node(world, functools.partial(aggregate.RevokeTickets, bad), GeniCode.BADARGS)
 
 
 # --- a node down during Delete --------------------------------------------------------------
