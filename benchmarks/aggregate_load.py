@@ -25,12 +25,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sfa.aggregate.inventory import generate_nodes  # noqa: E402
+from sfa.aggregate.memory_driver import MemoryDriver  # noqa: E402
 from sfa.aggregate.store import AggregateStore  # noqa: E402
 from sfa.cli.admin import open_admin  # noqa: E402
 from sfa.deploy.layout import Deployment, init_deployment  # noqa: E402
 from sfa.server.am_api import AGGREGATE_DB, open_aggregate, start_aggregate_service  # noqa: E402
 from sfa.server.envelope import FaultReplies  # noqa: E402
 from sfa.server.listener import start_service  # noqa: E402
+from sfa.server.reactor import install_asyncio_reactor  # noqa: E402
 from sfa.server.registry_api import registry_handlers  # noqa: E402
 from sfa.trust.gid import GID  # noqa: E402
 from sfa.trust.keys import generate_private_key, private_key_to_pem, public_key_to_openssh  # noqa: E402
@@ -98,7 +100,7 @@ def measure(args: Any, base: Path, deployment: Deployment, user: GID,
     """Every figure, against the server process at `started` (aggregate URL, registry URL)."""
     am_url, reg_url, build_seconds = started
     print(f"first advertisement build in the server (plain + compressed): {build_seconds:.2f} s")
-    v3 = open_aggregate(deployment, None)
+    v3 = open_aggregate(deployment, None, driver=MemoryDriver())
     root = deployment.trusted_roots_dir / "plc.gid"
     context = client_context(root)
     context.load_cert_chain(str(base / "u.gid"), str(base / "u.pkey"))
@@ -164,14 +166,12 @@ def allocate_provision(proxy: Any, creds: list[Any]) -> None:
 
 def serve(directory: Path, conn: Any) -> None:
     """The server process: registry and aggregate on one reactor until terminated."""
-    from twisted.internet import reactor as _reactor  # noqa: PLC0415
-
-    reactor: Any = _reactor
+    reactor = install_asyncio_reactor()
     deployment = Deployment.load(directory)
 
     def start() -> None:
         identity = deployment.service_identity("aggregate")
-        v3 = open_aggregate(deployment, reactor)
+        v3 = open_aggregate(deployment, reactor, driver=MemoryDriver())
         am = start_aggregate_service(reactor, v3, gid=identity.gid, key=identity.key,
                                      host="127.0.0.1", port=0, limits=deployment.config.limits)
         reg_id = deployment.service_identity("registry")

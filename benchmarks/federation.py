@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -40,11 +40,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from twisted.internet.defer import maybeDeferred  # noqa: E402
+
 from sfa.aggregate.inventory import generate_nodes  # noqa: E402
 from sfa.aggregate.nm_book import NodeManagerBook, NodeManagerEntry  # noqa: E402
 from sfa.aggregate.store import AggregateStore  # noqa: E402
 from sfa.cli.admin import open_admin  # noqa: E402
 from sfa.cli.trust_admin import add_root  # noqa: E402
+from sfa.deploy.config import render_config  # noqa: E402
 from sfa.deploy.layout import Deployment, init_deployment  # noqa: E402
 from sfa.deploy.peers import Peer, add_peer, peers_path  # noqa: E402
 from sfa.rpc.transport import AmEndpoint, RpcEndpoint, TlsIdentity, client_context  # noqa: E402
@@ -53,6 +56,7 @@ from sfa.rspecs.reader import read_rspec  # noqa: E402
 from sfa.server.am_api import AGGREGATE_DB, start_deployment_aggregate  # noqa: E402
 from sfa.server.envelope import FaultReplies  # noqa: E402
 from sfa.server.listener import start_service  # noqa: E402
+from sfa.server.reactor import install_asyncio_reactor  # noqa: E402
 from sfa.server.registry_api import registry_handlers  # noqa: E402
 from sfa.server.sm_api import start_deployment_slicemgr  # noqa: E402
 from sfa.trust.credential import delegate_credential, parse_credential  # noqa: E402
@@ -74,9 +78,7 @@ def _run_child(conn: Connection, start: Callable[[Any], Any]) -> None:
     """A child's reactor: `start(reactor)` returns what to send the parent once listening;
     then each "cpu" from the parent is answered with this process's CPU seconds, and anything
     else (or the parent's end) stops the reactor."""
-    from twisted.internet import reactor as _reactor  # noqa: PLC0415 - installs the reactor
-
-    reactor: Any = _reactor
+    reactor = install_asyncio_reactor()
 
     def answer_parent() -> None:
         try:
@@ -87,7 +89,7 @@ def _run_child(conn: Connection, start: Callable[[Any], Any]) -> None:
         reactor.callFromThread(reactor.stop)
 
     threading.Thread(target=answer_parent, daemon=True).start()
-    reactor.callWhenRunning(lambda: conn.send(start(reactor)))
+    reactor.callWhenRunning(lambda: maybeDeferred(start, reactor).addCallback(conn.send))
     reactor.run(installSignalHandlers=False)
 
 
@@ -95,14 +97,14 @@ def serve_authority(directory: str, with_sm: bool, conn: Connection) -> None:
     """A child process: the deployment's registry and aggregate (and slice manager)."""
     deployment = Deployment.load(directory)
 
-    def start(reactor: Any) -> dict[str, str]:
+    async def start(reactor: Any) -> dict[str, str]:
         limits, host = deployment.config.limits, "127.0.0.1"
         registry_id = deployment.service_identity("registry")
         registry = start_service(reactor, name="registry",
                                  handlers=registry_handlers(deployment),
                                  replies=FaultReplies(), gid=registry_id.gid,
                                  key=registry_id.key, host=host, port=0, limits=limits)
-        aggregate = start_deployment_aggregate(reactor, deployment)
+        aggregate = await start_deployment_aggregate(reactor, deployment)
         urls = {"registry": registry.url, "aggregate": aggregate.url}
         if with_sm:
             urls["slicemgr"] = start_deployment_slicemgr(
@@ -181,6 +183,9 @@ def deploy(base: Path, hrn: str, nodes: int, user_key: Any, *, memory: bool) -> 
         store = AggregateStore(deployment.db_dir / AGGREGATE_DB)
         store.upsert_nodes(generate_nodes(hrn, nodes, sites=4, capacity=4))
         store.close()
+        config = deployment.config
+        config = replace(config, aggregate=replace(config.aggregate, driver="memory"))
+        (deployment.directory / "sfa.toml").write_text(render_config(config))
     return deployment
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from twisted.internet.threads import blockingCallFromThread
 
+from sfa.server.reactor import install_asyncio_reactor
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SFA_SHARED_DIR", REPO.parent / "shared")).resolve()
 SCHEMAS = SHARED / "schemas"
@@ -37,11 +39,10 @@ def samples_dir(shared_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def reactor() -> Iterator[Any]:
-    """The global reactor in a daemon thread for the whole session; a reactor that is already
-    running (started by something else in this process) is reused and left running."""
-    from twisted.internet import reactor as _reactor  # noqa: PLC0415 - installs it
-
-    the_reactor: Any = _reactor
+    """The global reactor, Twisted's asyncio reactor as under `sfa serve`, in a daemon thread
+    for the whole session; a reactor that is already running (started by something else in
+    this process) is reused and left running."""
+    the_reactor: Any = install_asyncio_reactor()
     if the_reactor.running:
         yield the_reactor
         return

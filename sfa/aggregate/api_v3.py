@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +30,7 @@ from .arguments import (
     users_of,
 )
 from .context import AggregateContext, Target, slice_urn_argument
-from .driver import SliverResult
+from .driver import Driver, SliverResult
 from .manifest import manifest
 from .mapping import Placement
 from .request import parse_request
@@ -208,7 +208,7 @@ class AggregateManagerV3:
                 errors[sliver.urn] = exc.message
         _refuse_unless_best_effort(errors, best_effort, chosen_action.value)
         acting = [s for s in target.slivers if s.urn not in errors]
-        results = (self.ctx.run(self.ctx.driver.perform_action(acting, chosen_action, users))
+        results = (self.ctx.run(_act(self.ctx.driver, acting, chosen_action, users))
                    if acting else [])
         failed = [r for r in results if not r.ok]
         if failed and not best_effort:
@@ -235,7 +235,7 @@ class AggregateManagerV3:
         elif action is Action.UPDATE_USERS:
             for old_users in {s.users for s in slivers}:
                 group = [s for s in slivers if s.users == old_users]
-                self.ctx.run(driver.perform_action(group, Action.UPDATE_USERS, old_users))
+                self.ctx.run(driver.update_users(group, old_users))
 
     def renew(self, peer: GID | None, urns: object, credentials: object,
               expiration_time: object, options: object) -> list[dict[str, Any]]:
@@ -369,6 +369,14 @@ def _refused(slivers: Sequence[Sliver], reasons: Mapping[str, str]) -> list[Sliv
 
 
 _INVERSE = {Action.START: Action.STOP, Action.STOP: Action.START}
+
+
+def _act(driver: Driver, slivers: Sequence[Sliver], action: Action,
+         users: Sequence[UserKeys]) -> Coroutine[Any, Any, list[SliverResult]]:
+    """The driver call for `action`: geni_update_users is the driver's `update_users`."""
+    if action is Action.UPDATE_USERS:
+        return driver.update_users(slivers, users)
+    return driver.perform_action(slivers, action, users)
 
 
 def _acted(sliver: Sliver, result: SliverResult, action: Action,

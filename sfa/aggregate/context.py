@@ -32,6 +32,16 @@ def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
+def loop_runner(loop: asyncio.AbstractEventLoop) -> Runner:
+    """A runner for calls served in threads: each driver coroutine runs as an asyncio task
+    on `loop` (the server's event loop) and the calling thread waits for its result."""
+
+    def run(coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+    return run
+
+
 @dataclass(frozen=True)
 class AggregateSettings:
     """Who this aggregate is and its policies (from `sfa.toml`)."""

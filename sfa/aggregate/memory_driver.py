@@ -1,5 +1,5 @@
-"""An in-memory Driver: slivers are dictionary entries. Used by tests, demos and benchmarks
-until a deployment has node managers; `failing` makes chosen nodes report an error."""
+"""An in-memory Driver: slivers are dictionary entries, nothing runs. For tests and benchmarks
+(`driver = "memory"`); `failing` makes chosen nodes report an error."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .driver import SliverResult
+from .driver import DriverContext, HealthReport, Inventory, ReconcileReport, SliverResult
+from .inventory import Node
 from .slivers import ACTION_TRANSITIONS, Action, OperationalState, Sliver, UserKeys
 
 
@@ -28,6 +29,23 @@ class MemoryDriver:
     failing: dict[str, str] = field(default_factory=dict)
     slivers: dict[str, MemorySliver] = field(default_factory=dict)
     calls: list[tuple[str, int]] = field(default_factory=list)
+    offered: list[Node] = field(default_factory=list)  # what `nodes()` answers
+    inventory: Inventory | None = None
+
+    async def start(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+
+    async def stop(self) -> None:
+        self.inventory = None
+
+    async def nodes(self) -> list[Node]:
+        return list(self.offered)
+
+    async def check_health(self) -> HealthReport:
+        return HealthReport(up=tuple(n.urn for n in self.offered))
+
+    async def reconcile(self) -> ReconcileReport:
+        return ReconcileReport()
 
     def _each(self, name: str, slivers: Sequence[Sliver]) -> list[tuple[Sliver, str]]:
         self.calls.append((name, len(slivers)))
@@ -56,6 +74,8 @@ class MemoryDriver:
     async def perform_action(
         self, slivers: Sequence[Sliver], action: Action, users: Sequence[UserKeys]
     ) -> list[SliverResult]:
+        if action is Action.UPDATE_USERS:
+            return await self.update_users(slivers, users)
         final = ACTION_TRANSITIONS[action][2]
         results = []
         for sliver, failure in self._each(action.value, slivers):
@@ -63,8 +83,6 @@ class MemoryDriver:
             error = failure or ("" if entry else "the backend has no such sliver")
             if entry is not None and not error:
                 entry.state = final
-                if action is Action.UPDATE_USERS:
-                    entry.users = tuple(users)
             results.append(SliverResult(sliver.urn, final if not error else None, error))
         return results
 
@@ -95,4 +113,18 @@ class MemoryDriver:
     async def update_users(
         self, slivers: Sequence[Sliver], users: Sequence[UserKeys]
     ) -> list[SliverResult]:
-        return await self.perform_action(slivers, Action.UPDATE_USERS, users)
+        final = ACTION_TRANSITIONS[Action.UPDATE_USERS][2]
+        results = []
+        for sliver, failure in self._each("update_users", slivers):
+            entry = self.slivers.get(sliver.urn)
+            error = failure or ("" if entry else "the backend has no such sliver")
+            if entry is not None and not error:
+                entry.users = tuple(users)
+                entry.state = final
+            results.append(SliverResult(sliver.urn, final if not error else None, error))
+        return results
+
+
+def memory_driver(context: DriverContext) -> MemoryDriver:
+    """The `memory` driver's factory: it offers no nodes of its own (the inventory's serve)."""
+    return MemoryDriver()

@@ -2,6 +2,7 @@
 
 The aggregate layer knows no network; the server gives the driver a `NodeClient` that speaks
 XML-RPC over TLS (sfa.server.nm_transport) with bounded parallelism and a per-node timeout.
+Its methods return asyncio awaitables (the driver's await rule, sfa.aggregate.driver).
 """
 
 from __future__ import annotations
@@ -63,3 +64,6 @@ class NodeClient(Protocol):
 
     def in_thread(self, function: Callable[..., T], *args: Any) -> Awaitable[T]:
         """Run blocking `function(*args)` (signing, SQLite) where it does not stall calls."""
+
+    def close(self) -> Awaitable[None]:
+        """Drop kept-alive connections (the aggregate is stopping)."""

@@ -29,7 +29,8 @@ from sfa.trust.keys import (
 from sfa.trust.slicekey import seal_slice_key
 from sfa.trust.ticket import TicketResources, TicketUser, create_ticket
 
-from .driver import SliverResult
+from .driver import HealthReport, Inventory, ReconcileReport, SliverResult
+from .inventory import Node
 from .nm_book import NodeManagerBook, StoredTicket
 from .nm_client import NodeCall, NodeClient, NodeReply
 from .slivers import Action, OperationalState, Sliver, UserKeys
@@ -51,15 +52,6 @@ ACTION_METHODS = {Action.START: "StartSliver", Action.STOP: "StopSliver",
                   Action.RESTART: "RestartSliver"}
 
 
-@dataclass(frozen=True)
-class HealthReport:
-    """One health check: which nodes answered, and how many changed between up and down."""
-
-    up: tuple[str, ...]
-    down: tuple[str, ...]
-    changed: int
-
-
 @dataclass
 class NodeManagerDriver:
     """A Driver over node managers; `signer`/`key` are the aggregate's GID and key."""
@@ -73,6 +65,24 @@ class NodeManagerDriver:
     clock: Callable[[], datetime] = utcnow
 
     # --- the Driver protocol ------------------------------------------------------------------
+
+    async def start(self, inventory: Inventory) -> None:
+        """Nothing to start: node managers are reached per call (see `reconcile`)."""
+
+    async def stop(self) -> None:
+        """Drop the client's kept-alive connections."""
+        await self.client.close()
+
+    async def nodes(self) -> list[Node]:
+        """The inventory's nodes that have a node manager (`sfa init --nodes` made both)."""
+        managers = self.book.managers()
+        return [n for n in self.store.nodes() if n.urn in managers]
+
+    async def reconcile(self) -> ReconcileReport:
+        """Compare the records with what each node manager holds (after a crash)."""
+        from .reconcile import Reconciler  # noqa: PLC0415 - reconcile imports this module
+
+        return await Reconciler.of(self).run()
 
     async def allocate(self, slivers: Sequence[Sliver]) -> list[SliverResult]:
         """Check that every sliver can get a ticket and make the slice's key pair.

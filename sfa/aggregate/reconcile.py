@@ -27,6 +27,7 @@ from typing import Any
 
 from sfa.timeutil import format_rfc3339, parse_rfc3339, utcnow
 
+from .driver import ReconcileReport
 from .nm_book import NodeManagerBook, PendingRevocation, StoredTicket
 from .nm_client import NodeCall, NodeClient, NodeReply
 from .nm_driver import NODE_STATES, NodeManagerDriver
@@ -34,31 +35,6 @@ from .slivers import AllocationState, OperationalState, Sliver, UserKeys
 from .store import AggregateStore
 
 Listing = dict[str, dict[str, dict[str, Any]]]  # node URN -> sliver URN -> ListSlivers entry
-
-
-@dataclass(frozen=True)
-class ReconcileReport:
-    """What one reconciliation did, by sliver URN (node URNs for `skipped_nodes`)."""
-
-    adopted: tuple[str, ...] = ()  # held by their node, recorded as provisioned now
-    redeemed: tuple[str, ...] = ()  # redeemed again from their stored ticket
-    failed: tuple[str, ...] = ()  # lost at their node for good: geni_failed + geni_error
-    orphans_deleted: tuple[str, ...] = ()  # held by a node without a record here
-    revoked: tuple[str, ...] = ()  # ticket serials whose revocation a node acknowledged now
-    synced: tuple[str, ...] = ()  # operational state taken from the node
-    skipped_nodes: tuple[str, ...] = ()  # did not answer ListSlivers
-
-    @property
-    def changed(self) -> bool:
-        """Whether anything was out of agreement (and acted on)."""
-        return bool(self.adopted or self.redeemed or self.failed or self.orphans_deleted
-                    or self.synced or self.revoked)
-
-    def summary(self) -> str:
-        return (f"{len(self.adopted)} adopted, {len(self.redeemed)} redeemed again, "
-                f"{len(self.failed)} failed, {len(self.orphans_deleted)} orphans deleted, "
-                f"{len(self.synced)} states synced, {len(self.skipped_nodes)} nodes skipped, "
-                f"{len(self.revoked)} revocations delivered")
 
 
 @dataclass

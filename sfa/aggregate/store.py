@@ -137,6 +137,25 @@ class AggregateStore:
             handle["nodes"].upsert_all(rows, pk="urn")  # type: ignore[union-attr]
         self._changed(nodes=True)
 
+    def remove_nodes(self, urns: Sequence[str]) -> list[str]:
+        """Remove nodes that hold no sliver (and their node-manager entry); mark the others
+        down so nothing new lands there. The URNs removed."""
+        wanted = list(dict.fromkeys(urns))
+        if not wanted:
+            return []
+        marks = ",".join("?" * len(wanted))
+        query = f"SELECT DISTINCT node_urn FROM slivers WHERE node_urn IN ({marks})"  # noqa: S608
+        with self.database.transaction() as handle:
+            busy = {r["node_urn"] for r in handle.query(query, wanted)}
+            free = [u for u in wanted if u not in busy]
+            handle.conn.executemany("DELETE FROM node_managers WHERE node_urn = ?",
+                                    [(u,) for u in free])
+            handle.conn.executemany("DELETE FROM nodes WHERE urn = ?", [(u,) for u in free])
+            handle.conn.executemany("UPDATE nodes SET up = 0 WHERE urn = ?",
+                                    [(u,) for u in busy])
+        self._changed(nodes=True)
+        return free
+
     def nodes(self) -> list[Node]:
         """Every node, in URN order (cached until this store changes a node)."""
         cached = self._nodes

@@ -48,6 +48,9 @@ class RegistrySection:
 class AggregateConfig:
     enabled: bool = True
     port: int = 12346
+    # the resource driver: a name in the sfa.drivers entry-point group ("nodemanager",
+    # "memory", ...) or "package.module:factory"; no default (docs/writing-a-driver.md)
+    driver: str = ""
     # sliver lifetimes: allocated ones lapse after allocated_minutes; leases default to
     # default_lease_days and never exceed max_lease_days (nor the slice credential)
     allocated_minutes: int = 10
@@ -126,6 +129,8 @@ class SfaConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     xmpp: XmppConfig = field(default_factory=XmppConfig)
     peers: dict[str, PeerConfig] = field(default_factory=dict)
+    # [driver]: the aggregate driver's own settings, handed to its factory unchecked
+    driver: dict[str, Any] = field(default_factory=dict)
 
     @property
     def data_path(self) -> Path:
@@ -186,16 +191,17 @@ def parse_config(text: str, *, base_dir: Path, source: str = CONFIG_NAME) -> Sfa
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     sections: dict[str, Any] = {}
     for name, value in data.items():
-        if name == "peers":
+        if name in ("peers", "driver"):
             continue
         if name not in _SECTIONS:
-            known = ", ".join(sorted([*_SECTIONS, "peers"]))
+            known = ", ".join(sorted([*_SECTIONS, "peers", "driver"]))
             raise ConfigError(f"{source}: unknown section [{name}] (known: {known})")
         sections[name] = _build(_SECTIONS[name], value, f"{source} [{name}]")
     config = SfaConfig(
         base_dir=base_dir,
         authority=sections.pop("authority", AuthorityConfig()),
         peers=_peers(data.get("peers", {}), source),
+        driver=_driver_table(data.get("driver", {}), source),
         **sections,
     )
     if not config.authority.hrn:
@@ -232,6 +238,12 @@ def _check_range(key: str, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: {key} must be 0..65535 (0 = any free port), got {value}")
     if key in _POSITIVE_KEYS and value <= 0:
         raise ConfigError(f"{where}: {key} must be positive, got {value}")
+
+
+def _driver_table(table: Any, source: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [driver] must be a table of the driver's settings")
+    return dict(table)
 
 
 def _peers(table: Any, source: str) -> dict[str, PeerConfig]:
@@ -283,6 +295,9 @@ def render_config(config: SfaConfig) -> str:
     ]
     for hrn, peer in sorted(c.peers.items()):
         lines += _section(f'peers."{hrn}"', peer)
+    if c.driver:
+        lines += ["# the driver's own settings", "[driver]",
+                  *(f"{key} = {_toml(value)}" for key, value in c.driver.items()), ""]
     return "\n".join(lines)
 
 
@@ -294,8 +309,10 @@ def _section(name: str, value: Any) -> list[str]:
 def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
+    if isinstance(value, int | float):
         return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
     escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
 

@@ -169,7 +169,7 @@ def init_deployment(
         authority=AuthorityConfig(hrn=authority),
         server=ServerConfig(host=host, data_dir="."),
         registry=RegistrySection(port=registry_port),
-        aggregate=AggregateConfig(port=am_port),
+        aggregate=AggregateConfig(port=am_port, driver="nodemanager"),
         slicemgr=slicemgr,
         nodes=NodesConfig(count=nodes, base_port=nm_base_port, backend=nm_backend),
         xmpp=XmppConfig() if xmpp_port is None else XmppConfig(

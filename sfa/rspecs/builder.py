@@ -1,10 +1,29 @@
 """Build RSpecs in code: `Request()` for clients and other testbeds, `advertisement()` for an
 aggregate (it always declares our opstate state machine).
 
+Extensions are typed objects with `to_element()` (an lxml element in their own namespace) and,
+optionally, `schema_location` (the public URL of their XSD); `extend` places one at the top of
+the document, in a node or in a link, as geni-lib's extension objects do:
+
+    from lxml import etree
+    from sfa.rspecs.builder import Request
+
+    class SharedVlan:
+        schema_location = "http://www.protogeni.net/resources/rspec/ext/shared-vlan/1/request.xsd"
+
+        def __init__(self, name):
+            self.name = name
+
+        def to_element(self):
+            tag = "{http://www.protogeni.net/resources/rspec/ext/shared-vlan/1}link_shared_vlan"
+            return etree.Element(tag, name=self.name)
+
     xml = (Request()
-           .node("n1", component_id="urn:publicid:IDN+plc:site+node+n1", sliver_type="sfa-vm")
-           .node("n2", sliver_type="sfa-vm", memory_mb=512)
+           .node("n1", component_id="urn:publicid:IDN+plc+node+node1",
+                 sliver_type="sfa-container")
+           .node("n2", sliver_type="sfa-container", memory_mb=512)
            .link("l1", "n1", "n2")
+           .extend(SharedVlan("mesoscale"), link="l1")
            .to_xml())
 """
 
@@ -12,16 +31,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Protocol
+
+from lxml import etree
 
 from sfa.errors import BadArgs
 from sfa.rspecs.extension import opstate_extension
 from sfa.rspecs.model import (
     AD,
+    GENI_NS,
     IP,
     MANIFEST,
     REQUEST,
     DiskImage,
     Execute,
+    Extension,
     HardwareType,
     Install,
     Interface,
@@ -35,6 +59,14 @@ from sfa.rspecs.model import (
 )
 from sfa.rspecs.writer import write_rspec
 from sfa.timeutil import utcnow
+
+
+class ExtensionObject(Protocol):
+    """A typed RSpec extension (as geni-lib has): `to_element()`, and optionally a
+    `schema_location` attribute, the URL of its XSD."""
+
+    def to_element(self) -> etree._Element:
+        """The element, in the extension's own namespace."""
 
 
 class Request:
@@ -131,6 +163,27 @@ class Request:
         self._node(node).services.executes.append(Execute(shell=shell, command=command))
         return self
 
+    def extend(self, extension: ExtensionObject, *, node: str | None = None,
+               link: str | None = None) -> Request:
+        """Add an extension element at the top of the request, or in `node` or `link`."""
+        element = extension.to_element()
+        namespace = etree.QName(element).namespace
+        if namespace in (None, GENI_NS):
+            raise BadArgs("an extension element needs its own namespace, not the GENI one")
+        if node is not None and link is not None:
+            raise BadArgs("an extension goes into a node or a link, not both")
+        text = Extension.of_element(element)
+        if node is not None:
+            self._node(node).extensions.append(text)
+        elif link is not None:
+            self._link(link).extensions.append(text)
+        else:
+            self.rspec.extensions.append(text)
+        location = getattr(extension, "schema_location", None)
+        if location:
+            self.rspec.schema_locations[namespace] = location
+        return self
+
     def init_script(self, script: str) -> Request:
         """The slice's init script (our extension)."""
         self.rspec.init_script = script
@@ -145,6 +198,12 @@ class Request:
             return self._nodes[client_id]
         except KeyError:
             raise BadArgs(f"the request has no node {client_id!r}") from None
+
+    def _link(self, client_id: str) -> Link:
+        for link in self.rspec.links:
+            if link.client_id == client_id:
+                return link
+        raise BadArgs(f"the request has no link {client_id!r}")
 
     def _has_interface(self, client_id: str) -> bool:
         return any(i.client_id == client_id for n in self.rspec.nodes for i in n.interfaces)

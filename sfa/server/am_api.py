@@ -1,13 +1,15 @@
 """The aggregate on the wire: AM API v3 at /am/3 (and /), v2 at /am/2, on one TLS port.
 
 Every reply is the {code, value, output} envelope, never a fault. Handlers run in the call
-pool; driver coroutines run on the reactor (so a Twisted driver can fan out), the rest of the
-call in the pool thread. A timer reaps expired slivers whether or not anyone calls.
+pool; driver coroutines run as asyncio tasks on the reactor's event loop (Twisted's asyncio
+reactor), the rest of the call in the pool thread. A timer reaps expired slivers whether or not
+anyone calls; another asks the driver for its health.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
@@ -15,28 +17,31 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import LoopingCall
-from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
 from twisted.web import pages, resource, server
 
 from sfa.aggregate.api_v2 import AggregateManagerV2
 from sfa.aggregate.api_v3 import AggregateManagerV3
-from sfa.aggregate.context import AggregateContext, AggregateSettings
-from sfa.aggregate.driver import Driver
+from sfa.aggregate.context import (
+    AggregateContext,
+    AggregateSettings,
+    loop_runner,
+    run_coroutine,
+)
+from sfa.aggregate.driver import Driver, DriverContext, HealthReport, ReconcileReport
+from sfa.aggregate.driver_host import start_driver
+from sfa.aggregate.driver_loader import DriverError, build_driver
 from sfa.aggregate.lifetimes import LifetimePolicy
-from sfa.aggregate.memory_driver import MemoryDriver
-from sfa.aggregate.nm_book import NodeManagerBook
-from sfa.aggregate.nm_driver import HealthReport, NodeManagerDriver
 from sfa.aggregate.reaper import Reaper
-from sfa.aggregate.reconcile import Reconciler, ReconcileReport
 from sfa.aggregate.store import AggregateStore
 from sfa.deploy.config import AggregateConfig, LimitsConfig, service_url
 from sfa.deploy.layout import Deployment
+from sfa.errors import SfaError
 from sfa.server.envelope import Envelope, EnvelopeReplies
 from sfa.server.expiry_timer import ExpiryTimer
 from sfa.server.listener import RunningService
-from sfa.server.nm_transport import TwistedNodeClient
 from sfa.server.omf_aggregate import OmfEdge, omf_v3_handlers, start_omf_edge
+from sfa.server.reactor import as_deferred, event_loop
 from sfa.server.registry_api import trust_policy
 from sfa.server.tls import ServerTLSContext
 from sfa.server.wire_args import (
@@ -57,15 +62,6 @@ AGGREGATE_DB = "aggregate.sqlite"
 V3_PATHS = (b"", b"/am/3")
 V2_PATH = b"/am/2"
 REAP_CEILING = timedelta(seconds=30)
-
-
-def reactor_runner(reactor: Any) -> Callable[[Coroutine[Any, Any, Any]], Any]:
-    """Run a driver coroutine on the reactor from a pool thread and wait for its result."""
-
-    def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
-        return blockingCallFromThread(reactor, Deferred.fromCoroutine, coroutine)
-
-    return run
 
 
 CREDS, OPTIONS = credential_list, options_struct
@@ -146,10 +142,11 @@ class ReapTimer(ExpiryTimer):
 
 
 class HealthTimer:
-    """Asks every node manager GetVersion every `interval` seconds (node-manager driver)."""
+    """Asks the driver to check its nodes every `interval` seconds (`check_health`)."""
 
-    def __init__(self, reactor: Any, driver: NodeManagerDriver, interval: float,
+    def __init__(self, reactor: Any, driver: Driver, interval: float,
                  on_change: Callable[[], None] | None = None) -> None:
+        self.reactor = reactor
         self.driver = driver
         self.interval = interval
         self.on_change = on_change
@@ -161,7 +158,7 @@ class HealthTimer:
         self.loop.start(self.interval, now=True)
 
     def check(self) -> Deferred[Any]:
-        deferred = Deferred.fromCoroutine(self.driver.check_health())
+        deferred = as_deferred(self.reactor, self.driver.check_health())
         deferred.addCallback(self._checked)
         deferred.addErrback(lambda f: log.failure("node health check failed", f))
         return deferred
@@ -180,11 +177,15 @@ class HealthTimer:
 
 
 class ReconcileTimer:
-    """Reconciles with every node manager at start and every `interval` seconds; a pass still
-    running when the next is due is not overlapped."""
+    """Asks the driver to reconcile at start and every `interval` seconds (for the
+    node-manager driver: revocations a node missed while down); a pass still running when the
+    next is due is not overlapped."""
 
-    def __init__(self, reactor: Any, driver: NodeManagerDriver, interval: float) -> None:
-        self.reconciler = Reconciler.of(driver)
+    def __init__(self, reactor: Any, driver: Driver, interval: float, *,
+                 name: str = "") -> None:
+        self.reactor = reactor
+        self.driver = driver
+        self.name = name
         self.loop = LoopingCall(self.run)
         self.loop.clock = reactor
         self.interval = interval
@@ -197,17 +198,18 @@ class ReconcileTimer:
     def run(self) -> Deferred[Any] | None:
         if self.running is not None:
             return None
-        self.running = Deferred.fromCoroutine(self.reconciler.run())
+        self.running = as_deferred(self.reactor, self.driver.reconcile())
         self.running.addCallback(self._done)
-        self.running.addErrback(
-            lambda f: log.failure("reconciling with the node managers failed", f))
+        self.running.addErrback(lambda f: log.failure(
+            "reconciling with the testbed (driver {name}) failed", f, name=self.name))
         self.running.addBoth(self._idle)
         return None  # the loop never waits: a slow node must not stop the timer
 
     def _done(self, report: ReconcileReport) -> None:
         first, self.last = self.last is None, report
         if first or report.changed:
-            log.info("reconciled with the node managers: {summary}", summary=report.summary())
+            log.info("reconciled with the testbed (driver {name}): {summary}", name=self.name,
+                     summary=report.summary())
 
     def _idle(self, _: Any) -> None:
         self.running = None
@@ -219,14 +221,16 @@ class ReconcileTimer:
 
 @dataclass
 class AggregateService:
-    """The listening aggregate, its reap timer and (with node managers) its health timer."""
+    """The listening aggregate, its reap timer and (when started with its driver) the
+    driver's health timer; stopping it stops the driver last."""
 
     running: RunningService
     timer: ReapTimer
     health: HealthTimer | None = None
-    client: TwistedNodeClient | None = None
     omf: OmfEdge | None = None
     reconcile: ReconcileTimer | None = None
+    driver: Driver | None = None
+    reactor: Any = None
 
     @property
     def url(self) -> str:
@@ -241,9 +245,10 @@ class AggregateService:
         if self.reconcile is not None:
             self.reconcile.stop()
         stopping = maybeDeferred(self.running.stop)
-        if self.client is not None:
-            client = self.client
-            stopping.addBoth(lambda result: client.close().addBoth(lambda _: result))
+        if self.driver is not None:
+            driver, reactor = self.driver, self.reactor
+            stopping.addBoth(lambda result: as_deferred(reactor, driver.stop()).addBoth(
+                lambda _: result))
         return stopping
 
 
@@ -298,43 +303,66 @@ def lifetimes_of(config: AggregateConfig) -> LifetimePolicy:
 def open_aggregate(deployment: Deployment, reactor: Any, *, driver: Driver | None = None,
                    lifetimes: LifetimePolicy | None = None) -> AggregateManagerV3:
     """The deployment's aggregate: DIR/db/aggregate.sqlite, its service GID as identity, and
-    the node-manager driver when the inventory has node managers (in-memory otherwise)."""
-    identity = deployment.service_identity("aggregate")
+    `driver` or else the one [aggregate] driver names (DriverError when none or broken).
+
+    Driver coroutines run on the reactor's asyncio loop (`reactor` None: each in its own
+    `asyncio.run`, for tools that serve nothing)."""
     store = AggregateStore(deployment.db_dir / AGGREGATE_DB)
     config = deployment.config.aggregate
+    identity = deployment.service_identity("aggregate")
     settings = AggregateSettings(
         authority_hrn=deployment.authority_hrn, am_urn=identity.gid.urn,
         hrn=deployment.authority_hrn, lifetimes=lifetimes or lifetimes_of(config),
     )
     if driver is None:
-        driver = node_manager_driver(deployment, reactor, store) or MemoryDriver()
-    context = AggregateContext(store, driver, settings, trust_policy(deployment),
-                               run=reactor_runner(reactor))
+        try:
+            driver = build_driver(config.driver, driver_context(deployment, store))
+        except BaseException:
+            store.close()
+            raise
+    run = loop_runner(event_loop(reactor)) if reactor is not None else run_coroutine
+    context = AggregateContext(store, driver, settings, trust_policy(deployment), run=run)
     return AggregateManagerV3(context)
 
 
-def node_manager_driver(deployment: Deployment, reactor: Any, store: AggregateStore
-                        ) -> NodeManagerDriver | None:
-    """The driver over the deployment's node managers, or None when it has none."""
-    book = NodeManagerBook(store.database)
-    if not book.managers():
-        return None
+def driver_context(deployment: Deployment, store: AggregateStore) -> DriverContext:
+    """What the configured driver's factory gets from this deployment."""
     identity = deployment.service_identity("aggregate")
     config = deployment.config.aggregate
-    client = TwistedNodeClient(
-        reactor, gid=identity.gid, key=identity.key, roots=deployment.trusted_roots().roots,
-        node_gids=book.node_gid, parallelism=config.parallelism,
-        timeout=float(config.node_timeout_seconds))
-    return NodeManagerDriver(store, book, client, identity.gid, identity.key)
+    state_dir = deployment.data_dir / "driver"
+    state_dir.mkdir(mode=0o700, exist_ok=True)
+    return DriverContext(
+        name=config.driver, authority_hrn=deployment.authority_hrn, am_urn=identity.gid.urn,
+        store=store, state_dir=state_dir, gid=identity.gid, key=identity.key,
+        trusted_roots=tuple(deployment.trusted_roots().roots), nodes=tuple(store.nodes()),
+        options=dict(deployment.config.driver), parallelism=config.parallelism,
+        timeout_seconds=float(config.node_timeout_seconds),
+        log=logging.getLogger(f"sfa.driver.{config.driver.rpartition(':')[2] or 'none'}"))
 
 
-def start_deployment_aggregate(reactor: Any, deployment: Deployment) -> AggregateService:
-    """Open and start the deployment's aggregate on [aggregate] port; with node managers, its
-    health timer and its reconciliation with them, at start (a crash may have left them out of
-    step) and periodically (revocations a node missed while down)."""
-    identity = deployment.service_identity("aggregate")
-    config = deployment.config.aggregate
+def start_deployment_aggregate(reactor: Any, deployment: Deployment
+                               ) -> Deferred[AggregateService]:
+    """Open the deployment's aggregate with its configured driver, start the driver (its
+    nodes join the inventory), then listen on [aggregate] port; the health timer runs and a
+    reconciliation (a crash may have left the testbed out of step) starts in the background.
+    Fires with the listening service; fails when the driver cannot be built or started."""
     am = open_aggregate(deployment, reactor)
+    return Deferred.fromCoroutine(_start_with_driver(reactor, deployment, am))
+
+
+async def _start_with_driver(reactor: Any, deployment: Deployment, am: AggregateManagerV3
+                             ) -> AggregateService:
+    identity = deployment.service_identity("aggregate")
+    config = deployment.config.aggregate
+    driver = am.ctx.driver
+    try:
+        offered = await as_deferred(reactor, start_driver(driver, am.ctx.store))
+    except SfaError:
+        raise
+    except Exception as exc:
+        raise DriverError(f"[aggregate] driver {config.driver!r} failed to start: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    log.info("driver {name} started with {count} nodes", name=config.driver, count=offered)
     omf = start_omf_edge(deployment, am)
     service = start_aggregate_service(
         reactor, am, gid=identity.gid, key=identity.key,
@@ -344,12 +372,11 @@ def start_deployment_aggregate(reactor: Any, deployment: Deployment) -> Aggregat
         extra_handlers=None if omf is None else partial(omf_v3_handlers, omf),
     )
     service.omf = omf
-    driver = am.ctx.driver
-    if isinstance(driver, NodeManagerDriver):
-        service.health = HealthTimer(reactor, driver, config.health_interval_seconds)
-        service.health.start()
-        assert isinstance(driver.client, TwistedNodeClient)
-        service.client = driver.client
-        service.reconcile = ReconcileTimer(reactor, driver, config.reconcile_interval_seconds)
-        service.reconcile.start()
+    service.driver = driver
+    service.reactor = reactor
+    service.health = HealthTimer(reactor, driver, config.health_interval_seconds)
+    service.health.start()
+    service.reconcile = ReconcileTimer(reactor, driver, config.reconcile_interval_seconds,
+                                       name=config.driver)
+    service.reconcile.start()
     return service

@@ -10,11 +10,12 @@ from typing import Any, Protocol, TextIO
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.python.failure import Failure
 
 from sfa.aggregate.nm_book import NodeManagerBook, NodeManagerEntry
 from sfa.aggregate.store import AggregateStore
 from sfa.deploy.layout import Deployment, ServiceIdentity, node_dirs
-from sfa.errors import Unavailable
+from sfa.errors import SfaError, Unavailable
 from sfa.nodemanager.nodedir import load_node_config, open_node
 from sfa.server.am_api import AGGREGATE_DB, start_deployment_aggregate
 from sfa.server.envelope import FaultReplies, ReplyStyle
@@ -22,6 +23,7 @@ from sfa.server.listener import RunningService, start_service
 from sfa.server.nm_api import start_node_manager
 from sfa.server.omf_node import OmfControllers
 from sfa.server.prosody import start_deployment_prosody
+from sfa.server.reactor import install_asyncio_reactor
 from sfa.server.registry_api import registry_handlers
 from sfa.server.sm_api import start_deployment_slicemgr
 from sfa.server.workers import ProcessCallPool
@@ -78,8 +80,14 @@ class Served(Protocol):
 
 def start_deployment(
     reactor: Any, deployment: Deployment, announce: Callable[[str], None]
-) -> dict[str, Served]:
-    """Listen for every enabled service; `announce("ready NAME URL")` as each one listens."""
+) -> Deferred[dict[str, Served]]:
+    """Listen for every enabled service; `announce("ready NAME URL")` as each one listens.
+    Fires once all listen (the aggregate after its driver started)."""
+    return Deferred.fromCoroutine(_start_all(reactor, deployment, announce))
+
+
+async def _start_all(reactor: Any, deployment: Deployment, announce: Callable[[str], None]
+                     ) -> dict[str, Served]:
     running: dict[str, Served] = {}
     for plan in plan_services(deployment):
         pool = None
@@ -105,7 +113,7 @@ def start_deployment(
         announce(f"ready {plan.name} {service.url}")
     running.update(start_node_managers(reactor, deployment, announce))
     if deployment.config.aggregate.enabled:
-        aggregate = start_deployment_aggregate(reactor, deployment)
+        aggregate = await start_deployment_aggregate(reactor, deployment)
         running["aggregate"] = aggregate
         announce(f"ready aggregate {aggregate.url}")
     if deployment.config.slicemgr.enabled:
@@ -184,10 +192,7 @@ def _announcer(stream: TextIO) -> Callable[[str], None]:
 
 def serve_deployment(directory: Path | str, *, stdout: TextIO | None = None) -> None:
     """`sfa serve`: run in the foreground; SIGTERM / SIGINT stop the reactor cleanly."""
-    from twisted.internet import reactor as _reactor  # noqa: PLC0415 - installs the reactor
-
-    reactor: Any = _reactor
-
+    reactor = install_asyncio_reactor()
     deployment = Deployment.load(directory)
     observer: Any = textFileLogObserver(sys.stderr)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
@@ -195,13 +200,16 @@ def serve_deployment(directory: Path | str, *, stdout: TextIO | None = None) -> 
     services: dict[str, Served] = {}
     failures: list[str] = []
 
+    def failed(failure: Failure) -> None:
+        log.failure("could not start the services of {directory}", failure,
+                    directory=directory)
+        error = failure.value
+        failures.append(error.message if isinstance(error, SfaError) else str(error))
+        reactor.stop()
+
     def start() -> None:
-        try:
-            services.update(start_deployment(reactor, deployment, announce))
-        except Exception as exc:
-            log.failure("could not start the services of {directory}", directory=directory)
-            failures.append(str(exc))
-            reactor.stop()
+        starting = start_deployment(reactor, deployment, announce)
+        starting.addCallbacks(services.update, failed)
 
     def stop_services() -> Any:
         return gatherResults([service.stop() for service in services.values()])

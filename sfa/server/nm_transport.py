@@ -11,6 +11,7 @@ either side), as long as the node is still pinned to the same URN and key.
 
 from __future__ import annotations
 
+import asyncio
 import xmlrpc.client
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ from zope.interface import implementer
 
 from sfa.aggregate.nm_client import NodeCall, NodeReply
 from sfa.safexml import xml_text
+from sfa.server.reactor import event_loop
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_der
 from sfa.xrn import same_name
@@ -171,8 +173,8 @@ def client_context(gid: GID, key: RSAPrivateKey, roots: Sequence[GID]) -> SSL.Co
 
 
 class TwistedNodeClient:
-    """`sfa.aggregate.nm_client.NodeClient` on a Twisted reactor (one kept-alive HTTP/1.1
-    connection per node manager)."""
+    """`sfa.aggregate.nm_client.NodeClient` on Twisted's asyncio reactor (one kept-alive
+    HTTP/1.1 connection per node manager); the driver awaits asyncio futures of its Deferreds."""
 
     def __init__(self, reactor: Any, *, gid: GID, key: RSAPrivateKey, roots: Sequence[GID],
                  node_gids: Callable[[str], GID | None], parallelism: int = 32,
@@ -189,14 +191,14 @@ class TwistedNodeClient:
         self._sessions: dict[tuple[str, int], tuple[bytes, SSL.Session]] = {}
         self._semaphore: defer.DeferredSemaphore | None = None
 
-    def in_thread(self, function: Callable[..., T], *args: Any) -> defer.Deferred[T]:
-        return deferToThread(function, *args)
+    def in_thread(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return deferToThread(function, *args).asFuture(event_loop(self.reactor))
 
-    def call_many(self, calls: Sequence[NodeCall]) -> defer.Deferred[list[NodeReply]]:
+    def call_many(self, calls: Sequence[NodeCall]) -> asyncio.Future[list[NodeReply]]:
         """Every call, at most `parallelism` at a time; one NodeReply each, in order."""
         limit = self._limit()
         each = [limit.run(self._deferred_call, call) for call in calls]
-        return defer.gatherResults(each)
+        return defer.gatherResults(each).asFuture(event_loop(self.reactor))
 
     def _limit(self) -> defer.DeferredSemaphore:
         """One semaphore for all calls in flight (several call_many may overlap), remade when
@@ -291,12 +293,11 @@ class TwistedNodeClient:
         ready.addTimeout(self.timeout, self.reactor)
         return ready
 
-    def close(self) -> defer.Deferred[Any]:
+    async def close(self) -> None:
         """Drop the kept-alive connections."""
         idle, self._idle = list(self._idle.values()), {}
         for protocol in idle:
             protocol.transport.loseConnection()  # type: ignore[union-attr,misc]
-        return defer.succeed(None)
 
 
 def _pin(gid: GID) -> bytes:

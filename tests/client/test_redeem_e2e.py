@@ -13,14 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.threads import blockingCallFromThread
 
 from sfa.aggregate.reconcile import Reconciler, ReconcileReport
 from sfa.aggregate.slivers import AllocationState
 from sfa.client.state import SliceStates
 from tests.client.conftest import sfi
-from tests.server.nm_site import NmSite, build_deployment, request, start_site, stop_site
+from tests.server.nm_site import (
+    NmSite,
+    build_deployment,
+    request,
+    run_driver,
+    start_site,
+    stop_site,
+)
 from tests.server.test_nm_driver_e2e import _restart_node, node_dir, slivers_on
 
 SLICE = "redeem"
@@ -52,8 +58,8 @@ def lines(output: str, prefix: str) -> list[str]:
 
 def stop_node(reactor: Any, site: NmSite, node_urn: str) -> None:
     blockingCallFromThread(reactor, site.nodes[node_urn].stop)
-    assert site.aggregate.client is not None  # a stopped node's kept-alive connections die
-    blockingCallFromThread(reactor, site.aggregate.client.close)
+    assert site.driver is not None  # a stopped node's kept-alive connections die
+    run_driver(reactor, site.driver.client.close())
 
 
 def test_createslice_with_a_node_down_then_redeem(reactor: Any, site: NmSite,
@@ -91,9 +97,7 @@ def test_createslice_with_a_node_down_then_redeem(reactor: Any, site: NmSite,
 
     # the aggregate's record still says allocated: reconciling adopts what the user redeemed
     assert site.driver is not None
-    start: Any = Deferred.fromCoroutine
-    report: ReconcileReport = blockingCallFromThread(reactor, start,
-                                                     Reconciler.of(site.driver).run())
+    report: ReconcileReport = run_driver(reactor, Reconciler.of(site.driver).run())
     assert report.adopted == (ticket.sliver_urn,) and not report.orphans_deleted
     store = site.store()
     try:

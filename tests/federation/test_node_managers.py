@@ -64,9 +64,9 @@ def world(reactor: Any, user_keys: list[RSAPrivateKey],
     fast = replace(ple.config.aggregate, node_timeout_seconds=10, health_interval_seconds=3600)
     ple = Deployment(ple.directory, replace(ple.config, aggregate=fast))
     registry = _start_registry(reactor, plc)
-    nodes, aggregate = blockingCallFromThread(reactor, lambda: (
-        start_node_managers(reactor, ple, lambda line: None),
-        start_deployment_aggregate(reactor, ple)))
+    nodes = blockingCallFromThread(reactor, start_node_managers, reactor, ple,
+                                   lambda line: None)
+    aggregate = blockingCallFromThread(reactor, start_deployment_aggregate, reactor, ple)
     # peer while running: ple (aggregate and node managers share trusted_roots/) trusts plc
     assert sfa("admin", ple.directory, "trust", "add",
                plc.trusted_roots_dir / "plc.gid").exit_code == 0

@@ -6,12 +6,14 @@ from __future__ import annotations
 import ssl
 import tempfile
 import xmlrpc.client
+from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.threads import blockingCallFromThread
 
+from sfa.aggregate.context import loop_runner
 from sfa.aggregate.nm_driver import NodeManagerDriver
 from sfa.aggregate.store import AggregateStore
 from sfa.cli.admin import open_admin
@@ -21,9 +23,12 @@ from sfa.server.am_api import AGGREGATE_DB, AggregateService, start_deployment_a
 from sfa.server.app import Served, start_node_managers, start_registry_in_threads
 from sfa.server.listener import RunningService
 from sfa.server.nm_api import NodeManagerService
+from sfa.server.reactor import event_loop
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_to_openssh
 from tests.server.conftest import Identity, proxy, write_identity
+
+T = TypeVar("T")
 
 GENI3 = {"type": "GENI", "version": "3"}
 
@@ -92,12 +97,12 @@ def build_deployment(base: Path, nodes: int, keys: list[Any], slices: list[str],
 
 def start_site(reactor: Any, deployment: Deployment, ids: dict[str, Identity],
                slices: list[str]) -> NmSite:
-    def start() -> tuple[RunningService, dict[str, Served], AggregateService]:
+    def start() -> tuple[RunningService, dict[str, Served]]:
         registry = start_registry_in_threads(reactor, deployment, host="127.0.0.1", port=0)
-        nodes = start_node_managers(reactor, deployment, lambda line: None)
-        return registry, nodes, start_deployment_aggregate(reactor, deployment)
+        return registry, start_node_managers(reactor, deployment, lambda line: None)
 
-    registry, nodes, aggregate = blockingCallFromThread(reactor, start)
+    registry, nodes = blockingCallFromThread(reactor, start)
+    aggregate = blockingCallFromThread(reactor, start_deployment_aggregate, reactor, deployment)
     managers = {name.split(" ", 1)[1]: service for name, service in nodes.items()
                 if isinstance(service, NodeManagerService)}
     site = NmSite(deployment, registry, aggregate, managers, ids, {})
@@ -113,8 +118,13 @@ def start_site(reactor: Any, deployment: Deployment, ids: dict[str, Identity],
 
 
 def _driver_of(aggregate: AggregateService) -> Any:
-    health = aggregate.health
-    return health.driver if health is not None else None
+    assert isinstance(aggregate.driver, NodeManagerDriver)
+    return aggregate.driver
+
+
+def run_driver(reactor: Any, coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a driver coroutine as the aggregate does: an asyncio task on the reactor's loop."""
+    return loop_runner(event_loop(reactor))(coroutine)
 
 
 def stop_site(reactor: Any, site: NmSite) -> None:

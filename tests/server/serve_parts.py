@@ -12,12 +12,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from sfa.deploy.layout import Deployment
 from sfa.server.am_api import start_deployment_aggregate
 from sfa.server.app import Served, start_node_managers, start_registry_in_threads
+from sfa.server.reactor import install_asyncio_reactor
 
 
 def announce(line: str) -> None:
@@ -25,31 +26,29 @@ def announce(line: str) -> None:
     sys.stdout.flush()
 
 
-def start_part(reactor: Any, part: str, deployment: Deployment) -> dict[str, Served]:
+async def start_part(reactor: Any, part: str, deployment: Deployment) -> dict[str, Served]:
     """Start `part` ("nodes" or "aggregate") of `deployment` on `reactor`."""
     if part == "nodes":
         return start_node_managers(reactor, deployment, announce)
     registry = start_registry_in_threads(reactor, deployment)
     announce(f"ready registry {registry.url}")
-    aggregate = start_deployment_aggregate(reactor, deployment)
+    aggregate = await start_deployment_aggregate(reactor, deployment)
     announce(f"ready aggregate {aggregate.url}")
     return {"registry": registry, "aggregate": aggregate}
 
 
 def main(part: str, directory: str) -> None:
-    from twisted.internet import reactor as _reactor  # noqa: PLC0415 - installs the reactor
-
-    reactor: Any = _reactor
+    reactor = install_asyncio_reactor()
     deployment = Deployment.load(directory)
     observer: Any = textFileLogObserver(sys.stderr)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     running: dict[str, Served] = {}
 
-    def start() -> None:
-        running.update(start_part(reactor, part, deployment))
+    async def start() -> None:
+        running.update(await start_part(reactor, part, deployment))
         announce("ready all")
 
-    reactor.callWhenRunning(start)
+    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(start()))
     reactor.addSystemEventTrigger(
         "before", "shutdown", lambda: gatherResults([s.stop() for s in running.values()]))
     reactor.run()

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.threads import blockingCallFromThread
 
 from sfa.aggregate.reconcile import Reconciler, ReconcileReport
@@ -42,6 +41,7 @@ from tests.server.nm_site import (
     node_proxy,
     ok,
     request,
+    run_driver,
     start_site,
     stop_site,
 )
@@ -273,10 +273,7 @@ def site(reactor: Any, keys: list, tmp_path_factory: pytest.TempPathFactory
 
 def reconcile(reactor: Any, site: NmSite) -> ReconcileReport:
     assert site.driver is not None
-    reconciler = Reconciler.of(site.driver)
-    start: Any = Deferred.fromCoroutine
-    report: ReconcileReport = blockingCallFromThread(reactor, start, reconciler.run())
-    return report
+    return run_driver(reactor, Reconciler.of(site.driver).run())
 
 
 def records(site: NmSite, name: str) -> dict[str, Any]:
@@ -370,8 +367,8 @@ def test_unreachable_node_is_left_for_the_health_check(reactor: Any, site: NmSit
     store.delete([urn])  # an orphan on a node that does not answer
     store.close()
     blockingCallFromThread(reactor, site.nodes[victim].stop)
-    assert site.aggregate.client is not None
-    blockingCallFromThread(reactor, site.aggregate.client.close)
+    assert site.driver is not None
+    run_driver(reactor, site.driver.client.close())
     try:
         report = reconcile(reactor, site)
         assert report.skipped_nodes == (victim,) and not report.changed

@@ -26,6 +26,7 @@ from tests.server.nm_site import (
     node_proxy,
     ok,
     request,
+    run_driver,
     start_site,
     stop_site,
 )
@@ -188,8 +189,8 @@ def test_node_manager_stopped_during_provision(reactor: Any, site: NmSite) -> No
     store.close()
     victim = sorted(placed.values())[0]
     blockingCallFromThread(reactor, site.nodes[victim].stop)
-    assert site.aggregate.client is not None  # a dead node's connections die with it
-    blockingCallFromThread(reactor, site.aggregate.client.close)
+    assert site.driver is not None  # a dead node's connections die with it
+    run_driver(reactor, site.driver.client.close())
     try:
         refused = am.Provision([urn], creds, {"geni_rspec_version": GENI3})
         assert refused["code"]["geni_code"] == GeniCode.ERROR
@@ -212,7 +213,7 @@ def test_node_manager_stopped_during_provision(reactor: Any, site: NmSite) -> No
     finally:
         _restart_node(reactor, site, victim)
     assert site.driver is not None
-    report = blockingCallFromThread(reactor, lambda: _health(site))
+    report = run_driver(reactor, site.driver.check_health())
     assert victim in report.up
     store = site.store()
     assert next(n for n in store.nodes() if n.urn == victim).up  # back in service
@@ -221,13 +222,6 @@ def test_node_manager_stopped_during_provision(reactor: Any, site: NmSite) -> No
     assert {s["geni_allocation_status"] for s in retried["geni_slivers"]} == {
         "geni_provisioned"}
     ok(am.Delete([urn], creds, {}))
-
-
-def _health(site: NmSite) -> Any:
-    from twisted.internet.defer import Deferred  # noqa: PLC0415
-
-    assert site.driver is not None
-    return Deferred.fromCoroutine(site.driver.check_health())
 
 
 def _restart_node(reactor: Any, site: NmSite, node_urn: str) -> None:
