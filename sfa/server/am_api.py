@@ -357,11 +357,10 @@ async def _start_with_driver(reactor: Any, deployment: Deployment, am: Aggregate
     driver = am.ctx.driver
     try:
         offered = await as_deferred(reactor, start_driver(driver, am.ctx.store))
-    except SfaError:
-        raise
     except Exception as exc:
+        why = exc.message if isinstance(exc, SfaError) else f"{type(exc).__name__}: {exc}"
         raise DriverError(f"[aggregate] driver {config.driver!r} failed to start: "
-                          f"{type(exc).__name__}: {exc}") from exc
+                          f"{why}") from exc
     log.info("driver {name} started with {count} nodes", name=config.driver, count=offered)
     omf = start_omf_edge(deployment, am)
     service = start_aggregate_service(

@@ -59,8 +59,8 @@ SLICE = "crash"
 SLICE_URN = f"urn:publicid:IDN+plc:princeton+slice+{SLICE}"
 LOGIN = f"plc_princeton_{SLICE}"
 STARTUP_SECONDS = 90.0
-RECONCILED = re.compile(r"reconciled with the node managers: (\d+) adopted, (\d+) redeemed "
-                        r"again, (\d+) failed, (\d+) orphans deleted")
+RECONCILED = re.compile(r"reconciled with the testbed \(driver nodemanager\): (\d+) adopted, "
+                        r"(\d+) redeemed again, (\d+) failed, (\d+) orphans deleted")
 
 
 @dataclass

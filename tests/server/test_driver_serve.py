@@ -91,6 +91,7 @@ def test_serve_refuses_to_start_without_a_working_driver(tmp_path: Path,
         process.stdout.close()
     assert "aggregate" not in urls
     log = (deployment.directory / "serve.log").read_text()
+    assert f"UNAVAILABLE: could not start the services of {deployment.directory}: " in log
     assert message in log, log[-2000:]
     store = AggregateStore(deployment.db_dir / "aggregate.sqlite")
     try:
