@@ -18,9 +18,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from sfa.server.cli_admin import open_admin
-from sfa.server.config import render_config
-from sfa.server.deployment import Deployment, init_deployment
+from sfa.cli.admin import open_admin
+from sfa.deploy.config import render_config
+from sfa.deploy.layout import Deployment, init_deployment
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_to_openssh
 from tests.server.conftest import Identity, proxy, write_identity
@@ -80,7 +80,7 @@ def serve_process(deployment: Deployment, *, python_path: Sequence[Path] = ()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (REPO, *python_path))
     log = (deployment.directory / "serve.log").open("w")
-    return subprocess.Popen([sys.executable, "-m", "sfa.server.cli", "serve",
+    return subprocess.Popen([sys.executable, "-m", "sfa.cli.main", "serve",
                              str(deployment.directory)], stdout=subprocess.PIPE, stderr=log,
                             text=True, env=env, start_new_session=True)
 

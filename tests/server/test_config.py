@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sfa.deploy.config import AuthorityConfig as Auth
 from sfa.deploy.config import (
+    AggregateConfig,
     ConfigError,
     PeerConfig,
     SfaConfig,
@@ -15,6 +15,7 @@ from sfa.deploy.config import (
     parse_config,
     render_config,
 )
+from sfa.deploy.config import AuthorityConfig as Auth
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,6 +34,7 @@ def test_minimal_config_takes_the_documented_defaults(tmp_path: Path):
     assert config.trust.max_delegation_depth == 8 and not config.trust.strict_crypto
     assert config.limits.max_request_bytes == 10_000_000
     assert config.data_path == tmp_path.resolve()
+    assert config.aggregate.driver == "" and config.driver == {}  # no default driver
 
 
 def test_peers_quoted_and_nested_forms(tmp_path: Path):
@@ -62,6 +64,8 @@ aggregate = "https://am.example:12346/"
         ('[authority]\nhrn = "plc"\n[nodes]\nbackend = "vserver"\n', "directory, enforcing"),
         ("[server]\nhost = '127.0.0.1'\n", "hrn is required"),
         ("[authority\n", "not valid TOML"),
+        ('driver = 3\n[authority]\nhrn = "plc"\n', "[driver] must be a table"),
+        ('[authority]\nhrn = "plc"\n[aggregate]\ndriver = 1\n', "driver must be a str"),
     ],
 )
 def test_bad_config_is_refused_naming_the_problem(tmp_path: Path, text: str, named: str):
@@ -74,6 +78,9 @@ def test_rendered_config_reads_back_equal(tmp_path: Path):
     config = SfaConfig(
         base_dir=tmp_path, authority=Auth(hrn="plc"),
         peers={"ple": PeerConfig(registry="https://x:1/")},
+        aggregate=AggregateConfig(driver="netns_driver:netns_driver"),
+        driver={"nodes": 2, "prefix": "sfa", "command": ["sleep", "1"], "pause": 0.5,
+                "quiet": True},
     )
     (tmp_path / "sfa.toml").write_text(render_config(config))
     assert load_config(tmp_path) == config
@@ -81,7 +88,7 @@ def test_rendered_config_reads_back_equal(tmp_path: Path):
 
 def test_example_config_in_conf_is_valid():
     config = load_config(REPO / "conf" / "sfa.toml")
-    assert config.authority.hrn
+    assert config.authority.hrn and config.aggregate.driver == "nodemanager"
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path):

@@ -41,6 +41,8 @@ def test_layout_and_config(deployment: Deployment):
     assert config.authority.hrn == "plc" and config.registry.port == 0
     assert config.aggregate.port == 12346 and config.nodes.count == 3
     assert not config.slicemgr.enabled
+    assert config.aggregate.driver == "nodemanager"  # existing deployments keep node managers
+    assert 'driver = "nodemanager"' in (d / "sfa.toml").read_text()
     assert deployment.root_authority().hrn == "plc"
 
 
