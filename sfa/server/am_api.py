@@ -358,18 +358,26 @@ async def _start_with_driver(reactor: Any, deployment: Deployment, am: Aggregate
     try:
         offered = await as_deferred(reactor, start_driver(driver, am.ctx.store))
     except Exception as exc:
+        am.ctx.store.close()
         why = exc.message if isinstance(exc, SfaError) else f"{type(exc).__name__}: {exc}"
         raise DriverError(f"[aggregate] driver {config.driver!r} failed to start: "
                           f"{why}") from exc
     log.info("driver {name} started with {count} nodes", name=config.driver, count=offered)
     omf = start_omf_edge(deployment, am)
-    service = start_aggregate_service(
-        reactor, am, gid=identity.gid, key=identity.key,
-        host=deployment.config.server.host, port=config.port,
-        limits=deployment.config.limits,
-        reap_ceiling=timedelta(seconds=config.reap_interval_seconds),
-        extra_handlers=None if omf is None else partial(omf_v3_handlers, omf),
-    )
+    try:
+        service = start_aggregate_service(
+            reactor, am, gid=identity.gid, key=identity.key,
+            host=deployment.config.server.host, port=config.port,
+            limits=deployment.config.limits,
+            reap_ceiling=timedelta(seconds=config.reap_interval_seconds),
+            extra_handlers=None if omf is None else partial(omf_v3_handlers, omf),
+        )
+    except Exception:  # cannot listen (port taken): the OMF edge and the driver stop again
+        if omf is not None:
+            omf.stop()
+        await as_deferred(reactor, driver.stop())
+        am.ctx.store.close()
+        raise
     service.omf = omf
     service.driver = driver
     service.reactor = reactor

@@ -8,6 +8,7 @@ import asyncio
 import configparser
 import logging
 import sys
+import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,12 +69,21 @@ def test_a_registered_name_and_a_module_path_build_the_driver(context: DriverCon
     assert {"nodemanager", "memory"} <= set(registered_drivers())
 
 
-def test_setup_cfg_registers_the_builtin_drivers() -> None:
+def _declared_drivers() -> dict[str, str]:
+    """The sfa.drivers entry points the package metadata declares (pyproject or setup.cfg)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text()).get("project", {})
+    declared = project.get("entry-points", {}).get(DRIVER_GROUP)
+    if declared is not None:
+        return dict(declared)
     parser = configparser.ConfigParser()
     parser.read(REPO / "setup.cfg")
     lines = [line.strip() for line in parser["options.entry_points"][DRIVER_GROUP].splitlines()
              if line.strip()]
-    registered = dict(line.replace(" ", "").split("=", 1) for line in lines)
+    return dict(line.replace(" ", "").split("=", 1) for line in lines)
+
+
+def test_the_package_metadata_registers_the_builtin_drivers() -> None:
+    registered = _declared_drivers()
     assert registered == dict(BUILTIN_DRIVERS)
     for target in registered.values():  # each names a real callable
         module, _, name = target.partition(":")
