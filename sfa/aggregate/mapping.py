@@ -136,9 +136,8 @@ class Mapper:
         room.used = room.node.capacity if exclusive else room.used + 1
         room.exclusive = room.exclusive or exclusive
         room.placed += 1
-        sliver_type = request.sliver_type or (
-            EXCLUSIVE_SLIVER_TYPE if exclusive else SHARED_SLIVER_TYPE)
-        return Placement(request, room.node, sliver_type, exclusive)
+        return Placement(request, room.node, request.sliver_type or _default_type(
+            room.node, exclusive), exclusive)
 
     def _candidates(self, criteria: tuple[str, str, bool], rooms: Iterable[_Room],
                     now: datetime) -> _SiteHeaps:
@@ -159,6 +158,13 @@ def _check_client_ids(requests: Sequence[NodeRequest]) -> None:
         if request.client_id in seen:
             raise BadArgs(f"client_id {request.client_id!r} appears twice in the request")
         seen.add(request.client_id)
+
+
+def _default_type(node: Node, exclusive: bool) -> str:
+    """The sliver type of a request that names none: ours, or else the node's first (a
+    driver's nodes may offer only their own types)."""
+    ours = EXCLUSIVE_SLIVER_TYPE if exclusive else SHARED_SLIVER_TYPE
+    return ours if ours in node.sliver_types or not node.sliver_types else node.sliver_types[0]
 
 
 def _types_match(node: Node, request: NodeRequest) -> bool:

@@ -211,3 +211,17 @@ def test_the_builder_docstring_example_is_accepted_by_the_mapper(am: Aggregate, 
     placed = {s.client_id: s for s in am.store.slivers_of(SLICE1)}
     assert placed["n1"].node_urn == plc_node(1)
     assert {s.sliver_type for s in placed.values()} == {"sfa-container"}
+
+
+def test_a_request_naming_no_sliver_type_gets_the_type_the_drivers_node_offers(
+        tmp_path: Path, pki: Pki, cred1: str) -> None:
+    offered = [Node(urn=node_urn("plc", "ns1"), hostname="ns1", site="x",
+                    sliver_types=("netns",), exclusive_allowed=False)]
+    driver = MemoryDriver(offered=offered)
+    am = make_aggregate(tmp_path / "am.sqlite", pki, driver=driver)
+    try:
+        asyncio.run(start_driver(driver, am.store))
+        allocate(am, pki, cred1, node("a"))
+        assert [s.sliver_type for s in am.store.slivers_of(SLICE1)] == ["netns"]
+    finally:
+        am.store.close()
