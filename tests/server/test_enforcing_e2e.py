@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from twisted.internet.threads import blockingCallFromThread
 
 from sfa.deploy.layout import node_dirs
 from sfa.nodemanager import netns
@@ -28,6 +27,7 @@ from tests.server.nm_site import (
     node_proxy,
     ok,
     request,
+    run_driver,
     start_site,
     stop_site,
 )
@@ -73,14 +73,8 @@ def site(reactor: Any, keys: list, tmp_path_factory: pytest.TempPathFactory
 def test_the_ad_says_what_each_node_enforces(reactor: Any, site: NmSite) -> None:
     """After a health check (GetVersion at every node manager), each node of the
     advertisement carries the knobs its node manager enforces."""
-    from twisted.internet.defer import Deferred  # noqa: PLC0415
-
     assert site.driver is not None
-    driver = site.driver
-    def check() -> Deferred[Any]:
-        return Deferred.fromCoroutine(driver.check_health())
-
-    blockingCallFromThread(reactor, check)
+    run_driver(reactor, site.driver.check_health())
     (backend,) = backends(site)
     ad = ok(site.am().ListResources(site.cred("alice"), {"geni_rspec_version": GENI3}))
     (node,) = read_rspec(ad).nodes
