@@ -33,14 +33,13 @@ sys.path.insert(0, str(REPO))
 
 from twisted.internet.threads import blockingCallFromThread  # noqa: E402
 
-from sfa.aggregate.context import loop_runner  # noqa: E402
 from sfa.aggregate.nm_book import NodeManagerBook, NodeManagerEntry  # noqa: E402
 from sfa.aggregate.nm_driver import NodeManagerDriver  # noqa: E402
 from sfa.aggregate.store import AggregateStore  # noqa: E402
 from sfa.cli.admin import open_admin  # noqa: E402
 from sfa.deploy.layout import Deployment, init_deployment  # noqa: E402
 from sfa.server.am_api import AGGREGATE_DB, open_aggregate  # noqa: E402
-from sfa.server.reactor import event_loop, install_asyncio_reactor  # noqa: E402
+from sfa.server.reactor import install_asyncio_reactor  # noqa: E402
 from sfa.timeutil import utcnow  # noqa: E402
 from sfa.trust.credential import create_credential  # noqa: E402
 from sfa.trust.gid import GID  # noqa: E402
@@ -256,7 +255,7 @@ def measure(count: int, sequential: bool, processes: int, profile: str) -> None:
             results = {}
             for label, parallelism in modes:
                 client.parallelism = parallelism
-                loop_runner(event_loop(reactor))(client.close())  # cold connections
+                blockingCallFromThread(reactor, client.close)  # cold connections
                 results[label] = run_once(am, user, slice_urn, cred, count, children=children)
                 shown = ", ".join(f"{k} {v:.0%}" if k == "cpu use" else f"{k} {v:.2f} s"
                                   for k, v in results[label].items())

@@ -49,8 +49,10 @@ from benchmarks.slice_scale import (  # noqa: E402
     twisted_reactor,
 )
 from benchmarks.wan import EmulatedWan, LinkShape, missing_mechanism  # noqa: E402
+from sfa.aggregate.context import loop_runner  # noqa: E402
 from sfa.aggregate.nm_driver import NodeManagerDriver  # noqa: E402
 from sfa.server.am_api import open_aggregate  # noqa: E402
+from sfa.server.reactor import event_loop  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -123,7 +125,7 @@ def measure(args: argparse.Namespace, wan: EmulatedWan, deployment: Any,
         parallelism = args.parallelism or client.parallelism
         client.parallelism = parallelism
         started = time.perf_counter()
-        health = blockingCallFromThread(reactor, driver.check_health)
+        health = loop_runner(event_loop(reactor))(driver.check_health())
         print(f"  health check (untimed): {len(health.up)} up, {len(health.down)} down in "
               f"{time.perf_counter() - started:.1f} s", flush=True)
         modes = [(f"parallel {parallelism}", parallelism)]

@@ -293,11 +293,15 @@ class TwistedNodeClient:
         ready.addTimeout(self.timeout, self.reactor)
         return ready
 
-    async def close(self) -> None:
-        """Drop the kept-alive connections."""
+    def close(self) -> asyncio.Future[None]:
+        """Drop the kept-alive connections now (in the reactor thread); the driver may await
+        the answer, a future already done."""
         idle, self._idle = list(self._idle.values()), {}
         for protocol in idle:
             protocol.transport.loseConnection()  # type: ignore[union-attr,misc]
+        done: asyncio.Future[None] = event_loop(self.reactor).create_future()
+        done.set_result(None)
+        return done
 
 
 def _pin(gid: GID) -> bytes:

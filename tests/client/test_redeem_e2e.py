@@ -59,7 +59,7 @@ def lines(output: str, prefix: str) -> list[str]:
 def stop_node(reactor: Any, site: NmSite, node_urn: str) -> None:
     blockingCallFromThread(reactor, site.nodes[node_urn].stop)
     assert site.driver is not None  # a stopped node's kept-alive connections die
-    run_driver(reactor, site.driver.client.close())
+    blockingCallFromThread(reactor, site.driver.client.close)
 
 
 def test_createslice_with_a_node_down_then_redeem(reactor: Any, site: NmSite,

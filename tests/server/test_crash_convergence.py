@@ -368,7 +368,7 @@ def test_unreachable_node_is_left_for_the_health_check(reactor: Any, site: NmSit
     store.close()
     blockingCallFromThread(reactor, site.nodes[victim].stop)
     assert site.driver is not None
-    run_driver(reactor, site.driver.client.close())
+    blockingCallFromThread(reactor, site.driver.client.close)
     try:
         report = reconcile(reactor, site)
         assert report.skipped_nodes == (victim,) and not report.changed

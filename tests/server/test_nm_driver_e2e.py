@@ -190,7 +190,7 @@ def test_node_manager_stopped_during_provision(reactor: Any, site: NmSite) -> No
     victim = sorted(placed.values())[0]
     blockingCallFromThread(reactor, site.nodes[victim].stop)
     assert site.driver is not None  # a dead node's connections die with it
-    run_driver(reactor, site.driver.client.close())
+    blockingCallFromThread(reactor, site.driver.client.close)
     try:
         refused = am.Provision([urn], creds, {"geni_rspec_version": GENI3})
         assert refused["code"]["geni_code"] == GeniCode.ERROR
