@@ -5,7 +5,6 @@ driver's inventory (offered at start, changed later) reaching the advertisement.
 from __future__ import annotations
 
 import asyncio
-import configparser
 import logging
 import sys
 import tomllib
@@ -69,21 +68,9 @@ def test_a_registered_name_and_a_module_path_build_the_driver(context: DriverCon
     assert {"nodemanager", "memory"} <= set(registered_drivers())
 
 
-def _declared_drivers() -> dict[str, str]:
-    """The sfa.drivers entry points the package metadata declares (pyproject or setup.cfg)."""
-    project = tomllib.loads((REPO / "pyproject.toml").read_text()).get("project", {})
-    declared = project.get("entry-points", {}).get(DRIVER_GROUP)
-    if declared is not None:
-        return dict(declared)
-    parser = configparser.ConfigParser()
-    parser.read(REPO / "setup.cfg")
-    lines = [line.strip() for line in parser["options.entry_points"][DRIVER_GROUP].splitlines()
-             if line.strip()]
-    return dict(line.replace(" ", "").split("=", 1) for line in lines)
-
-
 def test_the_package_metadata_registers_the_builtin_drivers() -> None:
-    registered = _declared_drivers()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    registered = dict(project["entry-points"][DRIVER_GROUP])
     assert registered == dict(BUILTIN_DRIVERS)
     for target in registered.values():  # each names a real callable
         module, _, name = target.partition(":")

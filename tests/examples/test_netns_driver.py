@@ -27,7 +27,8 @@ PREFIX = f"w14a-{os.getpid()}"
 
 needs_netns = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None
-    or subprocess.run(["ip", "netns", "list"], check=False, capture_output=True).returncode,
+    or bool(subprocess.run(["ip", "netns", "list"], check=False,
+                           capture_output=True).returncode),
     reason="the netns example makes network namespaces: it needs root and iproute2's "
            "`ip netns`")
 

@@ -23,6 +23,7 @@ from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_to_openssh
 from sfa.xrn import hrn_to_urn
 from tests.federation.conftest import User, make_user, sfa, value_of, wrap
+from tests.server.conftest import wait_deferred
 from tests.server.test_am_api import _start_registry
 
 GENI3 = {"type": "GENI", "version": "3"}
@@ -66,7 +67,7 @@ def world(reactor: Any, user_keys: list[RSAPrivateKey],
     registry = _start_registry(reactor, plc)
     nodes = blockingCallFromThread(reactor, start_node_managers, reactor, ple,
                                    lambda line: None)
-    aggregate = blockingCallFromThread(reactor, start_deployment_aggregate, reactor, ple)
+    aggregate = wait_deferred(reactor, lambda: start_deployment_aggregate(reactor, ple))
     # peer while running: ple (aggregate and node managers share trusted_roots/) trusts plc
     assert sfa("admin", ple.directory, "trust", "add",
                plc.trusted_roots_dir / "plc.gid").exit_code == 0

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ssl
 import xmlrpc.client
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import blockingCallFromThread
 
 from sfa.trust.gid import GID, create_gid
 from sfa.trust.keys import generate_private_key, private_key_to_pem
@@ -89,3 +92,13 @@ def proxy(url: str, root_file: Path, identity: Identity | None = None) -> Any:
     return xmlrpc.client.ServerProxy(
         url, context=client_context(root_file, identity), allow_none=True
     )
+
+
+T = TypeVar("T")
+
+
+def wait_deferred(reactor: Any, make: Callable[[], Deferred[T]]) -> T:
+    """Call `make` in the reactor thread and wait for its Deferred's result (mypy cannot infer
+    blockingCallFromThread's result for a Deferred-returning callable)."""
+    call: Callable[[], Any] = make
+    return cast(T, blockingCallFromThread(reactor, call))

@@ -26,7 +26,7 @@ from sfa.server.nm_api import NodeManagerService
 from sfa.server.reactor import event_loop
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_to_openssh
-from tests.server.conftest import Identity, proxy, write_identity
+from tests.server.conftest import Identity, proxy, wait_deferred, write_identity
 
 T = TypeVar("T")
 
@@ -102,7 +102,7 @@ def start_site(reactor: Any, deployment: Deployment, ids: dict[str, Identity],
         return registry, start_node_managers(reactor, deployment, lambda line: None)
 
     registry, nodes = blockingCallFromThread(reactor, start)
-    aggregate = blockingCallFromThread(reactor, start_deployment_aggregate, reactor, deployment)
+    aggregate = wait_deferred(reactor, lambda: start_deployment_aggregate(reactor, deployment))
     managers = {name.split(" ", 1)[1]: service for name, service in nodes.items()
                 if isinstance(service, NodeManagerService)}
     site = NmSite(deployment, registry, aggregate, managers, ids, {})

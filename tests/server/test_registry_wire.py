@@ -29,7 +29,7 @@ from sfa.storage.registry_schema import open_registry_database
 from sfa.trust.credential import parse_credential
 from sfa.trust.gid import GID, create_gid
 from sfa.trust.keys import public_key_to_openssh
-from tests.server.conftest import Identity, proxy, write_identity
+from tests.server.conftest import Identity, proxy, wait_deferred, write_identity
 
 ALICE = "urn:publicid:IDN+plc+user+alice"
 PLE_URL = "https://registry.ple.example:12345/"
@@ -61,9 +61,8 @@ class Site:
 
 def _start(reactor: Any, deployment: Deployment) -> RunningService:
     lines: list[str] = []
-    services = blockingCallFromThread(
-        reactor, start_deployment, reactor, deployment, lines.append
-    )
+    services = wait_deferred(reactor, lambda: start_deployment(reactor, deployment,
+                                                               lines.append))
     assert lines == [f"ready {name} {served.url}" for name, served in services.items()]
     for name, served in services.items():
         if name != "registry":

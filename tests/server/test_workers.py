@@ -21,7 +21,7 @@ from sfa.server.listener import RunningService
 from sfa.server.workers import ProcessCallPool
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_to_openssh
-from tests.server.conftest import proxy, write_identity
+from tests.server.conftest import proxy, wait_deferred, write_identity
 
 
 def _with_workers(deployment: Deployment, workers: int) -> Deployment:
@@ -63,7 +63,7 @@ def test_registry_in_worker_processes(reactor: Any, keys: list, tmp_path: Path):
     finally:
         admin.close()
     alice = write_identity(tmp_path, "alice", GID.from_pem(record.gid or ""), keys[1])
-    services = blockingCallFromThread(reactor, start_deployment, reactor, deployment, print)
+    services = wait_deferred(reactor, lambda: start_deployment(reactor, deployment, print))
     registry = services["registry"]
     assert isinstance(registry, RunningService) and isinstance(registry.pool, ProcessCallPool)
     root = deployment.trusted_roots_dir / "plc.gid"
