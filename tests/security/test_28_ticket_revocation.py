@@ -127,8 +127,8 @@ def test_28_node_down_during_delete_is_told_when_back(reactor: Any, site: NmSite
     node_urn = ticket["node_urn"]
     assert _node_slivers(site, node_urn) == [ticket["sliver_urn"]]
     blockingCallFromThread(reactor, site.nodes[node_urn].stop)
-    assert site.aggregate.client is not None  # a stopped node's connections die with it
-    blockingCallFromThread(reactor, site.aggregate.client.close)
+    assert site.driver is not None  # a stopped node's connections die with it
+    blockingCallFromThread(reactor, site.driver.client.close)
     try:
         deleted = ok(am.Delete([urn], creds, {}))
         assert [s["geni_error"] for s in deleted] == [""]
