@@ -14,26 +14,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The interop tests need the stock xmlsec1 and openssl programs, the OMF tests Prosody (an XMPP
-# pubsub server); install them when we can.
+# pubsub server), the emulated-WAN tests ip; install them when we can (root with apt), else warn.
+# $(call ensure,COMMAND,DEBIAN PACKAGE,WHAT IS SKIPPED WITHOUT IT)
+define ensure
+	@command -v $(1) >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -q $(2) >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(2) >/dev/null 2>&1)) || \
+	    echo "WARNING: could not install $(2); $(3) will be skipped" >&2; \
+	  else echo "WARNING: $(1) missing and cannot be installed here; $(3) will be skipped" >&2; fi; }
+endef
+
 tools:
-	@command -v prosody >/dev/null 2>&1 || { \
-	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    (apt-get install -y -q prosody >/dev/null 2>&1 || \
-	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q prosody >/dev/null 2>&1)) || \
-	    echo "WARNING: could not install prosody; OMF tests will be skipped" >&2; \
-	  else echo "WARNING: prosody missing and cannot be installed here; OMF tests will be skipped" >&2; fi; }
-	@command -v xmlsec1 >/dev/null 2>&1 || { \
-	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    (apt-get install -y -q xmlsec1 >/dev/null 2>&1 || \
-	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q xmlsec1 >/dev/null 2>&1)) || \
-	    echo "WARNING: could not install xmlsec1; interop tests will be skipped" >&2; \
-	  else echo "WARNING: xmlsec1 missing and cannot be installed here; interop tests will be skipped" >&2; fi; }
-	@command -v ip >/dev/null 2>&1 || { \
-	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    (apt-get install -y -q iproute2 >/dev/null 2>&1 || \
-	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q iproute2 >/dev/null 2>&1)) || \
-	    echo "WARNING: could not install iproute2; the emulated-WAN tests will be skipped" >&2; \
-	  else echo "WARNING: ip (iproute2) missing; the emulated-WAN tests will be skipped" >&2; fi; }
+	$(call ensure,prosody,prosody,the OMF tests)
+	$(call ensure,xmlsec1,xmlsec1,the interop tests)
+	$(call ensure,ip,iproute2,the emulated-WAN tests)
 
 demo: $(STAMP)
 	$(BIN)/python -m sfa.demo
