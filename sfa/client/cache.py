@@ -7,7 +7,9 @@ is dropped so that the caller fetches a fresh one.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -27,11 +29,17 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` (mode 0600) atomically; concurrent writers each use their own
+    temporary file, so the last one wins whole."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
 @dataclass

@@ -132,3 +132,19 @@ def test_replies_go_through_the_hardened_xml_path() -> None:
     plain = ("<methodResponse><params><param><value><string>ok</string></value></param>"
              "</params></methodResponse>")
     assert transport.parse_response(_Reply(plain.encode("utf-16"))) == ("ok",)
+
+
+def test_cache_files_written_by_many_threads_at_once_end_whole_and_private(
+        tmp_path: Path) -> None:
+    """sfi saves one slice credential from several aggregate threads; none may fail."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    from sfa.client.cache import _write_private  # noqa: PLC0415
+
+    target = tmp_path / "cache" / "slice-plc.demo.cred"
+    texts = [f"<credential n='{i}'/>" * 200 for i in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda text: _write_private(target, text), texts * 4))
+    assert target.read_text(encoding="utf-8") in texts
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temporary left
