@@ -3,7 +3,7 @@ before the services, stopped after them, and dead with its parent even on SIGKIL
 
 from __future__ import annotations
 
-import ctypes
+import functools
 import os
 import signal
 import socket
@@ -21,20 +21,10 @@ from sfa.deploy.xmpp import (
 )
 from sfa.errors import Unavailable
 from sfa.omf.config import XmppServer
+from sfa.server.parent_death import signal_on_parent_death
 
 if TYPE_CHECKING:
     from sfa.deploy.layout import Deployment
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: receive SIGTERM when the parent dies (even by SIGKILL)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() == 1:  # the parent already died before prctl took effect
-        os._exit(1)
-
 
 class ProsodyProcess:
     """Prosody as a child process that dies with its parent."""
@@ -53,7 +43,8 @@ class ProsodyProcess:
             self.process = subprocess.Popen(
                 [PROSODY, "--config", str(self.paths.config)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                preexec_fn=_die_with_parent, close_fds=True,  # noqa: PLW1509
+                preexec_fn=functools.partial(signal_on_parent_death, signal.SIGTERM, os.getpid()),  # noqa: PLW1509
+                close_fds=True,
             )
         finally:
             log.close()

@@ -12,7 +12,6 @@ systems without prctl and PDEATHSIG's firing on the death of the spawning thread
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import os
 import signal
@@ -33,26 +32,22 @@ from twisted.python.failure import Failure
 
 from sfa.errors import Busy, ServerError
 from sfa.server.dispatch import CallOutcome, Dispatcher
+from sfa.server.parent_death import signal_on_parent_death
 from sfa.server.xmlrpc import remove_trigger
 
 log = Logger(namespace="sfa.server")
 
 _QUEUE_FACTOR = 64
 _WARM_TIMEOUT = 120.0
-_PR_SET_PDEATHSIG = 1
 _dispatcher: Dispatcher | None = None
 
 
 def die_with_parent(lifeline: Connection, parent_pid: int) -> None:
     """In a child: SIGKILL on the parent's death (Linux) and exit when `lifeline`, the read end
     of a pipe only the parent writes to, reaches end of file."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    signal_on_parent_death(signal.SIGKILL, parent_pid)
     threading.Thread(target=_watch_lifeline, args=(lifeline,), name="sfa-lifeline",
                      daemon=True).start()
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def _watch_lifeline(lifeline: Connection) -> None:
