@@ -144,12 +144,10 @@ class ReapTimer(ExpiryTimer):
 class HealthTimer:
     """Asks the driver to check its nodes every `interval` seconds (`check_health`)."""
 
-    def __init__(self, reactor: Any, driver: Driver, interval: float,
-                 on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, reactor: Any, driver: Driver, interval: float) -> None:
         self.reactor = reactor
         self.driver = driver
         self.interval = interval
-        self.on_change = on_change
         self.loop = LoopingCall(self.check)
         self.loop.clock = reactor
         self.last: HealthReport | None = None
@@ -165,8 +163,6 @@ class HealthTimer:
 
     def _checked(self, report: HealthReport) -> None:
         self.last = report
-        if report.changed and self.on_change is not None:
-            self.on_change()
         if report.changed:
             log.info("node health: {up} up, {down} down", up=len(report.up),
                      down=len(report.down))
