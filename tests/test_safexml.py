@@ -56,6 +56,17 @@ def test_plain_document_parses() -> None:
     assert root[0].get("client_id") == "n1"
 
 
+def test_blank_text_is_kept_unless_asked() -> None:
+    """Signed documents are canonicalized with their whitespace: kept by default. RSpecs ask
+    for it to go, except where it is an element's whole text or part of mixed content."""
+    document = "<a>\n <b>  </b>\n <c>x <d/> y</c>\n <e>\n  <f/>\n </e>\n</a>"
+    kept = parse_xml(document)
+    assert kept.text == "\n " and kept[2].text == "\n  "
+    dropped = parse_xml(document, keep_blank_text=False)
+    assert dropped.text is None and dropped[2].text is None and dropped[2][0].tail is None
+    assert dropped[0].text == "  " and (dropped[1].text, dropped[1][0].tail) == ("x ", " y")
+
+
 XINCLUDE_UTF16 = ('<r xmlns:xi="http://www.w3.org/2001/XInclude">'
                   '<xi:include href="file:///etc/passwd"/></r>')
 

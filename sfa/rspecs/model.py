@@ -8,7 +8,8 @@ keyed by `{namespace}name` (or a bare name), so a document survives a read/write
 
 from __future__ import annotations
 
-from collections import UserString
+from collections import UserList, UserString
+from collections.abc import MutableSequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -88,6 +89,47 @@ class Extension(UserString):
 ExtensionText = str | Extension
 
 
+class Extensions(UserList[ExtensionText]):
+    """A list of extensions. The reader's are the unknown child elements of a parsed element,
+    found when the list is first used: most documents' extensions are never looked at, and the
+    reader then never touches them (lxml skips them while picking the known children)."""
+
+    _data: list[ExtensionText]
+    _pending: tuple[etree._Element, frozenset[str]] | None = None
+
+    @classmethod
+    def of_children(cls, element: etree._Element, known: frozenset[str]) -> Extensions:
+        """The child elements of `element` whose tags are not in `known`, read on first use."""
+        made = cls.__new__(cls)
+        made._pending = (element, known)
+        return made
+
+    @property
+    def data(self) -> list[ExtensionText]:
+        if self._pending is not None:
+            element, known = self._pending
+            self._pending = None
+            self._data = [Extension.of_element(child) for child in element
+                          if child.tag.__class__ is str and child.tag not in known]
+        return self._data
+
+    @data.setter
+    def data(self, value: list[ExtensionText]) -> None:
+        self._data, self._pending = value, None
+
+    def __copy__(self) -> Extensions:
+        return Extensions(self.data)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> list[ExtensionText]:
+        return list(self.data)  # the values are immutable
+
+    def __reduce__(self) -> tuple[type[Extensions], tuple[list[ExtensionText]]]:
+        return Extensions, (list(self.data),)
+
+
+ExtensionList = MutableSequence[ExtensionText]
+
+
 @dataclass(slots=True)
 class ResourceAmounts:
     """Amounts of the resources a node offers or a sliver asks for (our extension)."""
@@ -117,20 +159,20 @@ class DiskImage:
     version: str | None = None
     description: str | None = None
     default: str | None = None
-    extensions: list[ExtensionText] = field(default_factory=list)
+    extensions: ExtensionList = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class SliverType:
     name: str | None = None
     disk_images: list[DiskImage] = field(default_factory=list)
-    extensions: list[ExtensionText] = field(default_factory=list)
+    extensions: ExtensionList = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class HardwareType:
     name: str | None = None
-    extensions: list[ExtensionText] = field(default_factory=list)
+    extensions: ExtensionList = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -166,7 +208,7 @@ class Services:
     logins: list[Login] = field(default_factory=list)
     installs: list[Install] = field(default_factory=list)
     executes: list[Execute] = field(default_factory=list)
-    extensions: list[ExtensionText] = field(default_factory=list)
+    extensions: ExtensionList = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.logins or self.installs or self.executes or self.extensions)
@@ -189,7 +231,7 @@ class Interface:
     public_ipv4: str | None = None
     mac_address: str | None = None
     ips: list[IP] = field(default_factory=list)
-    extensions: list[ExtensionText] = field(default_factory=list)
+    extensions: ExtensionList = field(default_factory=list)
     extra_attrs: dict[str, str] = field(default_factory=dict)
 
 
@@ -209,7 +251,7 @@ class Node:
     services: Services = field(default_factory=Services)
     resources: NodeResources | None = None
     resource_request: ResourceAmounts | None = None
-    extensions: list[ExtensionText] = field(default_factory=list)
+    extensions: ExtensionList = field(default_factory=list)
     extra_attrs: dict[str, str] = field(default_factory=dict)
 
 
@@ -240,7 +282,7 @@ class Link:
     properties: list[LinkProperty] = field(default_factory=list)
     link_types: list[str] = field(default_factory=list)
     component_managers: list[str] = field(default_factory=list)
-    extensions: list[ExtensionText] = field(default_factory=list)
+    extensions: ExtensionList = field(default_factory=list)
     extra_attrs: dict[str, str] = field(default_factory=dict)
 
 
@@ -255,7 +297,7 @@ class RSpec:
     nodes: list[Node] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     init_script: str | None = None
-    extensions: list[ExtensionText] = field(default_factory=list)
+    extensions: ExtensionList = field(default_factory=list)
     extra_attrs: dict[str, str] = field(default_factory=dict)
     schema_locations: dict[str, str] = field(default_factory=dict)
 

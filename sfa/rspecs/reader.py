@@ -14,11 +14,12 @@ elements of a ProtoGENI/InstaGENI advertisement).
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
 
 from lxml import etree
 
@@ -33,8 +34,7 @@ from sfa.rspecs.model import (
     XSI_NS,
     DiskImage,
     Execute,
-    Extension,
-    ExtensionText,
+    Extensions,
     HardwareType,
     Install,
     Interface,
@@ -53,7 +53,6 @@ from sfa.timeutil import parse_rfc3339
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_NODES = 20_000
 SUPPORTED_NAMESPACES = (GENI_NS, PG2_NS)
-_T = TypeVar("_T")
 # Namespaces whose schemaLocation the writer computes itself; not kept from the input.
 _CORE_NAMESPACES = frozenset({GENI_NS, PG2_NS, OPSTATE_NS, ext.SFA_EXT_NS})
 
@@ -68,7 +67,6 @@ _IFACE_ATTRS = frozenset(
 )
 _LINK_ATTRS = frozenset({"component_id", "client_id", "sliver_id", "component_name", "vlantag"})
 _ROOT_ATTRS = frozenset({"type", "generated", "expires", "generated_by", _SCHEMA_LOCATION})
-_lazy = Extension.of_element
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -80,7 +78,7 @@ def read_rspec(
 ) -> RSpec:
     """Parse an RSpec document (hardened) into the model; see the module docstring."""
     with _gc_paused():
-        root = parse_xml(text, what="RSpec", max_bytes=max_bytes)
+        root = parse_xml(text, what="RSpec", max_bytes=max_bytes, keep_blank_text=False)
         namespace = _check_root(root)
         rspec_type = _check_type(root, expected_type)
         return _Reader(namespace, max_nodes).rspec(root, rspec_type)
@@ -158,175 +156,243 @@ def _schema_locations(root: etree._Element) -> dict[str, str]:
 
 
 class _Reader:
-    """Turns elements of one namespace (GENI v3 or PG v2) into model objects."""
+    """Turns one document of one namespace (GENI v3 or PG v2) into the model.
+
+    One pass of lxml's C iterator over the elements the model knows, in document order (the
+    others are skipped inside lxml and kept as lazy extensions of their parent). Each known
+    element is taken only where it belongs: its parent must be the element being read at that
+    level (the current node, link, interface, sliver type or services); anywhere else it is
+    part of an extension.
+    """
 
     def __init__(self, namespace: str, max_nodes: int) -> None:
         self.max_nodes = max_nodes
-        q = "{" + namespace + "}"
-        self.node_tag, self.link_tag = q + "node", q + "link"
-        self.image_tag, self.ip_tag = q + "disk_image", q + "ip"
-        self.service_tags = (q + "login", q + "install", q + "execute")
-        self.node_handlers: dict[str, Callable[[Node, etree._Element], None]] = {
-            q + "interface": self._node_interface,
-            q + "hardware_type": self._hardware_type,
-            q + "available": self._available,
-            q + "sliver_type": self._sliver_type,
-            q + "location": self._location,
-            q + "services": self._services,
-            ext.RESOURCES_TAG: self._resources,
-            ext.REQUEST_TAG: self._resource_request,
-        }
-        self.link_handlers: dict[str, Callable[[Link, etree._Element], None]] = {
-            q + "interface_ref": self._interface_ref,
-            q + "property": self._property,
-            q + "link_type": self._link_type,
-            q + "component_manager": self._component_manager,
-        }
+        self.words = _vocabulary(namespace)
+        # What is being read at each level: its element and its model object. The placeholders
+        # are never written: no element's parent is None.
+        self.root: etree._Element | None = None
+        self.result = _NOWHERE.rspec
+        self.node_at: etree._Element | None = None
+        self.node_now = _NOWHERE.node
+        self.link_at: etree._Element | None = None
+        self.link_now = _NOWHERE.link
+        self.interface_at: etree._Element | None = None
+        self.interface_now = _NOWHERE.interface
+        self.sliver_type_at: etree._Element | None = None
+        self.sliver_type_now = _NOWHERE.sliver_type
+        self.services_at: etree._Element | None = None
 
     def rspec(self, root: etree._Element, rspec_type: str) -> RSpec:
         """The model of `root`; TooBig (before any work) when it names too many nodes."""
-        count = len(root.findall(self.node_tag))
+        words = self.words
+        count = len(root.findall(words.node))
         if count > self.max_nodes:
             raise TooBig(f"the RSpec names {count} nodes; the limit is {self.max_nodes}")
-        result = RSpec(
+        self.root = root
+        self.result = RSpec(
             type=rspec_type,
             generated=_time(root.get("generated")),
             expires=_time(root.get("expires")),
             generated_by=root.get("generated_by"),
+            extensions=_unknown(root, words.in_root),
             extra_attrs=_extra_attrs(root, _ROOT_ATTRS),
             schema_locations=_schema_locations(root),
         )
-        node_tag, link_tag = self.node_tag, self.link_tag
-        nodes, links, extensions = result.nodes, result.links, result.extensions
-        read_node, read_link = self.node, self.link
-        for child in root:
-            tag = child.tag
-            if tag == node_tag:
-                nodes.append(read_node(child))
-            elif tag == link_tag:
-                links.append(read_link(child))
-            elif tag == ext.INIT_SCRIPT_TAG:
-                result.init_script = child.text or ""
-            elif tag.__class__ is str:
-                extensions.append(_lazy(child))
-        return result
+        handlers = words.handlers
+        for element in root.iter(*handlers):
+            handlers[element.tag](self, element)
+        return self.result
 
-    def node(self, element: etree._Element) -> Node:
+    # -- top level -------------------------------------------------------------------------
+    def _node(self, element: etree._Element) -> None:
+        if element.getparent() is not self.root:
+            return
         get = element.get
-        node = Node(
+        self.node_at, self.node_now = element, Node(
             get("component_id"), get("component_manager_id"), get("component_name"),
             get("client_id"), get("sliver_id"), _bool(get("exclusive")),
+            extensions=_unknown(element, self.words.in_node),
             extra_attrs=_extra_attrs(element, _NODE_ATTRS),
         )
-        _read_children(element, node, self.node_handlers, node.extensions)
-        return node
+        self.result.nodes.append(self.node_now)
 
-    def _hardware_type(self, node: Node, element: etree._Element) -> None:
-        node.hardware_types.append(HardwareType(element.get("name"), _extensions(element)))
-
-    def _sliver_type(self, node: Node, element: etree._Element) -> None:
-        sliver_type = SliverType(element.get("name"))
-        node.sliver_types.append(sliver_type)
-        image_tag = self.image_tag
-        for child in element:
-            if child.tag == image_tag:
-                get = child.get
-                sliver_type.disk_images.append(DiskImage(
-                    get("name"), get("os"), get("version"), get("description"), get("default"),
-                    _extensions(child),
-                ))
-            elif child.tag.__class__ is str:
-                sliver_type.extensions.append(_lazy(child))
-
-    def _location(self, node: Node, element: etree._Element) -> None:
+    def _link(self, element: etree._Element) -> None:
+        if element.getparent() is not self.root:
+            return
         get = element.get
-        node.location = Location(get("country"), get("latitude"), get("longitude"))
+        self.link_at, self.link_now = element, Link(
+            get("component_id"), get("client_id"), get("sliver_id"), get("component_name"),
+            get("vlantag"), extensions=_unknown(element, self.words.in_link),
+            extra_attrs=_extra_attrs(element, _LINK_ATTRS),
+        )
+        self.result.links.append(self.link_now)
 
-    def _available(self, node: Node, element: etree._Element) -> None:
-        node.available = _bool(element.get("now"))
+    def _init_script(self, element: etree._Element) -> None:
+        if element.getparent() is self.root:
+            self.result.init_script = element.text or ""
 
-    def _node_interface(self, node: Node, element: etree._Element) -> None:
+    # -- in a node -------------------------------------------------------------------------
+    def _interface(self, element: etree._Element) -> None:
+        if element.getparent() is not self.node_at:
+            return
         get = element.get
-        iface = Interface(
+        self.interface_at, self.interface_now = element, Interface(
             get("component_id"), get("client_id"), get("sliver_id"), get("component_name"),
             get("role"), get("public_ipv4"), get("mac_address"),
+            extensions=_unknown(element, self.words.in_interface),
             extra_attrs=_extra_attrs(element, _IFACE_ATTRS),
         )
-        node.interfaces.append(iface)
-        ip_tag = self.ip_tag
-        for child in element:
-            if child.tag == ip_tag:
-                iface.ips.append(IP(child.get("address"), child.get("netmask"), child.get("type")))
-            elif child.tag.__class__ is str:
-                iface.extensions.append(_lazy(child))
+        self.node_now.interfaces.append(self.interface_now)
 
-    def _services(self, node: Node, element: etree._Element) -> None:
-        services = node.services
-        login_tag, install_tag, execute_tag = self.service_tags
-        for child in element:
-            tag, get = child.tag, child.get
-            if tag == login_tag:
-                services.logins.append(Login(
-                    get("authentication"), get("hostname"), ext.int_or_none(get("port")),
-                    get("username"),
-                ))
-            elif tag == install_tag:
-                services.installs.append(
-                    Install(get("url"), get("install_path"), get("file_type"))
-                )
-            elif tag == execute_tag:
-                services.executes.append(Execute(get("shell"), get("command")))
-            elif tag.__class__ is str:
-                services.extensions.append(_lazy(child))
+    def _ip(self, element: etree._Element) -> None:
+        if element.getparent() is self.interface_at:
+            get = element.get
+            self.interface_now.ips.append(IP(get("address"), get("netmask"), get("type")))
 
-    def _resources(self, node: Node, element: etree._Element) -> None:
-        node.resources = ext.resources_from_element(element)
+    def _hardware_type(self, element: etree._Element) -> None:
+        if element.getparent() is self.node_at:
+            self.node_now.hardware_types.append(
+                HardwareType(element.get("name"), _unknown(element) if len(element) else []))
 
-    def _resource_request(self, node: Node, element: etree._Element) -> None:
-        node.resource_request = ext.amounts_from_element(element)
+    def _sliver_type(self, element: etree._Element) -> None:
+        if element.getparent() is not self.node_at:
+            return
+        self.sliver_type_at, self.sliver_type_now = element, SliverType(
+            element.get("name"), extensions=_unknown(element, self.words.in_sliver_type))
+        self.node_now.sliver_types.append(self.sliver_type_now)
 
-    def link(self, element: etree._Element) -> Link:
-        get = element.get
-        link = Link(
-            get("component_id"), get("client_id"), get("sliver_id"), get("component_name"),
-            get("vlantag"), extra_attrs=_extra_attrs(element, _LINK_ATTRS),
-        )
-        _read_children(element, link, self.link_handlers, link.extensions)
-        return link
+    def _disk_image(self, element: etree._Element) -> None:
+        if element.getparent() is self.sliver_type_at:
+            get = element.get
+            self.sliver_type_now.disk_images.append(DiskImage(
+                get("name"), get("os"), get("version"), get("description"), get("default"),
+                _unknown(element) if len(element) else [],
+            ))
 
-    def _interface_ref(self, link: Link, element: etree._Element) -> None:
-        get = element.get
-        link.interface_refs.append(
-            InterfaceRef(get("client_id"), get("component_id"), get("sliver_id"))
-        )
+    def _location(self, element: etree._Element) -> None:
+        if element.getparent() is self.node_at:
+            get = element.get
+            self.node_now.location = Location(get("country"), get("latitude"),
+                                              get("longitude"))
 
-    def _property(self, link: Link, element: etree._Element) -> None:
-        get = element.get
-        link.properties.append(LinkProperty(
-            get("source_id"), get("dest_id"), get("capacity"), get("latency"), get("packet_loss")
-        ))
+    def _available(self, element: etree._Element) -> None:
+        if element.getparent() is self.node_at:
+            self.node_now.available = _bool(element.get("now"))
 
-    def _link_type(self, link: Link, element: etree._Element) -> None:
-        link.link_types.append(element.get("name") or "")
+    def _resources(self, element: etree._Element) -> None:
+        if element.getparent() is self.node_at:
+            self.node_now.resources = ext.resources_from_element(element)
 
-    def _component_manager(self, link: Link, element: etree._Element) -> None:
-        link.component_managers.append(element.get("name") or "")
+    def _resource_request(self, element: etree._Element) -> None:
+        if element.getparent() is self.node_at:
+            self.node_now.resource_request = ext.amounts_from_element(element)
+
+    def _services(self, element: etree._Element) -> None:
+        if element.getparent() is self.node_at:
+            self.services_at = element
+            self.node_now.services.extensions = _unknown(element, self.words.in_services)
+
+    def _login(self, element: etree._Element) -> None:
+        if element.getparent() is self.services_at:
+            get = element.get
+            self.node_now.services.logins.append(Login(
+                get("authentication"), get("hostname"), ext.int_or_none(get("port")),
+                get("username"),
+            ))
+
+    def _install(self, element: etree._Element) -> None:
+        if element.getparent() is self.services_at:
+            get = element.get
+            self.node_now.services.installs.append(
+                Install(get("url"), get("install_path"), get("file_type")))
+
+    def _execute(self, element: etree._Element) -> None:
+        if element.getparent() is self.services_at:
+            self.node_now.services.executes.append(
+                Execute(element.get("shell"), element.get("command")))
+
+    # -- in a link -------------------------------------------------------------------------
+    def _interface_ref(self, element: etree._Element) -> None:
+        if element.getparent() is self.link_at:
+            get = element.get
+            self.link_now.interface_refs.append(
+                InterfaceRef(get("client_id"), get("component_id"), get("sliver_id")))
+
+    def _property(self, element: etree._Element) -> None:
+        if element.getparent() is self.link_at:
+            get = element.get
+            self.link_now.properties.append(LinkProperty(
+                get("source_id"), get("dest_id"), get("capacity"), get("latency"),
+                get("packet_loss"),
+            ))
+
+    def _link_type(self, element: etree._Element) -> None:
+        if element.getparent() is self.link_at:
+            self.link_now.link_types.append(element.get("name") or "")
+
+    def _component_manager(self, element: etree._Element) -> None:
+        if element.getparent() is self.link_at:
+            self.link_now.component_managers.append(element.get("name") or "")
 
 
-def _read_children(element: etree._Element, target: _T,
-                   handlers: dict[str, Callable[[_T, etree._Element], None]],
-                   extensions: list[ExtensionText]) -> None:
-    """Hand each child to the handler for its tag; keep any other element as an extension."""
-    get = handlers.get
-    for child in element:
-        tag = child.tag
-        handler = get(tag)
-        if handler is not None:
-            handler(target, child)
-        elif tag.__class__ is str:
-            extensions.append(_lazy(child))
+def _unknown(element: etree._Element, known: frozenset[str] = frozenset()) -> Extensions:
+    """The element's other children, kept as extensions (found on first use)."""
+    return Extensions.of_children(element, known)
 
 
-def _extensions(element: etree._Element) -> list[ExtensionText]:
-    """Every child element as an extension."""
-    return [_lazy(child) for child in element if child.tag.__class__ is str]
+@dataclass(frozen=True)
+class _Placeholders:
+    rspec: RSpec = field(default_factory=lambda: RSpec(type=""))
+    node: Node = field(default_factory=Node)
+    link: Link = field(default_factory=Link)
+    interface: Interface = field(default_factory=Interface)
+    sliver_type: SliverType = field(default_factory=SliverType)
+
+
+_NOWHERE = _Placeholders()
+_Handler = Callable[[_Reader, etree._Element], None]
+
+
+@dataclass(frozen=True)
+class _Vocabulary:
+    """The tags of one RSpec namespace the reader knows: its handler per tag, and the known
+    children at each level (the others are extensions)."""
+
+    node: str
+    handlers: dict[str, _Handler]
+    in_root: frozenset[str]
+    in_node: frozenset[str]
+    in_link: frozenset[str]
+    in_interface: frozenset[str]
+    in_sliver_type: frozenset[str]
+    in_services: frozenset[str]
+
+
+@functools.cache
+def _vocabulary(namespace: str) -> _Vocabulary:
+    def tags(*names: str) -> frozenset[str]:
+        return frozenset("{" + namespace + "}" + name for name in names)
+
+    r = _Reader
+    handlers: dict[str, _Handler] = {
+        "node": r._node, "link": r._link, "interface": r._interface, "ip": r._ip,
+        "hardware_type": r._hardware_type, "available": r._available,
+        "sliver_type": r._sliver_type, "disk_image": r._disk_image, "location": r._location,
+        "services": r._services, "login": r._login, "install": r._install,
+        "execute": r._execute, "interface_ref": r._interface_ref, "property": r._property,
+        "link_type": r._link_type, "component_manager": r._component_manager,
+    }
+    qualified = {"{" + namespace + "}" + name: handler for name, handler in handlers.items()}
+    qualified.update({ext.INIT_SCRIPT_TAG: r._init_script, ext.RESOURCES_TAG: r._resources,
+                      ext.REQUEST_TAG: r._resource_request})
+    return _Vocabulary(
+        node="{" + namespace + "}node",
+        handlers=qualified,
+        in_root=tags("node", "link") | {ext.INIT_SCRIPT_TAG},
+        in_node=tags("interface", "hardware_type", "available", "sliver_type", "location",
+                     "services") | {ext.RESOURCES_TAG, ext.REQUEST_TAG},
+        in_link=tags("interface_ref", "property", "link_type", "component_manager"),
+        in_interface=tags("ip"),
+        in_sliver_type=tags("disk_image"),
+        in_services=tags("login", "install", "execute"),
+    )

@@ -10,7 +10,7 @@ model holds, for relaying foreign documents unchanged.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sfa.errors import BadArgs
 from sfa.rspecs import extension as ext
@@ -134,7 +134,7 @@ class _Writer:
                 parts.append(f' {key}="{_attr(value)}"')
         return "".join(parts)
 
-    def extensions(self, items: list[ExtensionText], indent: str) -> None:
+    def extensions(self, items: Sequence[ExtensionText], indent: str) -> None:
         out = self.out
         for item in items:
             if self.strict and not (isinstance(item, Extension) and item.parsed):
@@ -262,7 +262,7 @@ class _Writer:
         return True
 
     def simple(self, element: str, pairs: list[tuple[str, object]],
-               extensions: list[ExtensionText],
+               extensions: Sequence[ExtensionText],
                indent: str) -> None:
         attrs = self.attrs(element, pairs)
         if not extensions:

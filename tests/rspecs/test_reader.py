@@ -10,7 +10,7 @@ from lxml import etree
 
 from sfa.errors import BadArgs, BadVersion, GeniCode, SfaError, TooBig
 from sfa.rspecs.builder import Request
-from sfa.rspecs.model import GENI_NS, PG2_NS, Extension
+from sfa.rspecs.model import GENI_NS, PG2_NS, Extension, Node
 from sfa.rspecs.reader import read_rspec
 from sfa.rspecs.writer import write_rspec
 
@@ -213,3 +213,78 @@ def test_the_enforced_knobs_of_a_node_read_back(ad_model) -> None:
     assert read_rspec(text) == ad_model
     third = read_rspec(text).nodes[2].resources
     assert third is not None and third.enforced is None
+
+
+_OUT_OF_PLACE = (
+    f'<rspec xmlns="{GENI_NS}" xmlns:e="http://example.org/e" type="advertisement">'
+    '<node component_id="n1">'
+    '<ip address="10.0.0.9"/>'  # an ip belongs in an interface
+    '<e:wrap><interface component_id="hidden"/></e:wrap>'
+    '<interface component_id="i1"><ip address="10.0.0.1"/><e:x/><ip address="10.0.0.2"/>'
+    '</interface>'
+    '<sliver_type name="vm"><disk_image name="img"/><location country="US"/></sliver_type>'
+    '</node>'
+    '<link component_id="l1"><node component_id="not-a-node"/><link_type name="lan"/></link>'
+    '<e:top><node component_id="not-a-node-either"/></e:top>'
+    '</rspec>'
+)
+
+
+def test_known_elements_count_only_where_they_belong() -> None:
+    """A known element elsewhere than its place is part of an extension, not of the model."""
+    model = read_rspec(_OUT_OF_PLACE)
+    assert [n.component_id for n in model.nodes] == ["n1"]
+    node = model.nodes[0]
+    assert [i.component_id for i in node.interfaces] == ["i1"]
+    assert [ip.address for ip in node.interfaces[0].ips] == ["10.0.0.1", "10.0.0.2"]
+    assert node.location is None
+    assert [str(e).split(">")[0] for e in node.extensions] == [
+        f'<ip xmlns="{GENI_NS}" address="10.0.0.9"', '<e:wrap xmlns:e="http://example.org/e"']
+    assert 'component_id="hidden"' in node.extensions[1]
+    assert node.interfaces[0].extensions == ['<e:x xmlns:e="http://example.org/e"></e:x>']
+    assert "location" in node.sliver_types[0].extensions[0]
+    assert [d.name for d in node.sliver_types[0].disk_images] == ["img"]
+    link = model.links[0]
+    assert link.link_types == ["lan"] and "not-a-node" in link.extensions[0]
+    assert len(model.extensions) == 1 and "not-a-node-either" in model.extensions[0]
+    assert read_rspec(write_rspec(model, strict=False)) == model
+
+
+def test_lazy_extensions_behave_as_lists() -> None:
+    """The reader's extension lists are found on first use; copies, pickles, dicts see them."""
+    import dataclasses
+    import pickle
+
+    from sfa.rspecs.summary import rspec_to_dict
+
+    def node() -> Node:
+        return read_rspec(_FOREIGN).nodes[0]
+
+    assert copy.copy(node()).extensions == [_FD_CPU, _FD_RAM]
+    assert pickle.loads(pickle.dumps(node())).extensions == [_FD_CPU, _FD_RAM]
+    assert dataclasses.asdict(node())["extensions"] == [_FD_CPU, _FD_RAM]
+    assert rspec_to_dict(read_rspec(_FOREIGN))["nodes"][0]["extensions"] == [_FD_CPU, _FD_RAM]
+    edited = node()
+    edited.extensions.append("<e:more/>")
+    del edited.extensions[0]
+    assert edited.extensions == [_FD_RAM, "<e:more/>"] and len(edited.extensions) == 2
+    assert not read_rspec(f'<rspec xmlns="{GENI_NS}" type="request"><node client_id="a"/>'
+                          '</rspec>').nodes[0].extensions
+
+
+def test_blank_text_goes_but_not_the_text_of_an_element() -> None:
+    """Whitespace between elements means nothing in an RSpec and is not kept; whitespace that
+    is an element's whole text, and mixed content, are."""
+    doc = (f'<rspec xmlns="{GENI_NS}" xmlns:e="http://example.org/e" '
+           'xmlns:sfa="http://sfa.dev/resources/rspec/ext/sfa/1" type="request">\n'
+           '  <sfa:init_script>   </sfa:init_script>\n'
+           '  <node client_id="a">\n    <e:note>  </e:note>\n'
+           '    <e:mixed>one <e:b/> two</e:mixed>\n    <e:list>\n      <e:i/>\n    </e:list>\n'
+           '  </node>\n</rspec>')
+    model = read_rspec(doc)
+    assert model.init_script == "   "
+    assert model.nodes[0].extensions == [
+        '<e:note xmlns:e="http://example.org/e">  </e:note>',
+        '<e:mixed xmlns:e="http://example.org/e">one <e:b></e:b> two</e:mixed>',
+        '<e:list xmlns:e="http://example.org/e"><e:i></e:i></e:list>',
+    ]
