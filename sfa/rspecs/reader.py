@@ -34,6 +34,7 @@ from sfa.rspecs.model import (
     XSI_NS,
     DiskImage,
     Execute,
+    ExtensionList,
     Extensions,
     HardwareType,
     Install,
@@ -144,9 +145,14 @@ def _time(text: str | None) -> datetime | None:
 
 
 def _extra_attrs(element: etree._Element, known: frozenset[str]) -> dict[str, str]:
-    if known.issuperset(element.keys()):
+    return _others(dict(element.items()), known)
+
+
+def _others(attributes: dict[str, str], known: frozenset[str]) -> dict[str, str]:
+    """The attributes whose names are not in `known`."""
+    if known.issuperset(attributes):
         return {}
-    return {str(name): str(value) for name, value in element.attrib.items() if name not in known}
+    return {name: value for name, value in attributes.items() if name not in known}
 
 
 def _schema_locations(root: etree._Element) -> dict[str, str]:
@@ -207,23 +213,25 @@ class _Reader:
     def _node(self, element: etree._Element) -> None:
         if element.getparent() is not self.root:
             return
-        get = element.get
+        attributes = dict(element.items())  # one call: cheaper than a get per name
+        get = attributes.get
         self.node_at, self.node_now = element, Node(
             get("component_id"), get("component_manager_id"), get("component_name"),
             get("client_id"), get("sliver_id"), _bool(get("exclusive")),
             extensions=_unknown(element, self.words.in_node),
-            extra_attrs=_extra_attrs(element, _NODE_ATTRS),
+            extra_attrs=_others(attributes, _NODE_ATTRS),
         )
         self.result.nodes.append(self.node_now)
 
     def _link(self, element: etree._Element) -> None:
         if element.getparent() is not self.root:
             return
-        get = element.get
+        attributes = dict(element.items())
+        get = attributes.get
         self.link_at, self.link_now = element, Link(
             get("component_id"), get("client_id"), get("sliver_id"), get("component_name"),
             get("vlantag"), extensions=_unknown(element, self.words.in_link),
-            extra_attrs=_extra_attrs(element, _LINK_ATTRS),
+            extra_attrs=_others(attributes, _LINK_ATTRS),
         )
         self.result.links.append(self.link_now)
 
@@ -235,12 +243,13 @@ class _Reader:
     def _interface(self, element: etree._Element) -> None:
         if element.getparent() is not self.node_at:
             return
-        get = element.get
+        attributes = dict(element.items())
+        get = attributes.get
         self.interface_at, self.interface_now = element, Interface(
             get("component_id"), get("client_id"), get("sliver_id"), get("component_name"),
             get("role"), get("public_ipv4"), get("mac_address"),
             extensions=_unknown(element, self.words.in_interface),
-            extra_attrs=_extra_attrs(element, _IFACE_ATTRS),
+            extra_attrs=_others(attributes, _IFACE_ATTRS),
         )
         self.node_now.interfaces.append(self.interface_now)
 
@@ -252,7 +261,7 @@ class _Reader:
     def _hardware_type(self, element: etree._Element) -> None:
         if element.getparent() is self.node_at:
             self.node_now.hardware_types.append(
-                HardwareType(element.get("name"), _unknown(element) if len(element) else []))
+                HardwareType(element.get("name"), _unknown(element)))
 
     def _sliver_type(self, element: etree._Element) -> None:
         if element.getparent() is not self.node_at:
@@ -263,10 +272,10 @@ class _Reader:
 
     def _disk_image(self, element: etree._Element) -> None:
         if element.getparent() is self.sliver_type_at:
-            get = element.get
+            get = dict(element.items()).get
             self.sliver_type_now.disk_images.append(DiskImage(
                 get("name"), get("os"), get("version"), get("description"), get("default"),
-                _unknown(element) if len(element) else [],
+                _unknown(element),
             ))
 
     def _location(self, element: etree._Element) -> None:
@@ -320,7 +329,7 @@ class _Reader:
 
     def _property(self, element: etree._Element) -> None:
         if element.getparent() is self.link_at:
-            get = element.get
+            get = dict(element.items()).get
             self.link_now.properties.append(LinkProperty(
                 get("source_id"), get("dest_id"), get("capacity"), get("latency"),
                 get("packet_loss"),
@@ -335,9 +344,9 @@ class _Reader:
             self.link_now.component_managers.append(element.get("name") or "")
 
 
-def _unknown(element: etree._Element, known: frozenset[str] = frozenset()) -> Extensions:
+def _unknown(element: etree._Element, known: frozenset[str] = frozenset()) -> ExtensionList:
     """The element's other children, kept as extensions (found on first use)."""
-    return Extensions.of_children(element, known)
+    return Extensions.of_children(element, known) if len(element) else []
 
 
 @dataclass(frozen=True)
