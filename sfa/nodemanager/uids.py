@@ -80,7 +80,8 @@ class UidAllocator:
                                  [owner, sliver_urn]))
             if held:
                 return int(held[0]["uid"])
-            recorded = {row["uid"] for row in db.query("SELECT uid FROM uids")}
+            recorded = {uid for (uid,) in db.execute(
+                "SELECT uid FROM uids WHERE uid >= ? AND uid < ?", [base, base + span])}
             running = self._running_uids()
             for uid in range(base, base + span):
                 if uid in recorded or uid in running or _in_user_database(uid):
