@@ -254,6 +254,8 @@ def _describe_ticket(ticket: Any) -> dict[str, Any]:
         "resources": dataclasses.asdict(resources),
         "users": [user.urn for user in ticket.users],
         "signer": ticket.signer.urn,
+        "signed": (f"in a batch of {ticket.batch_size} tickets" if ticket.batch_size
+                   else "alone"),
     }
 
 

@@ -4,10 +4,19 @@ Same signing machinery as credentials (`spec/trust.md`, "Tickets and leases"). A
 signed by an aggregate that chains to a trusted root and is authority over the node by HRN (or
 is pinned in `trusted_issuers`); a lease is signed by the node itself. Replay detection belongs
 to the node manager: the ticket carries the `serial` it needs.
+
+A ticket is signed alone (`create_ticket`: the signature covers its `<ticket>`) or in a batch
+(`create_tickets`: one signature covers a `<ticket-batch>` listing the SHA-256 digest of every
+ticket of the batch, and each ticket's document carries that signed batch; see
+docs/internals.md, "Ticket batches"). Both forms verify through `verify_ticket`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import copy
+import hashlib
 import uuid as uuidlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,8 +43,10 @@ from sfa.trust.xmldsig import (
     XML_ID,
     SignatureInfo,
     check_unique_ids,
+    document_text,
     read_signatures,
     sign_document,
+    sign_element,
     signer_gid,
     verify_signed_element,
     verify_with_gid,
@@ -46,6 +57,9 @@ if TYPE_CHECKING:
     from sfa.trust.verify import TrustPolicy
 
 MAX_TICKET_BYTES = 1_000_000
+MAX_BATCH = 4096  # tickets under one signature (64 digests are ~3 KB in each document)
+BATCH_TAG = "ticket-batch"
+DIGEST_TAG = "ticket-digest"
 RESOURCE_FIELDS = ("cpu_share", "memory_mb", "disk_mb", "tasks", "bandwidth_kbps")
 
 
@@ -86,6 +100,23 @@ class Ticket:
     initscript: str
     signer: GID
     xml: str = field(repr=False)
+    batch_size: int = 0  # tickets signed together with this one; 0: signed alone
+
+
+@dataclass(frozen=True)
+class TicketSpec:
+    """What one ticket promises, before it is signed (the input of `create_tickets`)."""
+
+    slice_gid: GID
+    node_urn: str
+    sliver_urn: str
+    expires: datetime
+    resources: TicketResources = TicketResources()
+    users: Sequence[TicketUser] = ()
+    slice_keypair_public: str = ""
+    initscript: str = ""
+    valid_from: datetime | None = None
+    serial: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,33 +153,88 @@ def create_ticket(
 ) -> str:
     """Write and sign a ticket as the aggregate `signer`; returns the signed XML."""
     _check_signing_key(signer_key, signer)
+    spec = TicketSpec(slice_gid=slice_gid, node_urn=node_urn, sliver_urn=sliver_urn,
+                      expires=expires, resources=resources, users=users,
+                      slice_keypair_public=slice_keypair_public, initscript=initscript,
+                      valid_from=valid_from, serial=serial)
     root, element = _new_document("signed-ticket", "ticket")
-    _add(element, "serial", serial or str(uuidlib.uuid4()))
-    _add(element, "issuer_urn", signer.urn)
-    _add(element, "slice_urn", slice_gid.urn)
-    _add(element, "slice_gid", slice_gid.to_pem())
-    _add(element, "node_urn", node_urn)
-    _add(element, "sliver_urn", sliver_urn)
-    _add(element, "valid_from", format_rfc3339(valid_from or utcnow()))
-    _add(element, "expires", format_rfc3339(expires))
+    _write_ticket(element, spec, signer.urn)
+    return sign_document(root, element, key=signer_key, signer=signer, algorithm=algorithm)
+
+
+def create_tickets(
+    specs: Sequence[TicketSpec],
+    *,
+    signer_key: rsa.RSAPrivateKey,
+    signer: GID,
+    algorithm: str = "rsa-sha256",
+) -> list[str]:
+    """Sign `specs` as one batch (one signature) as the aggregate `signer`; one signed,
+    self-contained document per spec, in order."""
+    _check_signing_key(signer_key, signer)
+    if len(specs) > MAX_BATCH:
+        raise BadArgs(f"{len(specs)} tickets in one batch; at most {MAX_BATCH}")
+    if not specs:
+        return []
+    tickets = []
+    for spec in specs:
+        element = etree.Element("ticket")
+        element.set(XML_ID, "ref0")
+        _write_ticket(element, spec, signer.urn)
+        tickets.append(element)
+    holder = etree.Element("signed-ticket")
+    batch = etree.SubElement(holder, BATCH_TAG)
+    batch.set(XML_ID, "batch0")
+    for element in tickets:
+        _add(batch, DIGEST_TAG, ticket_digest(element))
+    signatures = etree.SubElement(holder, "signatures")
+    sign_element(batch, signatures, key=signer_key,
+                 certificates=(signer.certificate, *signer.chain), algorithm=algorithm)
+    documents = []
+    for element in tickets:
+        root = etree.Element("signed-ticket")
+        root.extend((element, copy.deepcopy(batch), copy.deepcopy(signatures)))
+        documents.append(document_text(root))
+    return documents
+
+
+def ticket_digest(element: etree._Element) -> str:
+    """What a batch lists for one ticket: base64 SHA-256 of the `<ticket>` element in
+    exclusive C14N 1.0 with comments."""
+    try:
+        canonical = etree.tostring(element, method="c14n", exclusive=True, with_comments=True)
+    except etree.C14NError:
+        raise CredentialInvalid("the <ticket> cannot be canonicalized") from None
+    return base64.b64encode(hashlib.sha256(canonical).digest()).decode("ascii")
+
+
+def _write_ticket(element: etree._Element, spec: TicketSpec, issuer_urn: str) -> None:
+    _add(element, "serial", spec.serial or str(uuidlib.uuid4()))
+    _add(element, "issuer_urn", issuer_urn)
+    _add(element, "slice_urn", spec.slice_gid.urn)
+    _add(element, "slice_gid", spec.slice_gid.to_pem())
+    _add(element, "node_urn", spec.node_urn)
+    _add(element, "sliver_urn", spec.sliver_urn)
+    _add(element, "valid_from", format_rfc3339(spec.valid_from or utcnow()))
+    _add(element, "expires", format_rfc3339(spec.expires))
     container = etree.SubElement(element, "resources")
     for name in RESOURCE_FIELDS:
-        _add(container, name, str(getattr(resources, name)))
+        _add(container, name, str(getattr(spec.resources, name)))
     users_node = etree.SubElement(element, "users")
-    for user in users:
+    for user in spec.users:
         user_node = etree.SubElement(users_node, "user", urn=user.urn)
         for key in user.keys:
             _add(user_node, "key", key)
-    _add(element, "slice_keypair_public", slice_keypair_public)
-    _add(element, "initscript", initscript)
-    return sign_document(root, element, key=signer_key, signer=signer, algorithm=algorithm)
+    _add(element, "slice_keypair_public", spec.slice_keypair_public)
+    _add(element, "initscript", spec.initscript)
 
 
 def parse_ticket(xml: str | bytes) -> Ticket:
     """Read a ticket's fields (no trust decision); `signer` is the unverified X509Data GID."""
-    root, element = _read_document(xml, "signed-ticket", "ticket")
-    info = _signature_for(root, element)
-    return _ticket_from_element(element, signer_gid(info), _text(xml))
+    root, element, batch = _read_ticket(xml)
+    info = _signature_for(root, element if batch is None else batch)
+    size = 0 if batch is None else len(_batch_digests(batch))
+    return _ticket_from_element(element, signer_gid(info), _text(xml), size)
 
 
 def verify_ticket(
@@ -159,19 +245,28 @@ def verify_ticket(
     at: datetime | None = None,
     trusted_issuers: Iterable[GID] = (),
 ) -> Ticket:
-    """Verify a ticket for the node `node_urn`: signature, issuer trust, node, validity."""
+    """Verify a ticket for the node `node_urn`: signature (over the ticket, or over a batch
+    that lists the ticket's digest), issuer trust, node, validity."""
     when = as_utc(at) if at else utcnow()
-    root, element = _read_document(xml, "signed-ticket", "ticket")
-    info = _signature_for(root, element)
+    root, element, batch = _read_ticket(xml)
+    signed = element if batch is None else batch
+    info = _signature_for(root, signed)
+    size = 0
+    if batch is not None:
+        digests = _batch_digests(batch)
+        if _digest_bytes(ticket_digest(element)) not in digests:
+            raise CredentialInvalid("the ticket's digest is not among its batch's: the ticket "
+                                    "was altered after signing or belongs to another batch")
+        size = len(digests)
     pinned = _pinned(signer_gid(info), trusted_issuers)
     if pinned is not None:
-        verify_with_gid(element, info, pinned)
+        verify_with_gid(signed, info, pinned)
         signer = pinned
     else:
         signer = verify_signed_element(
-            root, element, info, policy.roots, at=when, strict_crypto=policy.strict_crypto
+            root, signed, info, policy.roots, at=when, strict_crypto=policy.strict_crypto
         )
-    ticket = _ticket_from_element(element, signer, _text(xml))
+    ticket = _ticket_from_element(element, signer, _text(xml), size)
     if not same_name(ticket.issuer_urn, signer.urn):
         raise CredentialInvalid(f"ticket names issuer {ticket.issuer_urn} but {signer.urn} signed")
     if pinned is None:
@@ -180,6 +275,45 @@ def verify_ticket(
         raise CredentialMismatch(f"the ticket is for node {ticket.node_urn}, not {node_urn}")
     _check_window(ticket.valid_from, ticket.expires, when, "ticket")
     return ticket
+
+
+def _read_ticket(xml: str | bytes
+                 ) -> tuple[etree._Element, etree._Element, etree._Element | None]:
+    """The document, its `<ticket>` and its `<ticket-batch>` (None in the single form)."""
+    root, element = _read_document(xml, "signed-ticket", "ticket", batch_tag=BATCH_TAG)
+    return root, element, root.find(BATCH_TAG)
+
+
+def _batch_digests(batch: etree._Element) -> frozenset[bytes]:
+    """The digests a `<ticket-batch>` lists: 1 to MAX_BATCH distinct SHA-256 values."""
+    if (batch.text or "").strip() or set(batch.attrib) != {XML_ID} or batch.nsmap:
+        raise CredentialInvalid("a <ticket-batch> holds only <ticket-digest> elements and an "
+                                "xml:id")
+    digests: set[bytes] = set()
+    for count, child in enumerate(batch, 1):
+        if count > MAX_BATCH:
+            raise CredentialInvalid(f"a <ticket-batch> lists at most {MAX_BATCH} digests")
+        if child.tag != DIGEST_TAG or child.attrib or len(child) or (child.tail or "").strip():
+            raise CredentialInvalid(f"a <ticket-batch> holds only <{DIGEST_TAG}> elements, "
+                                    "each one base64 SHA-256 digest")
+        digest = _digest_bytes(child.text or "")
+        if digest in digests:
+            raise CredentialInvalid("a <ticket-batch> lists the same digest twice")
+        digests.add(digest)
+    if not digests:
+        raise CredentialInvalid("a <ticket-batch> lists no digest")
+    return frozenset(digests)
+
+
+def _digest_bytes(text: str) -> bytes:
+    try:
+        digest = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise CredentialInvalid(f"<{DIGEST_TAG}> {text[:60]!r} is not base64") from None
+    if len(digest) != hashlib.sha256().digest_size:
+        raise CredentialInvalid(f"<{DIGEST_TAG}> holds {len(digest)} bytes, not a SHA-256 "
+                                "digest (32)")
+    return digest
 
 
 def _pinned(signer: GID, trusted_issuers: Iterable[GID]) -> GID | None:
@@ -201,7 +335,8 @@ def _check_authority_over(signer: GID, node_urn: str) -> None:
         )
 
 
-def _ticket_from_element(element: etree._Element, signer: GID, xml: str) -> Ticket:
+def _ticket_from_element(element: etree._Element, signer: GID, xml: str,
+                         batch_size: int = 0) -> Ticket:
     try:
         slice_gid = GID.from_pem(_field(element, "slice_gid"))
         resources = TicketResources(
@@ -222,6 +357,7 @@ def _ticket_from_element(element: etree._Element, signer: GID, xml: str) -> Tick
             initscript=_field(element, "initscript", required=False),
             signer=signer,
             xml=xml,
+            batch_size=batch_size,
         )
     except (BadArgs, ValueError) as exc:
         raise CredentialInvalid(f"malformed ticket: {exc}") from None
@@ -320,30 +456,48 @@ def _add(parent: etree._Element, tag: str, value: str) -> None:
     etree.SubElement(parent, tag).text = value
 
 
+_HIDDEN_MARKUP = etree.XPath("//comment() | //processing-instruction()")
+
+
 def _read_document(
-    xml: str | bytes, root_tag: str, element_tag: str
+    xml: str | bytes, root_tag: str, element_tag: str, *, batch_tag: str | None = None
 ) -> tuple[etree._Element, etree._Element]:
+    """Parse a signed ticket or lease: `<root_tag>` holding exactly `<element_tag>`, then
+    `<batch_tag>` when given and present, then `<signatures>`; no namespace on what is read,
+    no comment or processing instruction anywhere (the signature's canonical form drops
+    comments, and a comment cuts an element's text short where it is read)."""
     try:
         root = parse_xml(xml, what=element_tag, max_bytes=MAX_TICKET_BYTES)
     except (BadArgs, TooBig) as exc:
         raise CredentialInvalid(str(exc)) from None
     tags = [c.tag for c in root if isinstance(c.tag, str)]
-    if root.tag != root_tag or tags != [element_tag, "signatures"]:
+    allowed = [[element_tag, "signatures"]]
+    if batch_tag:
+        allowed.append([element_tag, batch_tag, "signatures"])
+    if root.tag != root_tag or tags not in allowed:
+        shapes = " or ".join("<" + "> <".join(shape) + ">" for shape in allowed)
         raise CredentialInvalid(
-            f"expected <{root_tag}> holding <{element_tag}> and <signatures>, found "
-            f"<{root.tag}> holding {tags}"
+            f"expected <{root_tag}> holding {shapes}, found <{root.tag}> holding {tags}"
         )
+    if _HIDDEN_MARKUP(root):
+        raise CredentialInvalid(f"a <{root_tag}> may not carry comments or processing "
+                                "instructions")
     check_unique_ids(root)
     element = root.find(element_tag)
     assert element is not None
+    if element.nsmap:
+        raise CredentialInvalid(f"a <{element_tag}> is in no XML namespace and declares none")
     return root, element
 
 
 def _signature_for(root: etree._Element, element: etree._Element) -> SignatureInfo:
+    """The one signature of the document, which must cover `element` (the ticket, the
+    batch or the lease)."""
     signatures = read_signatures(root.find("signatures"))
     info = signatures.get(element.get(XML_ID) or "")
     if info is None or len(signatures) != 1:
-        raise CredentialInvalid(f"<{element.tag}> must carry exactly one signature covering it")
+        raise CredentialInvalid(f"the document must carry exactly one signature, covering "
+                                f"its <{element.tag}>")
     return info
 
 

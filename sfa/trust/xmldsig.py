@@ -152,6 +152,11 @@ def sign_document(
     signatures = etree.SubElement(root, "signatures")
     sign_element(element, signatures, key=key, certificates=(signer.certificate, *signer.chain),
                  algorithm=algorithm)
+    return document_text(root)
+
+
+def document_text(root: etree._Element) -> str:
+    """A signed document as the UTF-8 XML text that goes on the wire."""
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode()
 
 

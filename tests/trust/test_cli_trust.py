@@ -177,8 +177,22 @@ def test_show_ticket(princeton: Authority, exp1_slice: Principal, tmp_path: Path
     data = json.loads(sfa("show", str(tmp_path / "t.xml"), "--json").output)
     assert data["kind"] == "ticket" and data["slice"] == exp1_slice.gid.urn
     assert data["node"].endswith("+node+n1") and "cpu_share" in data["resources"]
+    assert data["signed"] == "alone"
     text = sfa("show", str(tmp_path / "t.xml"))
     assert "slice: urn:publicid:IDN+plc:princeton+slice+exp1" in text.output
+
+
+def test_show_batch_ticket(princeton: Authority, exp1_slice: Principal, tmp_path: Path) -> None:
+    ticket_module = pytest.importorskip("sfa.trust.ticket")
+    spec = ticket_module.TicketSpec(
+        slice_gid=exp1_slice.gid, node_urn="urn:publicid:IDN+plc:princeton+node+n1",
+        sliver_urn="urn:publicid:IDN+plc:princeton+sliver+s1",
+        expires=utcnow() + timedelta(hours=1))
+    xml, _ = ticket_module.create_tickets([spec, spec], signer_key=princeton.key,
+                                          signer=princeton.gid)
+    (tmp_path / "t.xml").write_text(xml)
+    data = json.loads(sfa("show", str(tmp_path / "t.xml"), "--json").output)
+    assert data["kind"] == "ticket" and data["signed"] == "in a batch of 2 tickets"
 
 
 @pytest.mark.parametrize(
