@@ -1,4 +1,4 @@
-"""The node-manager Driver: tickets signed at Allocate, redeemed at the nodes at Provision.
+"""The node-manager Driver: tickets signed and redeemed at the nodes at Provision.
 
 Every operation fans out to the slivers' node managers through a `NodeClient` (bounded
 parallelism, per-node timeout) and answers per sliver. A node that does not answer is marked
@@ -27,7 +27,7 @@ from sfa.trust.keys import (
     public_key_to_openssh,
 )
 from sfa.trust.slicekey import seal_slice_key
-from sfa.trust.ticket import TicketResources, TicketUser, create_ticket
+from sfa.trust.ticket import TicketResources, TicketSpec, TicketUser, create_tickets
 
 from .driver import HealthReport, Inventory, ReconcileReport, SliverResult
 from .inventory import Node
@@ -47,7 +47,7 @@ NODE_STATES = {
     "failed": OperationalState.FAILED,
 }
 Calls = dict[str, tuple[str, tuple[Any, ...]]]  # sliver URN -> method, params
-SIGNING_CHUNK = 64  # tickets signed before a batch goes out
+SIGNING_CHUNK = 64  # tickets signed as one batch (one signature) before they go out
 ACTION_METHODS = {Action.START: "StartSliver", Action.STOP: "StopSliver",
                   Action.RESTART: "RestartSliver"}
 
@@ -99,8 +99,9 @@ class NodeManagerDriver:
     ) -> list[SliverResult]:
         """Redeem each sliver's ticket at its node (a sent ticket is retried, never replaced).
 
-        Tickets are signed in chunks; a chunk goes out while the next one is signed, so the
-        nodes work while the aggregate signs.
+        Tickets are signed in chunks, each chunk's new tickets under one batch signature; a
+        chunk goes out while the next one is signed, so the nodes work while the aggregate
+        signs.
         """
         chosen = [s.with_changes(users=tuple(users)) for s in slivers]
         errors: dict[str, str] = {}
@@ -282,26 +283,13 @@ class NodeManagerDriver:
         """
         errors: dict[str, str] = {}
         stored = self.book.tickets([s.urn for s in slivers])
-        fresh: list[StoredTicket] = []
-        slice_keys: dict[str, rsa.RSAPrivateKey] = {}
-        slice_gids: dict[str, GID | None] = {}
+        wanted: list[tuple[Sliver, dict[str, Any]]] = []
         for sliver in slivers:
             terms = _terms(sliver)
             old = stored.get(sliver.urn)
-            if old is not None and (old.sent or old.terms == terms):
-                continue
-            node_gid = self.book.node_gid(sliver.node_urn)
-            if sliver.slice_urn not in slice_gids:
-                pem = self.store.slice_gid(sliver.slice_urn)
-                slice_gids[sliver.slice_urn] = GID.from_pem(pem) if pem else None
-            slice_gid = slice_gids[sliver.slice_urn]
-            if node_gid is None or slice_gid is None:
-                errors[sliver.urn] = _unticketable(sliver, node_gid, None)
-                continue
-            if sliver.slice_urn not in slice_keys:
-                slice_keys[sliver.slice_urn] = self._slice_key(sliver.slice_urn)
-            fresh.append(self._sign(sliver, terms, slice_gid=slice_gid, node_gid=node_gid,
-                                    slice_key=slice_keys[sliver.slice_urn]))
+            if old is None or not (old.sent or old.terms == terms):
+                wanted.append((sliver, terms))
+        fresh, errors = self._sign(wanted)
         if fresh:
             self.book.put_tickets(fresh)
         if for_provision:
@@ -315,32 +303,48 @@ class NodeManagerDriver:
                 slice_urn, private_key_to_pem(generate_private_key()).decode())
         return load_private_key(pem)
 
-    def _sign(self, sliver: Sliver, terms: dict[str, Any], *, slice_gid: GID, node_gid: GID,
-              slice_key: rsa.RSAPrivateKey) -> StoredTicket:
-        serial = str(uuid.uuid4())
-        ticket = create_ticket(
-            slice_gid=slice_gid, node_urn=sliver.node_urn, sliver_urn=sliver.urn,
-            expires=sliver.expires, signer_key=self.key, signer=self.signer,
-            resources=self.resources,
-            users=[TicketUser(u.urn, tuple(u.keys)) for u in sliver.users],
-            slice_keypair_public=public_key_to_openssh(slice_key.public_key()),
-            initscript=sliver.initscript, serial=serial,
-        )
-        sealed = seal_slice_key(slice_key, node_gid.public_key, sliver.urn)
-        return StoredTicket(sliver.urn, sliver.node_urn, serial, ticket, sealed, terms)
+    def _sign(self, wanted: list[tuple[Sliver, dict[str, Any]]]
+              ) -> tuple[list[StoredTicket], dict[str, str]]:
+        """Tickets for `wanted` (sliver, terms), SIGNING_CHUNK of them per batch signature,
+        each with the slice key sealed for its node; sliver URN -> why it got none."""
+        errors: dict[str, str] = {}
+        slice_keys: dict[str, rsa.RSAPrivateKey] = {}
+        slice_gids: dict[str, GID | None] = {}
+        ready: list[tuple[Sliver, dict[str, Any], GID, TicketSpec]] = []
+        for sliver, terms in wanted:
+            node_gid = self.book.node_gid(sliver.node_urn)
+            if sliver.slice_urn not in slice_gids:
+                pem = self.store.slice_gid(sliver.slice_urn)
+                slice_gids[sliver.slice_urn] = GID.from_pem(pem) if pem else None
+            slice_gid = slice_gids[sliver.slice_urn]
+            if node_gid is None or slice_gid is None:
+                errors[sliver.urn] = _unticketable(sliver, node_gid, None)
+                continue
+            if sliver.slice_urn not in slice_keys:
+                slice_keys[sliver.slice_urn] = self._slice_key(sliver.slice_urn)
+            ready.append((sliver, terms, node_gid, TicketSpec(
+                slice_gid=slice_gid, node_urn=sliver.node_urn, sliver_urn=sliver.urn,
+                expires=sliver.expires, resources=self.resources,
+                users=[TicketUser(u.urn, tuple(u.keys)) for u in sliver.users],
+                slice_keypair_public=public_key_to_openssh(
+                    slice_keys[sliver.slice_urn].public_key()),
+                initscript=sliver.initscript, serial=str(uuid.uuid4()))))
+        signed: list[StoredTicket] = []
+        for start in range(0, len(ready), SIGNING_CHUNK):
+            chunk = ready[start:start + SIGNING_CHUNK]
+            documents = create_tickets([spec for *_, spec in chunk], signer_key=self.key,
+                                       signer=self.signer)
+            for (sliver, terms, node_gid, spec), document in zip(chunk, documents, strict=True):
+                sealed = seal_slice_key(slice_keys[sliver.slice_urn], node_gid.public_key,
+                                        sliver.urn)
+                signed.append(StoredTicket(sliver.urn, sliver.node_urn, spec.serial or "",
+                                           document, sealed, terms))
+        return signed, errors
 
     def _renewals(self, slivers: list[Sliver], expires: datetime) -> dict[str, str]:
-        renewals: dict[str, str] = {}
-        for sliver in slivers:
-            node_gid = self.book.node_gid(sliver.node_urn)
-            slice_gid = self.store.slice_gid(sliver.slice_urn)
-            if node_gid is None or not slice_gid:
-                continue
-            renewed = sliver.with_changes(expires=expires)
-            signed = self._sign(renewed, _terms(renewed), slice_gid=GID.from_pem(slice_gid),
-                                node_gid=node_gid, slice_key=self._slice_key(sliver.slice_urn))
-            renewals[sliver.urn] = signed.ticket
-        return renewals
+        renewed = [sliver.with_changes(expires=expires) for sliver in slivers]
+        signed, _ = self._sign([(sliver, _terms(sliver)) for sliver in renewed])
+        return {ticket.sliver_urn: ticket.ticket for ticket in signed}
 
 
 def _unticketable(sliver: Sliver, node_gid: GID | None, slice_gid: str | None) -> str:

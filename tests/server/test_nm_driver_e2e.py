@@ -4,6 +4,8 @@ limits, user updates, deletion, replayed tickets, a node manager stopped during 
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,12 +15,16 @@ import pytest
 from geni.minigcf import amapi2  # geni-lib, a test dependency (setup.cfg [dev])
 from twisted.internet.threads import blockingCallFromThread
 
+from sfa.aggregate import nm_driver
 from sfa.errors import GeniCode
 from sfa.nodemanager.localapi import LocalApi
 from sfa.nodemanager.store import NodeStore
 from sfa.timeutil import format_rfc3339, parse_rfc3339, utcnow
+from sfa.trust import ticket as ticket_module
+from sfa.trust import xmldsig
 from sfa.trust.gid import GID
 from sfa.trust.keys import load_private_key, public_key_to_openssh
+from sfa.trust.ticket import parse_ticket
 from tests.server.nm_site import (
     GENI3,
     NmSite,
@@ -31,7 +37,7 @@ from tests.server.nm_site import (
     stop_site,
 )
 
-SLICES = ["exp1", "exp2", "exp3", "exp4", "exp5"]
+SLICES = ["exp1", "exp2", "exp3", "exp4", "exp5", "exp6", "exp7"]
 LIMITS = "cat /proc/$$/limits > limits.tmp; mv limits.tmp limits.txt"
 
 
@@ -281,3 +287,47 @@ def test_renew_may_shorten_down_to_the_node_leases(site: NmSite) -> None:
     past = am.Renew([urn], creds, format_rfc3339(now - timedelta(minutes=1)), {})
     assert past["code"]["geni_code"] == GeniCode.OUTOFRANGE
     assert _node_expiry(site, node, sliver) == shortest
+
+
+@pytest.fixture
+def signatures(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Every XML signature made in this process (the aggregate's and the node managers'),
+    counted by the tag of the element signed."""
+    counted: Counter[str] = Counter()
+    real = xmldsig.sign_element
+
+    def counting(element: Any, *args: Any, **kwargs: Any) -> Any:
+        counted[element.tag] += 1
+        return real(element, *args, **kwargs)
+
+    monkeypatch.setattr(xmldsig, "sign_element", counting)
+    monkeypatch.setattr(ticket_module, "sign_element", counting)
+    return counted
+
+
+@pytest.mark.parametrize(("name", "chunk"), [("exp6", 3), ("exp7", nm_driver.SIGNING_CHUNK)])
+def test_provision_signs_one_batch_per_chunk(site: NmSite, signatures: Counter[str],
+                                             monkeypatch: pytest.MonkeyPatch, name: str,
+                                             chunk: int) -> None:
+    """Issue 16: Provision of N slivers makes ceil(N / SIGNING_CHUNK) RSA signatures for its
+    tickets, one per batch; each node redeems its batch ticket; Renew signs in batches too."""
+    monkeypatch.setattr(nm_driver, "SIGNING_CHUNK", chunk)
+    placed = provisioned_slice(site, name, 4)
+    assert len(set(placed.values())) == 4
+    batches = math.ceil(4 / chunk)
+    assert signatures["ticket-batch"] == batches and signatures["ticket"] == 0
+    assert signatures["lease"] == 4  # the nodes' receipts, one each
+    assert site.driver is not None
+    stored = site.driver.book.tickets(list(placed))
+    sizes = sorted(parse_ticket(t.ticket).batch_size for t in stored.values())
+    assert sizes == sorted([min(chunk, 4 - start) for start in range(0, 4, chunk)
+                            for _ in range(min(chunk, 4 - start))])
+    for sliver, node in placed.items():
+        assert sliver in slivers_on(site, node)
+    am, creds, urn = site.am(), site.cred(name), slice_urn(name)
+    later = utcnow().replace(microsecond=0) + timedelta(days=2)
+    ok(am.Renew([urn], creds, format_rfc3339(later), {}))
+    assert signatures["ticket-batch"] == 2 * batches and signatures["ticket"] == 0
+    for sliver, node in placed.items():
+        assert _node_expiry(site, node, sliver) == later
+    ok(am.Delete([urn], creds, {}))
