@@ -158,7 +158,7 @@ def create_ticket(
                       slice_keypair_public=slice_keypair_public, initscript=initscript,
                       valid_from=valid_from, serial=serial)
     root, element = _new_document("signed-ticket", "ticket")
-    _write_ticket(element, spec, signer.urn)
+    _write_ticket(element, spec, signer.urn, slice_gid.to_pem())
     return sign_document(root, element, key=signer_key, signer=signer, algorithm=algorithm)
 
 
@@ -177,10 +177,13 @@ def create_tickets(
     if not specs:
         return []
     tickets = []
+    pems: dict[int, str] = {}  # a slice's GID, written once per batch rather than per ticket
     for spec in specs:
         element = etree.Element("ticket")
         element.set(XML_ID, "ref0")
-        _write_ticket(element, spec, signer.urn)
+        if id(spec.slice_gid) not in pems:
+            pems[id(spec.slice_gid)] = spec.slice_gid.to_pem()
+        _write_ticket(element, spec, signer.urn, pems[id(spec.slice_gid)])
         tickets.append(element)
     holder = etree.Element("signed-ticket")
     batch = etree.SubElement(holder, BATCH_TAG)
@@ -208,11 +211,12 @@ def ticket_digest(element: etree._Element) -> str:
     return base64.b64encode(hashlib.sha256(canonical).digest()).decode("ascii")
 
 
-def _write_ticket(element: etree._Element, spec: TicketSpec, issuer_urn: str) -> None:
+def _write_ticket(element: etree._Element, spec: TicketSpec, issuer_urn: str,
+                  slice_gid_pem: str) -> None:
     _add(element, "serial", spec.serial or str(uuidlib.uuid4()))
     _add(element, "issuer_urn", issuer_urn)
     _add(element, "slice_urn", spec.slice_gid.urn)
-    _add(element, "slice_gid", spec.slice_gid.to_pem())
+    _add(element, "slice_gid", slice_gid_pem)
     _add(element, "node_urn", spec.node_urn)
     _add(element, "sliver_urn", spec.sliver_urn)
     _add(element, "valid_from", format_rfc3339(spec.valid_from or utcnow()))
