@@ -308,7 +308,7 @@ class NodeManagerDriver:
         """Tickets for `wanted` (sliver, terms), SIGNING_CHUNK of them per batch signature,
         each with the slice key sealed for its node; sliver URN -> why it got none."""
         errors: dict[str, str] = {}
-        slice_keys: dict[str, rsa.RSAPrivateKey] = {}
+        slice_keys: dict[str, tuple[rsa.RSAPrivateKey, str]] = {}  # key, its OpenSSH public
         slice_gids: dict[str, GID | None] = {}
         ready: list[tuple[Sliver, dict[str, Any], GID, TicketSpec]] = []
         for sliver, terms in wanted:
@@ -321,25 +321,29 @@ class NodeManagerDriver:
                 errors[sliver.urn] = _unticketable(sliver, node_gid, None)
                 continue
             if sliver.slice_urn not in slice_keys:
-                slice_keys[sliver.slice_urn] = self._slice_key(sliver.slice_urn)
-            ready.append((sliver, terms, node_gid, TicketSpec(
-                slice_gid=slice_gid, node_urn=sliver.node_urn, sliver_urn=sliver.urn,
-                expires=sliver.expires, resources=self.resources,
-                users=[TicketUser(u.urn, tuple(u.keys)) for u in sliver.users],
-                slice_keypair_public=public_key_to_openssh(
-                    slice_keys[sliver.slice_urn].public_key()),
-                initscript=sliver.initscript, serial=str(uuid.uuid4()))))
+                key = self._slice_key(sliver.slice_urn)
+                slice_keys[sliver.slice_urn] = key, public_key_to_openssh(key.public_key())
+            spec = self._ticket_spec(sliver, slice_gid, slice_keys[sliver.slice_urn][1])
+            ready.append((sliver, terms, node_gid, spec))
         signed: list[StoredTicket] = []
         for start in range(0, len(ready), SIGNING_CHUNK):
             chunk = ready[start:start + SIGNING_CHUNK]
             documents = create_tickets([spec for *_, spec in chunk], signer_key=self.key,
                                        signer=self.signer)
             for (sliver, terms, node_gid, spec), document in zip(chunk, documents, strict=True):
-                sealed = seal_slice_key(slice_keys[sliver.slice_urn], node_gid.public_key,
+                sealed = seal_slice_key(slice_keys[sliver.slice_urn][0], node_gid.public_key,
                                         sliver.urn)
                 signed.append(StoredTicket(sliver.urn, sliver.node_urn, spec.serial or "",
                                            document, sealed, terms))
         return signed, errors
+
+    def _ticket_spec(self, sliver: Sliver, slice_gid: GID, slice_public: str) -> TicketSpec:
+        return TicketSpec(
+            slice_gid=slice_gid, node_urn=sliver.node_urn, sliver_urn=sliver.urn,
+            expires=sliver.expires, resources=self.resources,
+            users=[TicketUser(u.urn, tuple(u.keys)) for u in sliver.users],
+            slice_keypair_public=slice_public, initscript=sliver.initscript,
+            serial=str(uuid.uuid4()))
 
     def _renewals(self, slivers: list[Sliver], expires: datetime) -> dict[str, str]:
         renewed = [sliver.with_changes(expires=expires) for sliver in slivers]

@@ -8,7 +8,7 @@ to the node manager: the ticket carries the `serial` it needs.
 A ticket is signed alone (`create_ticket`: the signature covers its `<ticket>`) or in a batch
 (`create_tickets`: one signature covers a `<ticket-batch>` listing the SHA-256 digest of every
 ticket of the batch, and each ticket's document carries that signed batch; see
-docs/internals.md, "Ticket batches"). Both forms verify through `verify_ticket`.
+docs/internals.md, "Tickets: signed alone or in a batch"). `verify_ticket` reads both.
 """
 
 from __future__ import annotations
