@@ -14,9 +14,9 @@ docs/internals.md, "Tickets: signed alone or in a batch"). `verify_ticket` reads
 from __future__ import annotations
 
 import base64
-import binascii
 import copy
 import hashlib
+import re
 import uuid as uuidlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +60,8 @@ MAX_TICKET_BYTES = 1_000_000
 MAX_BATCH = 4096  # tickets under one signature (64 digests are ~3 KB in each document)
 BATCH_TAG = "ticket-batch"
 DIGEST_TAG = "ticket-digest"
+# 32 bytes in canonical base64: 42 characters, one whose last 2 bits are 0, then one '='
+_SHA256_BASE64 = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 RESOURCE_FIELDS = ("cpu_share", "memory_mb", "disk_mb", "tasks", "bandwidth_kbps")
 
 
@@ -258,7 +260,7 @@ def verify_ticket(
     size = 0
     if batch is not None:
         digests = _batch_digests(batch)
-        if _digest_bytes(ticket_digest(element)) not in digests:
+        if ticket_digest(element) not in digests:
             raise CredentialInvalid("the ticket's digest is not among its batch's: the ticket "
                                     "was altered after signing or belongs to another batch")
         size = len(digests)
@@ -288,36 +290,29 @@ def _read_ticket(xml: str | bytes
     return root, element, root.find(BATCH_TAG)
 
 
-def _batch_digests(batch: etree._Element) -> frozenset[bytes]:
-    """The digests a `<ticket-batch>` lists: 1 to MAX_BATCH distinct SHA-256 values."""
+def _batch_digests(batch: etree._Element) -> frozenset[str]:
+    """The digests a `<ticket-batch>` lists: 1 to MAX_BATCH distinct SHA-256 values, each in
+    canonical base64 (as `ticket_digest` writes them)."""
     if (batch.text or "").strip() or set(batch.attrib) != {XML_ID} or batch.nsmap:
         raise CredentialInvalid("a <ticket-batch> holds only <ticket-digest> elements and an "
                                 "xml:id")
-    digests: set[bytes] = set()
+    digests: set[str] = set()
     for count, child in enumerate(batch, 1):
         if count > MAX_BATCH:
             raise CredentialInvalid(f"a <ticket-batch> lists at most {MAX_BATCH} digests")
-        if child.tag != DIGEST_TAG or child.attrib or len(child) or (child.tail or "").strip():
+        if child.tag != DIGEST_TAG or len(child) or child.attrib or (child.tail or "").strip():
             raise CredentialInvalid(f"a <ticket-batch> holds only <{DIGEST_TAG}> elements, "
                                     "each one base64 SHA-256 digest")
-        digest = _digest_bytes(child.text or "")
-        if digest in digests:
+        text = child.text or ""
+        if not _SHA256_BASE64.fullmatch(text):
+            raise CredentialInvalid(f"<{DIGEST_TAG}> {text[:60]!r} is not the base64 of a "
+                                    "SHA-256 digest (44 characters)")
+        if text in digests:
             raise CredentialInvalid("a <ticket-batch> lists the same digest twice")
-        digests.add(digest)
+        digests.add(text)
     if not digests:
         raise CredentialInvalid("a <ticket-batch> lists no digest")
     return frozenset(digests)
-
-
-def _digest_bytes(text: str) -> bytes:
-    try:
-        digest = base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise CredentialInvalid(f"<{DIGEST_TAG}> {text[:60]!r} is not base64") from None
-    if len(digest) != hashlib.sha256().digest_size:
-        raise CredentialInvalid(f"<{DIGEST_TAG}> holds {len(digest)} bytes, not a SHA-256 "
-                                "digest (32)")
-    return digest
 
 
 def _pinned(signer: GID, trusted_issuers: Iterable[GID]) -> GID | None:

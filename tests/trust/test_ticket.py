@@ -297,9 +297,13 @@ def test_malformed_batches_are_refused(am, batch, trusted_roots) -> None:
         "two batches": (_second_batch, "expected <signed-ticket>"),
         "too many digests": (_digests([digest] + [base64.b64encode(
             i.to_bytes(32, "big")).decode() for i in range(MAX_BATCH)]), "at most 4096"),
-        "bad base64": (_digests([digest, "not*base64"]), "not base64"),
+        "bad base64": (_digests([digest, "not*base64"]), "not the base64"),
         "a digest of 31 bytes": (_digests([digest, base64.b64encode(bytes(31)).decode()]),
-                                 "not a SHA-256"),
+                                 "not the base64"),
+        "a digest of 33 bytes": (_digests([digest, base64.b64encode(bytes(33)).decode()]),
+                                 "not the base64"),
+        "a digest with a line break": (_digests([digest, digest[:20] + "\n" + digest[20:]]),
+                                       "not the base64"),
         "the same digest twice": (_digests([digest, digest]), "twice"),
         "no digest": (_digests([]), "no digest"),
         "another element in the batch": (
