@@ -167,6 +167,8 @@ def test_describe_gives_tickets_and_replay_is_refused(site: NmSite) -> None:
     tickets = {t["sliver_urn"]: t for t in described["sfa_tickets"]}
     assert set(tickets) == set(placed)
     first, second = sorted(tickets.values(), key=lambda t: t["node_urn"])
+    # both signed as one batch; each document stands alone for the user to redeem
+    assert {parse_ticket(t["ticket"]).batch_size for t in (first, second)} == {2}
     other = site.nodes[second["node_urn"]]
     node = node_proxy(other.url, site.root_file, site.ids["alice"])
     before = slivers_on(site, second["node_urn"])
