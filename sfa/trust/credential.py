@@ -24,7 +24,7 @@ from sfa.timeutil import as_utc, format_rfc3339, parse_rfc3339
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_keys_equal
 from sfa.trust.rights import default_rights, expand_privileges
-from sfa.trust.xmldsig import XML_ID, BoundedCache, sign_element
+from sfa.trust.xmldsig import XML_ID, BoundedCache, sign_element, signed_text
 from sfa.xrn import same_name
 
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -370,7 +370,7 @@ def _text_of(parts: dict[str, etree._Element], tag: str, where: str) -> str:
         if tag in _OPTIONAL_FIELDS:
             return ""
         raise CredentialInvalid(f"<{where}> has no <{tag}>")
-    return (node.text or "").strip()
+    return signed_text(node)
 
 
 def _credential_from_parts(
@@ -445,7 +445,7 @@ def _read_privileges(container: etree._Element) -> tuple[Privilege, ...]:
             if tag in _PRIVILEGE_CHILDREN:
                 if tag in texts:
                     raise CredentialInvalid(f"<privilege> has more than one <{tag}>; one allowed")
-                texts[tag] = (child.text or "").strip()
+                texts[tag] = signed_text(child)
         name = texts.get("name")
         if name is None:
             raise CredentialInvalid("<privilege> has no <name>")

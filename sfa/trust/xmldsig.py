@@ -200,6 +200,17 @@ def check_unique_ids(root: etree._Element) -> None:
         raise CredentialInvalid(f"xml:id {twice!r} appears more than once; refused")
 
 
+def signed_text(element: etree._Element) -> str:
+    """An element's text as its signature covers it, stripped. Canonical XML drops comments
+    and processing instructions, so one inserted into signed text leaves the signature good:
+    the text around it is read as one (`.text` alone would stop at it)."""
+    parts = [element.text or ""]
+    for child in element:
+        if child.tag.__class__ is not str:  # a comment or processing instruction
+            parts.append(child.tail or "")
+    return "".join(parts).strip()
+
+
 def read_signatures(container: etree._Element | None) -> dict[str, SignatureInfo]:
     """The `<Signature>` children of `container`, by the id each one references."""
     result: dict[str, SignatureInfo] = {}

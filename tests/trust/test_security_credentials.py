@@ -415,3 +415,29 @@ def test_oversized_credential_refused(genuine, trusted_roots, refused) -> None:
     refused(GeniCode.CREDENTIAL_INVALID, [padded])
     small = policy(trusted_roots, max_credential_bytes=1000)
     refused(GeniCode.CREDENTIAL_INVALID, [genuine.xml], policy=small)
+
+
+def test_a_comment_in_signed_text_cannot_change_what_is_read(genuine, door, alice,
+                                                             exp1_slice) -> None:
+    """Canonical XML drops comments, so one inserted into a signed field leaves the signature
+    good; the field must still read as signed (`.text` alone stopped at the comment: the
+    expiry read as a date, the privilege as a prefix of its name). A processing instruction
+    is canonicalized, so it breaks the signature instead."""
+    root = tree(genuine.xml)
+    expires = root.find("credential/expires")
+    stamp = expires.text
+    expires.text = stamp[:10]
+    expires.append(etree.Comment("x"))
+    expires[0].tail = stamp[10:]
+    name = root.find("credential/privileges/privilege/name")
+    word = name.text
+    name.text = word[:1]
+    name.append(etree.Comment("y"))
+    name[0].tail = word[1:]
+    tampered = text(root)
+    assert "<!--x-->" in tampered and genuine.xml != tampered
+    granted = authorize([tampered], alice.gid, door, operation="createsliver",
+                        targets=[exp1_slice.gid.urn])
+    read = granted.credentials[0]
+    assert read.expires == genuine.expires and granted.expires == genuine.expires
+    assert read.privileges == genuine.privileges
