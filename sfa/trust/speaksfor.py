@@ -24,6 +24,7 @@ from sfa.trust.xmldsig import (
     check_unique_ids,
     read_signatures,
     sign_document,
+    signed_field,
     verify_signed_element,
 )
 from sfa.xrn import same_name
@@ -86,7 +87,7 @@ def verify_speaksfor(
     check_unique_ids(root)
     credential = root.find("credential")
     assert credential is not None
-    if (credential.findtext("type") or "").strip() != "abac":
+    if signed_field(credential, "type") != "abac":
         raise CredentialInvalid("a speaks-for credential must have <type>abac</type>")
     if credential.find("parent") is not None:
         raise CredentialInvalid("a speaks-for credential cannot be delegated")
@@ -110,8 +111,8 @@ def _check_statement(credential: etree._Element, user: GID, tool: GID, user_urn:
         raise CredentialMismatch(
             f"the speaks-for credential is signed by {user.urn}, not by {user_urn}"
         )
-    head_keyid = _keyid(rt0.findtext("head/ABACprincipal/keyid"))
-    role = (rt0.findtext("head/role") or "").strip()
+    head_keyid = _keyid(signed_field(rt0, "head/ABACprincipal/keyid"))
+    role = signed_field(rt0, "head/role")
     if head_keyid != user.ski or role != ROLE_PREFIX + user.ski:
         raise CredentialMismatch(
             f"the speaks-for statement does not name its signer {user.urn} as the principal"
@@ -119,19 +120,19 @@ def _check_statement(credential: etree._Element, user: GID, tool: GID, user_urn:
     tails = rt0.findall("tail")
     if len(tails) != 1:
         raise CredentialInvalid(f"a speaks-for statement needs exactly one tail, has {len(tails)}")
-    if _keyid(tails[0].findtext("ABACprincipal/keyid")) != tool.ski:
+    if _keyid(signed_field(tails[0], "ABACprincipal/keyid")) != tool.ski:
         raise CredentialMismatch(
             f"{user.urn} lets another tool speak for them, not the caller {tool.urn}"
         )
 
 
-def _keyid(text: str | None) -> str:
-    return (text or "").strip().lower().replace(":", "")
+def _keyid(text: str) -> str:
+    return text.lower().replace(":", "")
 
 
 def _check_expiry(credential: etree._Element, at: datetime) -> None:
     try:
-        expires = parse_rfc3339((credential.findtext("expires") or "").strip())
+        expires = parse_rfc3339(signed_field(credential, "expires"))
     except BadArgs as exc:
         raise CredentialInvalid(f"speaks-for credential expires: {exc}") from None
     if at > expires:

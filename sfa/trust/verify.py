@@ -38,7 +38,12 @@ from sfa.trust.roots import TrustedRoots
 from sfa.trust.speaksfor import verify_speaksfor
 from sfa.trust.verified_cache import VerifiedCredentials, VerifiedEntry
 from sfa.trust.wire_credentials import WireCredential, decode_credential, decode_credential_list
-from sfa.trust.xmldsig import check_unique_ids, read_signatures, verify_signed_element
+from sfa.trust.xmldsig import (
+    check_unique_ids,
+    read_signatures,
+    signed_field,
+    verify_signed_element,
+)
 from sfa.xrn import is_authority_for, is_authority_type, same_name, urn_to_hrn
 
 TargetMatch = Literal["exact", "subtree", "any"]
@@ -390,7 +395,7 @@ def _classify(wires: list[WireCredential], policy: TrustPolicy) -> list[_Parsed]
             parsed.append(_Parsed("geni_sfa", wire.xml, None, cached))
             continue
         root = parse_credential_document(wire.xml, policy.max_credential_bytes)
-        content_type = (root.findtext("credential/type") or "").strip()
+        content_type = signed_field(root, "credential/type")
         # An unknown label (omni's `geni_unknown`) leaves it to the document, as for v2 strings.
         kind = "geni_abac" if wire.kind == "geni_abac" or content_type == "abac" else "geni_sfa"
         parsed.append(_Parsed(kind, wire.xml, root))

@@ -211,6 +211,12 @@ def signed_text(element: etree._Element) -> str:
     return "".join(parts).strip()
 
 
+def signed_field(element: etree._Element, path: str) -> str:
+    """`signed_text` of the first element at `path` under `element`; "" when there is none."""
+    found = element.find(path)
+    return "" if found is None else signed_text(found)
+
+
 def read_signatures(container: etree._Element | None) -> dict[str, SignatureInfo]:
     """The `<Signature>` children of `container`, by the id each one references."""
     result: dict[str, SignatureInfo] = {}
