@@ -38,7 +38,7 @@ from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 from sfa.aggregate.nm_client import NodeCall, NodeReply
-from sfa.safexml import xml_text
+from sfa.rpc.xmlrpc_decode import loads
 from sfa.server.reactor import event_loop
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_der
@@ -311,8 +311,8 @@ def _pin(gid: GID) -> bytes:
 
 def _reply(data: bytes) -> NodeReply:
     try:
-        text = xml_text(data, what="the node manager's reply")  # the one hardened path
-        (envelope,), _ = xmlrpc.client.loads(text, use_builtin_types=True)
+        (envelope,), _ = loads(data, what="the node manager's reply",
+                               max_bytes=MAX_REPLY_BYTES)
     except xmlrpc.client.Fault as fault:
         return NodeReply(code=int(fault.faultCode), message=str(fault.faultString))
     if not isinstance(envelope, dict) or not isinstance(envelope.get("code"), dict):
