@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import xmlrpc.client
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -21,24 +22,14 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from OpenSSL import SSL, crypto
 from twisted.internet import defer
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
-from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.protocol import ClientFactory
 from twisted.internet.threads import deferToThread
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.web._newclient import (
-    HTTP11ClientProtocol,
-    PotentialDataLoss,
-    Request,
-    RequestNotSent,
-    RequestTransmissionFailed,
-    ResponseDone,
-    ResponseNeverReceived,
-)
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 from sfa.aggregate.nm_client import NodeCall, NodeReply
 from sfa.rpc.xmlrpc_decode import loads
+from sfa.server.http_client import KeptAliveHttp, NoReply, post_request
 from sfa.server.reactor import event_loop
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_der
@@ -46,7 +37,7 @@ from sfa.xrn import same_name
 
 T = TypeVar("T")
 MAX_REPLY_BYTES = 20_000_000
-_RETRIED = (ResponseNeverReceived, RequestTransmissionFailed, RequestNotSent)
+MAX_KNOWN_URLS = 100_000  # parsed node URLs kept (one per node manager)
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -81,80 +72,28 @@ class _PinnedNode:
                 and public_key_der(leaf.public_key) == public_key_der(self.expected.public_key))
 
 
-@implementer(IBodyProducer)
-class _Body:
-    """A request body already in memory."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer: Any) -> defer.Deferred[None]:
-        consumer.write(self.data)
-        return defer.succeed(None)
-
-    def pauseProducing(self) -> None:
-        return None
-
-    def resumeProducing(self) -> None:
-        return None
-
-    def stopProducing(self) -> None:
-        return None
-
-
-class _Collect(Protocol):
-    """Gathers a response body (bounded) and fires when it is complete."""
-
-    def __init__(self, done: defer.Deferred[bytes]) -> None:
-        self.done = done
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    def dataReceived(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > MAX_REPLY_BYTES:
-            self.transport.stopProducing()  # type: ignore[union-attr]
-            return
-        self.parts.append(data)
-
-    def connectionLost(self, reason: Any = None) -> None:
-        if self.size > MAX_REPLY_BYTES:
-            self.done.errback(ConnectionError("the reply is too big"))
-        elif reason is None or reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(b"".join(self.parts))
-        else:
-            self.done.errback(reason)
-
-
 class _Connect(ClientFactory):
-    def __init__(self, ready: defer.Deferred[HTTP11ClientProtocol],
-                 idle: Callable[[HTTP11ClientProtocol], None]) -> None:
+    def __init__(self, reactor: Any, ready: defer.Deferred[KeptAliveHttp],
+                 idle: Callable[[KeptAliveHttp], None]) -> None:
+        self.reactor = reactor
         self.ready = ready
         self.idle = idle
 
-    def buildProtocol(self, addr: Any) -> HTTP11ClientProtocol:
-        protocol = _Http(self.idle)
-        protocol.ready = self.ready
-        return protocol
+    def buildProtocol(self, addr: Any) -> KeptAliveHttp:
+        return KeptAliveHttp(self.reactor, self.ready, max_body=MAX_REPLY_BYTES,
+                             on_idle=self.idle)
 
     def clientConnectionFailed(self, connector: Any, reason: Any) -> None:
         if not self.ready.called:
             self.ready.errback(reason)
 
 
-class _Http(HTTP11ClientProtocol):
-    ready: defer.Deferred[HTTP11ClientProtocol]
+@dataclass(frozen=True)
+class _Target:
+    """A node manager's URL, parsed once."""
 
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        # Headers and body leave as two TLS records: without TCP_NODELAY the body waits for
-        # the node's delayed ACK (~40 ms a call).
-        tcp = getattr(self.transport, "transport", None)
-        if tcp is not None and hasattr(tcp, "setTcpNoDelay"):
-            tcp.setTcpNoDelay(True)
-        if not self.ready.called:
-            self.ready.callback(self)
+    where: tuple[str, int]
+    path: str
 
 
 def client_context(gid: GID, key: RSAPrivateKey, roots: Sequence[GID]) -> SSL.Context:
@@ -187,7 +126,8 @@ class TwistedNodeClient:
         # A resumed session gives the node our certificate but not the issuers we sent: resume
         # only when there is no intermediate for the node to miss.
         self._resumable = all(c.issuer == c.subject for c in gid.chain)
-        self._idle: dict[tuple[str, int], HTTP11ClientProtocol] = {}
+        self._idle: dict[tuple[str, int], KeptAliveHttp] = {}
+        self._targets: dict[str, _Target] = {}
         self._sessions: dict[tuple[str, int], tuple[bytes, SSL.Session]] = {}
         self._semaphore: defer.DeferredSemaphore | None = None
 
@@ -214,20 +154,15 @@ class TwistedNodeClient:
     async def call(self, call: NodeCall) -> NodeReply:
         """One call; failures become NodeReplies (never raises)."""
         try:
-            parts = urlsplit(call.url)
-            if parts.scheme != "https" or not parts.hostname:
-                raise ValueError(f"not an https URL: {call.url!r}")
-            where = (parts.hostname, parts.port or 443)
+            target = self._target(call.url)
             body = xmlrpc.client.dumps(call.params, methodname=call.method,
                                        allow_none=True).encode()
-            for attempt in range(2):
-                try:
-                    data = await self._exchange(where, parts.path or "/", body,
-                                                self.node_gids(call.node_urn))
-                    break
-                except _RETRIED:  # a kept-alive connection the node had closed: once more
-                    if attempt:
-                        raise
+            request = post_request(*target.where, target.path, body)
+            expected = self.node_gids(call.node_urn)
+            try:
+                data = await self._exchange(target.where, request, expected, reuse=True)
+            except _Reused:  # a kept-alive connection the node had closed: once more
+                data = await self._exchange(target.where, request, expected, reuse=False)
             return _reply(data)
         except defer.TimeoutError:
             return NodeReply(reachable=False, message=f"no answer from {call.url} within "
@@ -235,30 +170,40 @@ class TwistedNodeClient:
         except Exception as exc:  # every failure is this node's reply
             return NodeReply(reachable=False, message=f"{call.url}: {_describe(exc)}")
 
-    async def _exchange(self, where: tuple[str, int], path: str, body: bytes,
-                        expected: GID | None) -> bytes:
-        protocol = self._idle.pop(where, None)
-        if protocol is None or protocol.state != "QUIESCENT":
+    def _target(self, url: str) -> _Target:
+        target = self._targets.get(url)
+        if target is None:
+            parts = urlsplit(url)
+            if parts.scheme != "https" or not parts.hostname:
+                raise ValueError(f"not an https URL: {url!r}")
+            target = _Target((parts.hostname, parts.port or 443), parts.path or "/")
+            if len(self._targets) < MAX_KNOWN_URLS:
+                self._targets[url] = target
+        return target
+
+    async def _exchange(self, where: tuple[str, int], request: bytes, expected: GID | None,
+                        *, reuse: bool) -> bytes:
+        protocol = self._idle.pop(where, None) if reuse else None
+        reused = protocol is not None and protocol.idle
+        if protocol is None or not protocol.idle:
             protocol = await self._connect(where, expected)
-        headers = Headers({b"content-type": [b"text/xml"],
-                           b"host": [f"{where[0]}:{where[1]}".encode()]})
-        asking = protocol.request(Request(b"POST", path.encode(), headers, _Body(body),
-                                          persistent=True))
-        asking.addTimeout(self.timeout, self.reactor)
-        response = await asking
-        done: defer.Deferred[bytes] = defer.Deferred()
-        response.deliverBody(_Collect(done))  # type: ignore[call-arg,misc]
-        done.addTimeout(self.timeout, self.reactor)
-        data: bytes = await done
-        self._keep_session(where, expected, protocol)
-        if response.code != 200:
-            raise ConnectionError(f"HTTP {response.code}")
-        return data
+        try:
+            reply = await protocol.request(request, self.timeout)
+        except NoReply as closed:
+            if reused:
+                raise _Reused(closed.reason) from None
+            raise
+        if protocol.replies == 1:
+            self._keep_session(where, expected, protocol)
+        if reply.status != 200:
+            raise ConnectionError(f"HTTP {reply.status}")
+        return reply.body
 
     def _keep_session(self, where: tuple[str, int], expected: GID | None,
-                      protocol: HTTP11ClientProtocol) -> None:
-        """Remember the TLS session of a connection that answered, for the next connection
-        to the same address and pinned node (TLS 1.3 tickets arrive after the handshake)."""
+                      protocol: KeptAliveHttp) -> None:
+        """Remember the TLS session of a connection that answered for the first time, for the
+        next connection to the same address and pinned node (TLS 1.3 tickets arrive after the
+        handshake, before the first reply)."""
         handle = getattr(protocol.transport, "getHandle", None)
         connection = handle() if handle is not None else None
         if not self._resumable or expected is None or not isinstance(connection,
@@ -280,15 +225,16 @@ class TwistedNodeClient:
         self._sessions.clear()
 
     def _connect(self, where: tuple[str, int], expected: GID | None
-                 ) -> defer.Deferred[HTTP11ClientProtocol]:
-        ready: defer.Deferred[HTTP11ClientProtocol] = defer.Deferred()
+                 ) -> defer.Deferred[KeptAliveHttp]:
+        ready: defer.Deferred[KeptAliveHttp] = defer.Deferred()
 
-        def idle(protocol: HTTP11ClientProtocol) -> None:
+        def idle(protocol: KeptAliveHttp) -> None:
             self._idle[where] = protocol
 
         creator = _PinnedNode(self._context, expected, self._session_for(where, expected))
         factory = TLSMemoryBIOFactory(creator,  # type: ignore[arg-type]
-                                      True, _Connect(ready, idle))  # type: ignore[arg-type]
+                                      True,
+                                      _Connect(self.reactor, ready, idle))  # type: ignore[arg-type]
         self.reactor.connectTCP(where[0], where[1], factory, timeout=self.timeout)
         ready.addTimeout(self.timeout, self.reactor)
         return ready
@@ -298,7 +244,7 @@ class TwistedNodeClient:
         the answer, a future already done."""
         idle, self._idle = list(self._idle.values()), {}
         for protocol in idle:
-            protocol.transport.loseConnection()  # type: ignore[union-attr,misc]
+            protocol.transport.loseConnection()
         done: asyncio.Future[None] = event_loop(self.reactor).create_future()
         done.set_result(None)
         return done
@@ -322,9 +268,11 @@ def _reply(data: bytes) -> NodeReply:
                      message=str(envelope.get("output", "")))
 
 
+class _Reused(NoReply):
+    """A kept-alive connection closed before the reply: the request goes once more."""
+
+
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, _RETRIED):
-        reasons = getattr(exc, "reasons", [])
-        inner = reasons[0].value if reasons else exc
-        return f"the connection failed ({type(inner).__name__}: {inner})"
+    if isinstance(exc, NoReply):
+        return f"the connection failed ({exc})"
     return f"{type(exc).__name__}: {exc}"
