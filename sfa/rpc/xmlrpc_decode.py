@@ -26,6 +26,7 @@ from sfa.safexml import parse_xml
 # parse_xml's default cap; libxml2 itself stops at 256 levels of elements.
 MAX_BYTES = 10 * 1024 * 1024
 _UNBOUNDED = 1 << 30
+_CONTAINERS = frozenset(("struct", "array"))
 
 
 class NotXmlRpc(BadArgs):
@@ -44,7 +45,7 @@ def loads(data: str | bytes, *, use_builtin_types: bool = True, what: str = "the
         (body,) = _elements(root, ("params", "fault"), what, exactly_one=True)
         if _local(body.tag) == "fault":
             (value,) = _elements(body, ("value",), what, exactly_one=True)
-            raise _fault(_decode(value, scalars, max_depth, what), what)
+            raise _fault(_Walk(scalars, max_depth, what).decode(value), what)
         return _params(body, scalars, max_depth, what), None
     if kind == "methodCall":
         parts = _elements(root, ("methodName", "params"), what)
@@ -61,77 +62,84 @@ def _params(params: etree._Element, scalars: dict[str, Callable[[str], Any]], ma
     values = []
     for param in _elements(params, ("param",), what):
         (value,) = _elements(param, ("value",), what, exactly_one=True)
-        values.append(_decode(value, scalars, max_depth, what))
+        values.append(_Walk(scalars, max_depth, what).decode(value))
     return tuple(values)
 
 
-def _decode(top: etree._Element, scalars: dict[str, Callable[[str], Any]], max_depth: int,
-            what: str) -> Any:
-    """The Python value of one <value> element, walked with a stack (no recursion): each
-    entry is a <value> still to decode, the list or dict it goes into, its key, its depth."""
-    result: list[Any] = [None]
-    stack: list[tuple[etree._Element, Any, Any, int]] = [(top, result, 0, 0)]
-    while stack:
-        element, into, key, depth = stack.pop()
+class _Walk:
+    """The walk of one <value>: scalars are decoded where they stand; a struct or array is
+    made empty where it stands and filled later from a stack (no recursion). Values go in in
+    document order, so of two equal struct names the last wins, as in xmlrpc.client."""
+
+    def __init__(self, scalars: dict[str, Callable[[str], Any]], max_depth: int,
+                 what: str) -> None:
+        self.scalars = scalars
+        self.max_depth = max_depth
+        self.what = what
+        # (<struct> or <array>, the dict or list to fill, the depth of its values)
+        self.to_fill: list[tuple[etree._Element, Any, int]] = []
+
+    def decode(self, top: etree._Element) -> Any:
+        decoded = self.value(top, 0)
+        to_fill = self.to_fill
+        while to_fill:
+            element, into, depth = to_fill.pop()
+            if into.__class__ is dict:
+                self.fill_struct(element, into, depth)
+            else:
+                self.fill_array(element, into, depth)
+        return decoded
+
+    def value(self, element: etree._Element, depth: int) -> Any:
+        """The value of one <value> at `depth` (an empty dict or list for a container)."""
         count = len(element)
         if count == 0:
-            into[key] = element.text or ""
-            continue
-        typed = element[0] if count == 1 else _typed(element, what)
-        if typed is None:
-            into[key] = _text(element, what)
-            continue
+            return element.text or ""
+        typed = element[0] if count == 1 else _typed(element, self.what)
+        if typed is None or typed.tag.__class__ is not str:  # text and comments only
+            return _text(element, self.what)
         tag = typed.tag
-        if tag == "struct":
-            into[key] = _struct(typed, stack, _deeper(depth, max_depth, what), what)
-            continue
-        convert = scalars.get(tag) if tag.__class__ is str else None
-        if convert is None:
-            kind = _local(tag)
-            convert = scalars.get(kind)
+        if tag not in self.scalars and tag not in _CONTAINERS:
+            tag = _local(tag)  # ex:nil, or a type in a namespace
+        convert = self.scalars.get(tag)
         if convert is not None:
-            text = (typed.text or "") if len(typed) == 0 else _text(typed, what)
+            text = (typed.text or "") if len(typed) == 0 else _text(typed, self.what)
             try:
-                into[key] = convert(text)
+                return convert(text)
             except (ValueError, TypeError, ArithmeticError) as exc:
-                raise NotXmlRpc(f"{what}: bad <{_local(tag)}> value {text[:40]!r} "
+                raise NotXmlRpc(f"{self.what}: bad <{tag}> value {text[:40]!r} "
                                 f"({exc})") from None
-            continue
-        if kind not in ("struct", "array"):
-            raise NotXmlRpc(f"{what}: unknown XML-RPC type <{kind}>")
-        maker = _struct if kind == "struct" else _array
-        into[key] = maker(typed, stack, _deeper(depth, max_depth, what), what)
-    return result[0]
+        if tag not in _CONTAINERS:
+            raise NotXmlRpc(f"{self.what}: unknown XML-RPC type <{tag}>")
+        if depth >= self.max_depth:
+            raise BadArgs(f"{self.what} nests arrays and structs deeper than "
+                          f"{self.max_depth} levels")
+        container: Any = {} if tag == "struct" else []
+        self.to_fill.append((typed, container, depth + 1))
+        return container
 
-
-def _deeper(depth: int, max_depth: int, what: str) -> int:
-    """The depth of the values inside a struct or array at `depth`."""
-    if depth >= max_depth:
-        raise BadArgs(f"{what} nests arrays and structs deeper than {max_depth} levels")
-    return depth + 1
-
-
-def _struct(struct: etree._Element, stack: list[tuple[etree._Element, Any, Any, int]],
-            depth: int, what: str) -> dict[str, Any]:
-    """The dict with its keys in document order; its values are pushed to be decoded in
-    document order, so that of two equal names the last wins, as in xmlrpc.client."""
-    decoded: dict[str, Any] = {}
-    pending = []
-    for member in struct:
-        if member.tag != "member" and _skipped(member, "member", struct, what):
-            continue
-        if len(member) == 2:  # the usual <name>text</name><value>...</value>, inline
-            name_element, value = member
-            if name_element.tag == "name" and value.tag == "value" and not len(name_element):
-                name = name_element.text or ""
-            else:
-                name, value = _member(member, what)
-        else:
+    def fill_struct(self, struct: etree._Element, decoded: dict[str, Any], depth: int) -> None:
+        what = self.what
+        for member in struct:
+            if member.tag != "member" and _skipped(member, "member", struct, what):
+                continue
+            if len(member) == 2:  # the usual <name>text</name><value>...</value>, inline
+                name_element, value = member
+                if name_element.tag == "name" and value.tag == "value" and not len(
+                        name_element):
+                    decoded[name_element.text or ""] = self.value(value, depth)
+                    continue
             name, value = _member(member, what)
-        decoded[name] = None
-        pending.append((value, decoded, name, depth))
-    stack.extend(reversed(pending))
-    return decoded
+            decoded[name] = self.value(value, depth)
+
+    def fill_array(self, array: etree._Element, decoded: list[Any], depth: int) -> None:
+        holders = _elements(array, ("data",), self.what)
+        if len(holders) > 1:
+            raise NotXmlRpc(f"{self.what}: an array holds one <data>")
+        if holders:
+            value = self.value
+            decoded.extend(value(element, depth)
+                           for element in _elements(holders[0], ("value",), self.what))
 
 
 def _member(member: etree._Element, what: str) -> tuple[str, etree._Element]:
@@ -151,18 +159,6 @@ def _skipped(child: etree._Element, allowed: str, parent: etree._Element, what: 
         return False
     raise NotXmlRpc(f"{what}: <{_local(child.tag)}> inside <{_local(parent.tag)}>, where "
                     f"only {allowed} may be")
-
-
-def _array(array: etree._Element, stack: list[tuple[etree._Element, Any, Any, int]],
-           depth: int, what: str) -> list[Any]:
-    holders = _elements(array, ("data",), what)
-    if len(holders) > 1:
-        raise NotXmlRpc(f"{what}: an array holds one <data>")
-    values = _elements(holders[0], ("value",), what) if holders else []
-    decoded: list[Any] = [None] * len(values)
-    stack.extend((values[index], decoded, index, depth)
-                 for index in range(len(values) - 1, -1, -1))
-    return decoded
 
 
 def _typed(value: etree._Element, what: str) -> etree._Element | None:

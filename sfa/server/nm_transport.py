@@ -24,7 +24,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import ClientFactory
 from twisted.internet.threads import deferToThread
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from sfa.aggregate.nm_client import NodeCall, NodeReply
@@ -86,6 +86,13 @@ class _Connect(ClientFactory):
     def clientConnectionFailed(self, connector: Any, reason: Any) -> None:
         if not self.ready.called:
             self.ready.errback(reason)
+
+
+class _TlsFactory(TLSMemoryBIOFactory):
+    """TLS without Twisted's write aggregation: a request is one write already, and the
+    aggregation would cost a timer and a reactor iteration per call."""
+
+    protocol = TLSMemoryBIOProtocol
 
 
 @dataclass(frozen=True)
@@ -232,9 +239,8 @@ class TwistedNodeClient:
             self._idle[where] = protocol
 
         creator = _PinnedNode(self._context, expected, self._session_for(where, expected))
-        factory = TLSMemoryBIOFactory(creator,  # type: ignore[arg-type]
-                                      True,
-                                      _Connect(self.reactor, ready, idle))  # type: ignore[arg-type]
+        factory = _TlsFactory(creator,  # type: ignore[arg-type]
+                              True, _Connect(self.reactor, ready, idle))  # type: ignore[arg-type]
         self.reactor.connectTCP(where[0], where[1], factory, timeout=self.timeout)
         ready.addTimeout(self.timeout, self.reactor)
         return ready

@@ -107,6 +107,11 @@ HAND_WRITTEN = {
         "<!-- c --><value><!-- c --><struct><!-- c --><member><!-- c --><name>k<!-- c -->ey"
         "</name><value><string>v<!-- c -->al</string></value></member></struct></value>"),
     "processing instruction": response("<value><?pi data?><int>3</int></value>"),
+    "a comment alone in a value": response("<value>te<!-- c -->xt</value>"),
+    "struct and array in a namespace": response(
+        "<value><x:struct><x:member><x:name>a</x:name><x:value><x:array><x:data><x:value>1"
+        "</x:value></x:data></x:array></x:value></x:member></x:struct></value>",
+        '<methodResponse xmlns:x="urn:any">'),
     "empty struct and arrays": response(
         "<value><array><data><value><struct></struct></value><value><array><data/></array>"
         "</value><value><array></array></value></data></array></value>"),
