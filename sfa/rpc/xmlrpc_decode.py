@@ -12,6 +12,7 @@ elements, a member without a name, two values in one `<value>`) this refuses wit
 from __future__ import annotations
 
 import binascii
+import re
 import xmlrpc.client
 from collections.abc import Callable
 from datetime import datetime
@@ -38,7 +39,13 @@ def loads(data: str | bytes, *, use_builtin_types: bool = True, what: str = "the
           ) -> tuple[tuple[Any, ...], str | None]:
     """(params, method name or None) of an XML-RPC call or response; arrays and structs nested
     deeper than `max_depth` are refused. BadArgs (NotXmlRpc) or TooBig on refusal."""
-    root = parse_xml(data, what=what, max_bytes=max_bytes, max_depth=_UNBOUNDED)
+    try:
+        root = parse_xml(data, what=what, max_bytes=max_bytes, max_depth=_UNBOUNDED)
+    except BadArgs:
+        # libxml2 stops at 256 levels of elements: name the likelier cause when it is that
+        if max_depth < _UNBOUNDED and _nesting(data) > max_depth:
+            raise _too_deep(what, max_depth) from None
+        raise
     scalars = _BUILTIN if use_builtin_types else _WRAPPED
     kind = _local(root.tag)
     if kind == "methodResponse":
@@ -112,8 +119,7 @@ class _Walk:
         if tag not in _CONTAINERS:
             raise NotXmlRpc(f"{self.what}: unknown XML-RPC type <{tag}>")
         if depth >= self.max_depth:
-            raise BadArgs(f"{self.what} nests arrays and structs deeper than "
-                          f"{self.max_depth} levels")
+            raise _too_deep(self.what, self.max_depth)
         container: Any = {} if tag == "struct" else []
         self.to_fill.append((typed, container, depth + 1))
         return container
@@ -140,6 +146,24 @@ class _Walk:
             value = self.value
             decoded.extend(value(element, depth)
                            for element in _elements(holders[0], ("value",), self.what))
+
+
+def _too_deep(what: str, max_depth: int) -> BadArgs:
+    return BadArgs(f"{what} nests arrays and structs deeper than {max_depth} levels")
+
+
+_CONTAINER_TAG = re.compile(rb"<(/?)(?:[A-Za-z_][\w.-]*:)?(?:array|struct)[\s/>]")
+
+
+def _nesting(data: str | bytes) -> int:
+    """How deep <array> and <struct> tags nest, read from the text (for a document the
+    parser refused)."""
+    text = data.encode("utf-8", "replace") if isinstance(data, str) else data
+    depth = deepest = 0
+    for tag in _CONTAINER_TAG.finditer(text):
+        depth += -1 if tag.group(1) else 1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _member(member: etree._Element, what: str) -> tuple[str, etree._Element]:

@@ -10,13 +10,12 @@ import xmlrpc.client
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from xml.parsers.expat import ExpatError
 
 from cryptography import x509
 from twisted.logger import Logger
 
 from sfa.errors import BadArgs, Forbidden, ServerError, SfaError, Unsupported
-from sfa.safexml import xml_text
+from sfa.rpc.xmlrpc_decode import loads
 from sfa.server.envelope import GENERIC_SERVER_ERROR, Envelope, ReplyStyle
 from sfa.server.tls import gid_from_certificates
 from sfa.trust.gid import GID
@@ -26,6 +25,8 @@ log = Logger(namespace="sfa.server")
 ANONYMOUS_METHODS = frozenset({"GetVersion"})
 # Arrays and structs in one call nest at most this deep; handlers recurse over them.
 MAX_PARAM_DEPTH = 32
+# The site bounds a request's size ([limits] max_request_bytes) before it gets here.
+MAX_CALL_BYTES = 1 << 31
 
 
 @dataclass(frozen=True)
@@ -142,15 +143,13 @@ def _widen(value: Any) -> Any:
 def parse_call(data: bytes) -> tuple[tuple[Any, ...], str]:
     """(params, method) of an XML-RPC call, base64 values as bytes; BADARGS for anything else
     (DTDs in any encoding, arrays and structs nested deeper than MAX_PARAM_DEPTH)."""
-    text = xml_text(data, what="the XML-RPC request")
     try:
-        params, method = xmlrpc.client.loads(text, use_builtin_types=False)
-    except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError) as exc:
-        raise BadArgs(f"the request is not a well-formed XML-RPC call: {exc}") from None
+        params, method = loads(data, use_builtin_types=False, what="the XML-RPC request",
+                               max_depth=MAX_PARAM_DEPTH, max_bytes=MAX_CALL_BYTES)
+    except xmlrpc.client.Fault:
+        method = None
     if not method:
         raise BadArgs("the request is an XML-RPC response, not a call")
-    if text.count(b"<array") + text.count(b"<struct") > MAX_PARAM_DEPTH:
-        check_depth(params, MAX_PARAM_DEPTH)  # before anything below recurses over them
     return tuple(_unwrap_binary(param) for param in params), method
 
 
@@ -164,18 +163,6 @@ def _unwrap_binary(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _unwrap_binary(item) for key, item in value.items()}
     return value
-
-
-def check_depth(value: Any, limit: int) -> None:
-    """BadArgs when lists/dicts nest deeper than `limit` (walked without recursion)."""
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list | tuple):
-            if depth > limit:
-                raise BadArgs(f"the call nests arrays and structs deeper than {limit} levels")
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
 
 
 def _urn_of(peer: GID | None) -> str:

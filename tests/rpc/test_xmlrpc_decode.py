@@ -239,9 +239,17 @@ def test_nesting_is_bounded_without_recursion() -> None:
     assert loads(nested(32), max_depth=32)[0][0] is not None
     with pytest.raises(BadArgs, match="deeper than 32 levels"):
         loads(nested(33), max_depth=32)
-    # beyond what libxml2 parses at all: a refusal, never a RecursionError
+    # beyond what libxml2 parses at all: a refusal, never a RecursionError, that names the
+    # nesting when there is a bound
     with pytest.raises(BadArgs, match="Excessive depth"):
         loads(nested(5000))
+    with pytest.raises(BadArgs, match="deeper than 32 levels"):
+        loads(nested(5000), max_depth=32)
+    with pytest.raises(BadArgs, match="deeper than 32 levels"):
+        loads(nested(5000).replace("<array>", "<x:array>").replace("</array>", "</x:array>"),
+              max_depth=32)
+    with pytest.raises(BadArgs, match="not well-formed"):  # not deep, only broken
+        loads(nested(20)[:-30], max_depth=32)
     value = loads(nested(80))[0][0]  # deeper than Python's recursion would like here, walked
     for _ in range(80):
         (value,) = value
