@@ -234,8 +234,10 @@ class KeptAliveHttp(Protocol):
 
     def request(self, data: bytes, timeout: float) -> defer.Deferred[HttpReply]:
         """Send `data` (a whole request) and wait at most `timeout` seconds for the reply."""
+        if not self.open:  # closed since it was made or kept: as if closed before the reply
+            return defer.fail(NoReply(ConnectionError("closed before the request")))
         if not self.idle:
-            raise RuntimeError("the connection is not idle")
+            raise RuntimeError("the connection is busy with another request")
         self.idle = False
         waiting: defer.Deferred[HttpReply] = defer.Deferred()
         self._waiting, self._reader = waiting, ReplyReader(self.max_body)

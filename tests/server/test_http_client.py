@@ -15,10 +15,18 @@ from twisted.internet import defer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.threads import blockingCallFromThread
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 
 from sfa.aggregate.nm_client import NodeCall, NodeReply
 from sfa.server import nm_transport
-from sfa.server.http_client import HttpReply, HttpReplyError, ReplyReader, post_request
+from sfa.server.http_client import (
+    HttpReply,
+    HttpReplyError,
+    KeptAliveHttp,
+    NoReply,
+    ReplyReader,
+    post_request,
+)
 from sfa.server.nm_transport import TwistedNodeClient
 from sfa.server.tls import ServerTLSContext
 from sfa.trust.gid import GID, create_gid
@@ -130,6 +138,22 @@ def test_the_request_is_one_post_with_its_length() -> None:
     assert post_request("127.0.0.1", 8443, "/", b"<x/>") == (
         b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8443\r\nContent-Type: text/xml\r\n"
         b"Content-Length: 4\r\n\r\n<x/>")
+
+
+def test_a_request_on_a_connection_already_closed_fails_as_no_reply(reactor: Any) -> None:
+    """The connection closed between being made (or kept) and the request: the caller may
+    retry, as for a connection closed before any byte of the reply."""
+    from twisted.internet.testing import StringTransport  # noqa: PLC0415
+
+    ready: defer.Deferred[KeptAliveHttp] = defer.Deferred()
+    connection = KeptAliveHttp(reactor, ready, max_body=100)
+    connection.makeConnection(StringTransport())
+    assert connection.idle and ready.called
+    connection.connectionLost(Failure(ConnectionResetError()))
+    failed = connection.request(b"POST / HTTP/1.1\r\n\r\n", 1.0)
+    failures: list[Failure] = []
+    failed.addErrback(failures.append)
+    assert failures and failures[0].check(NoReply)
 
 
 # ---- over real TLS, to a node that misbehaves as told ----
