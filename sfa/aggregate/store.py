@@ -256,8 +256,8 @@ class AggregateStore:
         """Insert new slivers and claim their slots, all or none (INSUFFICIENT_NODES)."""
         try:
             with self.database.transaction() as handle:
+                _insert_rows(handle, "slivers", [_sliver_row(sliver) for sliver in slivers])
                 for sliver in slivers:
-                    handle["slivers"].insert(_sliver_row(sliver))  # type: ignore[union-attr]
                     _claim_slots(handle, sliver)
         except AlreadyExists:  # the unique (node, slot) backstop
             raise InsufficientNodes("a requested node was taken by another slice meanwhile; "
@@ -328,6 +328,17 @@ class AggregateStore:
         with self.database.snapshot() as handle:
             row = next(handle.query("SELECT MIN(expires) AS t FROM slivers"))
         return parse_rfc3339(row["t"]) if row["t"] else None
+
+
+def _insert_rows(handle: sqlite_utils.Database, table: str, rows: list[dict[str, Any]]) -> None:
+    """Insert rows of the same columns with one executemany (sqlite_utils' insert costs a
+    fraction of a millisecond of Python per row)."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    statement = (f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608 - our names
+                 f"VALUES ({', '.join('?' for _ in columns)})")
+    handle.conn.executemany(statement, [[row[c] for c in columns] for row in rows])
 
 
 def _claim_slots(handle: sqlite_utils.Database, sliver: Sliver) -> None:
