@@ -4,6 +4,7 @@ directories with it, and the aggregate's manifest announces it."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -15,6 +16,7 @@ _READABLE = re.compile(r"[a-z][a-z0-9.]*")  # an HRN whose dots may become under
 _UNSAFE = re.compile(r"[^a-z0-9_]")
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function, asked again at every sliver call
 def sliver_login(slice_urn: str) -> str:
     """The slice's Unix login on a node: a pure function of the full slice HRN.
 
