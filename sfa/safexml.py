@@ -165,6 +165,17 @@ def parse_xml(
     return root
 
 
+def character_data(element: etree._Element) -> str:
+    """An element's text with the comments and processing instructions inside it skipped, as
+    an XML application reads it (`.text` alone stops at the first of them). The text of
+    element children is not part of it."""
+    if len(element) == 0:
+        return element.text or ""
+    parts = [element.text or ""]
+    parts += [child.tail or "" for child in element if child.tag.__class__ is not str]
+    return "".join(parts)
+
+
 _XINCLUDE_TAGS = (
     "{http://www.w3.org/2001/XInclude}include",
     "{http://www.w3.org/2003/XInclude}include",

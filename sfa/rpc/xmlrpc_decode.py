@@ -22,7 +22,7 @@ from typing import Any
 from lxml import etree
 
 from sfa.errors import BadArgs
-from sfa.safexml import parse_xml
+from sfa.safexml import character_data, parse_xml
 
 # parse_xml's default cap; libxml2 itself stops at 256 levels of elements.
 MAX_BYTES = 10 * 1024 * 1024
@@ -212,11 +212,9 @@ def _elements(parent: etree._Element, allowed: tuple[str, ...], what: str, *,
 def _text(element: etree._Element, what: str) -> str:
     """The character data of an element with no element inside (comments are skipped, as
     expat's character data skips them)."""
-    if len(element) == 0:
-        return element.text or ""
     if any(isinstance(child.tag, str) for child in element):
         raise NotXmlRpc(f"{what}: <{_local(element.tag)}> holds an element; it holds text")
-    return (element.text or "") + "".join(child.tail or "" for child in element)
+    return character_data(element)
 
 
 def _local(tag: Any) -> str:

@@ -144,10 +144,6 @@ def _time(text: str | None) -> datetime | None:
         return None
 
 
-def _extra_attrs(element: etree._Element, known: frozenset[str]) -> dict[str, str]:
-    return _others(dict(element.items()), known)
-
-
 def _others(attributes: dict[str, str], known: frozenset[str]) -> dict[str, str]:
     """The attributes whose names are not in `known`."""
     if known.issuperset(attributes):
@@ -201,7 +197,7 @@ class _Reader:
             expires=_time(root.get("expires")),
             generated_by=root.get("generated_by"),
             extensions=_unknown(root, words.in_root),
-            extra_attrs=_extra_attrs(root, _ROOT_ATTRS),
+            extra_attrs=_others(dict(root.items()), _ROOT_ATTRS),
             schema_locations=_schema_locations(root),
         )
         handlers = words.handlers
@@ -379,29 +375,27 @@ class _Vocabulary:
 
 @functools.cache
 def _vocabulary(namespace: str) -> _Vocabulary:
-    def tags(*names: str) -> frozenset[str]:
-        return frozenset("{" + namespace + "}" + name for name in names)
+    """Each level's tags and handlers, written once: the handlers are their union, the known
+    children of a level its tags."""
+    def level(handlers: dict[str, _Handler]) -> dict[str, _Handler]:
+        return {"{" + namespace + "}" + name: handler for name, handler in handlers.items()}
 
     r = _Reader
-    handlers: dict[str, _Handler] = {
-        "node": r._node, "link": r._link, "interface": r._interface, "ip": r._ip,
-        "hardware_type": r._hardware_type, "available": r._available,
-        "sliver_type": r._sliver_type, "disk_image": r._disk_image, "location": r._location,
-        "services": r._services, "login": r._login, "install": r._install,
-        "execute": r._execute, "interface_ref": r._interface_ref, "property": r._property,
-        "link_type": r._link_type, "component_manager": r._component_manager,
-    }
-    qualified = {"{" + namespace + "}" + name: handler for name, handler in handlers.items()}
-    qualified.update({ext.INIT_SCRIPT_TAG: r._init_script, ext.RESOURCES_TAG: r._resources,
-                      ext.REQUEST_TAG: r._resource_request})
+    in_root = level({"node": r._node, "link": r._link}) | {ext.INIT_SCRIPT_TAG: r._init_script}
+    in_node = level({
+        "interface": r._interface, "hardware_type": r._hardware_type,
+        "available": r._available, "sliver_type": r._sliver_type, "location": r._location,
+        "services": r._services,
+    }) | {ext.RESOURCES_TAG: r._resources, ext.REQUEST_TAG: r._resource_request}
+    in_link = level({"interface_ref": r._interface_ref, "property": r._property,
+                     "link_type": r._link_type, "component_manager": r._component_manager})
+    in_interface = level({"ip": r._ip})
+    in_sliver_type = level({"disk_image": r._disk_image})
+    in_services = level({"login": r._login, "install": r._install, "execute": r._execute})
     return _Vocabulary(
         node="{" + namespace + "}node",
-        handlers=qualified,
-        in_root=tags("node", "link") | {ext.INIT_SCRIPT_TAG},
-        in_node=tags("interface", "hardware_type", "available", "sliver_type", "location",
-                     "services") | {ext.RESOURCES_TAG, ext.REQUEST_TAG},
-        in_link=tags("interface_ref", "property", "link_type", "component_manager"),
-        in_interface=tags("ip"),
-        in_sliver_type=tags("disk_image"),
-        in_services=tags("login", "install", "execute"),
+        handlers=(in_root | in_node | in_link | in_interface | in_sliver_type | in_services),
+        in_root=frozenset(in_root), in_node=frozenset(in_node), in_link=frozenset(in_link),
+        in_interface=frozenset(in_interface), in_sliver_type=frozenset(in_sliver_type),
+        in_services=frozenset(in_services),
     )

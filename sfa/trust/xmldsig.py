@@ -27,6 +27,7 @@ from lxml import etree
 from xmlsec import constants as consts
 
 from sfa.errors import BadArgs, CredentialInvalid, CredentialSignerUntrusted
+from sfa.safexml import character_data
 from sfa.trust.chain import verify_gid_chain
 from sfa.trust.gid import GID
 from sfa.trust.roots import TrustedRoots
@@ -204,11 +205,7 @@ def signed_text(element: etree._Element) -> str:
     """An element's text as its signature covers it, stripped. Canonical XML drops comments
     and processing instructions, so one inserted into signed text leaves the signature good:
     the text around it is read as one (`.text` alone would stop at it)."""
-    parts = [element.text or ""]
-    for child in element:
-        if child.tag.__class__ is not str:  # a comment or processing instruction
-            parts.append(child.tail or "")
-    return "".join(parts).strip()
+    return character_data(element).strip()
 
 
 def signed_field(element: etree._Element, path: str) -> str:
