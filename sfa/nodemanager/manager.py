@@ -235,7 +235,7 @@ class NodeManager:
         record = self._authorized(sliver_urn, peer, credentials, "start")
         with self._lock:
             self._start(record)
-        return self.info(sliver_urn)
+        return self._info(replace(record, state=STARTED, last_error=""))
 
     def stop(self, sliver_urn: str, peer: GID | None, credentials: Sequence[Any]) -> SliverInfo:
         record = self._authorized(sliver_urn, peer, credentials, "stop")

@@ -140,9 +140,18 @@ class SharedConnectionDatabase(Database):
             super().close()
             self._shared = None
 
+    def _holding(self) -> threading.RLock:
+        return self._guard
+
 
 class NodeStore:
-    """Typed queries over the node's SQLite file; every change is one transaction."""
+    """Typed queries over the node's SQLite file; every change is one transaction.
+
+    A change of one statement runs alone (SQLite's own transaction: one statement instead of
+    BEGIN IMMEDIATE, it, COMMIT), a read of one query likewise; changes of several statements,
+    and callers grouping changes (`transaction`), use BEGIN IMMEDIATE ... COMMIT. Hot paths
+    use plain sqlite3 (`Database.execute/one/all`), not sqlite-utils' per-call wrapping.
+    """
 
     def __init__(self, path: Path | str) -> None:
         self.database = SharedConnectionDatabase(path, MIGRATIONS)
@@ -163,30 +172,28 @@ class NodeStore:
         return TicketRecord(**row) if row else None
 
     def add_ticket(self, serial: str, digest: str, sliver_urn: str, kind: str) -> None:
-        with self.database.transaction() as db:
-            db.execute(
-                "INSERT INTO tickets (serial, digest, sliver_urn, kind, redeemed_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (serial, digest, sliver_urn, kind, _now()),
-            )
+        self.database.execute(
+            "INSERT INTO tickets (serial, digest, sliver_urn, kind, redeemed_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (serial, digest, sliver_urn, kind, _now()),
+        )
 
     def add_lease(self, sliver_urn: str, serial: str, expires: datetime, lease: str) -> None:
-        with self.database.transaction() as db:
-            db.execute(
-                "INSERT INTO leases (sliver_urn, serial, expires, lease, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (sliver_urn, serial, format_rfc3339(expires), lease, _now()),
-            )
+        self.database.execute(
+            "INSERT INTO leases (sliver_urn, serial, expires, lease, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (sliver_urn, serial, format_rfc3339(expires), lease, _now()),
+        )
 
     def add_revocations(self, revocations: Sequence[Revocation]) -> None:
         """Record revoked serials (one transaction; a serial revoked before stays as it was)."""
+        rows = [(r.serial, r.issuer_urn, r.sliver_urn, format_rfc3339(r.expires), _now())
+                for r in revocations]
+        if len(rows) == 1:
+            self.database.execute(_INSERT_REVOCATION, rows[0])
+            return
         with self.database.transaction() as db:
-            db.conn.executemany(
-                "INSERT OR IGNORE INTO revoked (serial, issuer_urn, sliver_urn, expires,"
-                " revoked_at) VALUES (?, ?, ?, ?, ?)",
-                [(r.serial, r.issuer_urn, r.sliver_urn, format_rfc3339(r.expires), _now())
-                 for r in revocations],
-            )
+            db.conn.executemany(_INSERT_REVOCATION, rows)
 
     def revocation(self, serial: str) -> Revocation | None:
         row = self._one("SELECT * FROM revoked WHERE serial = ?", serial)
@@ -197,12 +204,12 @@ class NodeStore:
 
     def prune_revocations(self, now: datetime) -> None:
         """Forget revocations of tickets that have expired (no node accepts those anyway)."""
-        with self.database.transaction() as db:
-            db.execute("DELETE FROM revoked WHERE expires <= ?", (format_rfc3339(now),))
+        self.database.execute("DELETE FROM revoked WHERE expires <= ?", (format_rfc3339(now),))
 
     def first_serial(self, sliver_urn: str) -> str | None:
         """The serial of the ticket that created the sliver (its first lease)."""
-        row = self._one("SELECT serial FROM leases WHERE sliver_urn = ? ORDER BY id", sliver_urn)
+        row = self._one("SELECT serial FROM leases WHERE sliver_urn = ? ORDER BY id LIMIT 1",
+                        sliver_urn)
         return str(row["serial"]) if row else None
 
     def lease_for_serial(self, serial: str) -> str | None:
@@ -218,21 +225,20 @@ class NodeStore:
     # --- slivers ------------------------------------------------------------------------------
 
     def add_sliver(self, record: SliverRecord) -> None:
-        with self.database.transaction() as db:
-            db.execute(
-                "INSERT INTO slivers (sliver_urn, slice_urn, login, issuer_urn, serial, expires,"
-                " resources, users, slice_gid, slice_public_key, sealed_slice_key, initscript, uid,"
-                " state, last_error, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.sliver_urn, record.slice_urn, record.login, record.issuer_urn,
-                    record.serial, format_rfc3339(record.expires),
-                    json.dumps(record.resources.to_dict()), _users_json(record.users),
-                    record.slice_gid, record.slice_public_key, record.sealed_slice_key,
-                    record.initscript, record.uid,
-                    record.state, record.last_error, format_rfc3339(record.created_at), _now(),
-                ),
-            )
+        self.database.execute(
+            "INSERT INTO slivers (sliver_urn, slice_urn, login, issuer_urn, serial, expires,"
+            " resources, users, slice_gid, slice_public_key, sealed_slice_key, initscript, uid,"
+            " state, last_error, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.sliver_urn, record.slice_urn, record.login, record.issuer_urn,
+                record.serial, format_rfc3339(record.expires),
+                json.dumps(record.resources.to_dict()), _users_json(record.users),
+                record.slice_gid, record.slice_public_key, record.sealed_slice_key,
+                record.initscript, record.uid,
+                record.state, record.last_error, format_rfc3339(record.created_at), _now(),
+            ),
+        )
 
     def sliver(self, sliver_urn: str) -> SliverRecord | None:
         row = self._one("SELECT * FROM slivers WHERE sliver_urn = ?", sliver_urn)
@@ -256,16 +262,12 @@ class NodeStore:
         return _sliver(row) if row else None
 
     def slivers(self) -> list[SliverRecord]:
-        with self.database.snapshot() as db:
-            return [_sliver(row) for row in db.query("SELECT * FROM slivers ORDER BY created_at")]
+        return [_sliver(row) for row in self.database.all(
+            "SELECT * FROM slivers ORDER BY created_at")]
 
     def expired(self, now: datetime) -> list[SliverRecord]:
-        with self.database.snapshot() as db:
-            rows = db.query(
-                "SELECT * FROM slivers WHERE expires <= ? ORDER BY expires",
-                (format_rfc3339(now),),
-            )
-            return [_sliver(row) for row in rows]
+        return [_sliver(row) for row in self.database.all(
+            "SELECT * FROM slivers WHERE expires <= ? ORDER BY expires", (format_rfc3339(now),))]
 
     def next_expiry(self) -> datetime | None:
         row = self._one("SELECT MIN(expires) AS e FROM slivers")
@@ -273,9 +275,9 @@ class NodeStore:
 
     def allocated(self, *, excluding: str | None = None) -> Resources:
         """The sum of the resources granted to the slivers (but `excluding`)."""
-        return total(
-            record.resources for record in self.slivers() if record.sliver_urn != excluding
-        )
+        rows = self.database.all("SELECT sliver_urn, resources FROM slivers")
+        return total(Resources.from_mapping(json.loads(row["resources"]))
+                     for row in rows if row["sliver_urn"] != excluding)
 
     def set_state(self, sliver_urn: str, state: str, last_error: str = "") -> None:
         self._update(sliver_urn, state=state, last_error=last_error)
@@ -294,28 +296,29 @@ class NodeStore:
     def remove_sliver(self, sliver_urn: str) -> None:
         """Forget the sliver and its leases (its tickets stay: they may never be redeemed again)."""
         with self.database.transaction() as db:
-            db.execute("DELETE FROM leases WHERE sliver_urn = ?", (sliver_urn,))
-            db.execute("DELETE FROM slivers WHERE sliver_urn = ?", (sliver_urn,))
+            db.conn.execute("DELETE FROM leases WHERE sliver_urn = ?", (sliver_urn,))
+            db.conn.execute("DELETE FROM slivers WHERE sliver_urn = ?", (sliver_urn,))
 
     def forget_ticket(self, serial: str) -> None:
         """Undo a redemption whose sliver could not be made, so that it may be retried."""
-        with self.database.transaction() as db:
-            db.execute("DELETE FROM tickets WHERE serial = ?", (serial,))
+        self.database.execute("DELETE FROM tickets WHERE serial = ?", (serial,))
 
     # --- helpers ------------------------------------------------------------------------------
 
     def _one(self, sql: str, *params: Any) -> dict[str, Any] | None:
-        with self.database.snapshot() as db:
-            return next(iter(db.query(sql, params)), None)
+        return self.database.one(sql, params)
 
     def _update(self, sliver_urn: str, **values: Any) -> None:
         values["updated_at"] = _now()
         columns = ", ".join(f"{name} = ?" for name in values)
-        with self.database.transaction() as db:
-            db.execute(
-                f"UPDATE slivers SET {columns} WHERE sliver_urn = ?",  # noqa: S608 - fixed names
-                (*values.values(), sliver_urn),
-            )
+        self.database.execute(
+            f"UPDATE slivers SET {columns} WHERE sliver_urn = ?",  # noqa: S608 - fixed names
+            (*values.values(), sliver_urn),
+        )
+
+
+_INSERT_REVOCATION = ("INSERT OR IGNORE INTO revoked (serial, issuer_urn, sliver_urn, expires,"
+                      " revoked_at) VALUES (?, ?, ?, ?, ?)")
 
 
 def _now() -> str:

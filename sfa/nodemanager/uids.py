@@ -76,26 +76,27 @@ class UidAllocator:
         """The sliver's uid: the one it holds already, else the lowest free one in
         [base, base+span). Refused when none is free."""
         with self._locked(), self.database.transaction() as db:
-            held = list(db.query("SELECT uid FROM uids WHERE owner = ? AND sliver_urn = ?",
-                                 [owner, sliver_urn]))
+            held = db.conn.execute("SELECT uid FROM uids WHERE owner = ? AND sliver_urn = ?",
+                                   [owner, sliver_urn]).fetchone()
             if held:
-                return int(held[0]["uid"])
-            recorded = {uid for (uid,) in db.execute(
+                return int(held[0])
+            recorded = {uid for (uid,) in db.conn.execute(
                 "SELECT uid FROM uids WHERE uid >= ? AND uid < ?", [base, base + span])}
             running = self._running_uids()
             for uid in range(base, base + span):
                 if uid in recorded or uid in running or _in_user_database(uid):
                     continue
-                db.execute("INSERT INTO uids (uid, owner, sliver_urn, allocated_at)"
-                           " VALUES (?, ?, ?, ?)", [uid, owner, sliver_urn,
-                                                    format_rfc3339(utcnow())])
+                db.conn.execute("INSERT INTO uids (uid, owner, sliver_urn, allocated_at)"
+                                " VALUES (?, ?, ?, ?)", [uid, owner, sliver_urn,
+                                                         format_rfc3339(utcnow())])
                 return uid
         raise Refused(f"no free sliver uid in {base}..{base + span - 1} on this host")
 
     def release(self, owner: str, sliver_urn: str) -> None:
         """The sliver is gone: its uid may be given again."""
-        with self._locked(), self.database.transaction() as db:
-            db.execute("DELETE FROM uids WHERE owner = ? AND sliver_urn = ?", [owner, sliver_urn])
+        with self._locked():
+            self.database.execute("DELETE FROM uids WHERE owner = ? AND sliver_urn = ?",
+                                  [owner, sliver_urn])
 
     def reconcile(self, owner: str, held: Mapping[str, int]) -> list[str]:
         """Make the owner's rows what its slivers hold (sliver URN -> uid), after a crash or

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,30 @@ class Database:
                     handle.conn.execute("ROLLBACK")
                 raise
 
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement on plain sqlite3, its own transaction (SQLite's autocommit) or part
+        of the caller's; the rows it changed. For the hot paths: no sqlite-utils wrapper, and
+        one statement where BEGIN IMMEDIATE ... COMMIT would make three."""
+        with self._holding(), self._errors():
+            return int(self.db().conn.execute(sql, params).rowcount)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        """The first row of one query (a single statement reads one state of the file)."""
+        with self._holding(), self._errors():
+            cursor = self.db().conn.execute(sql, params)
+            row = cursor.fetchone()
+            return None if row is None else _as_dict(cursor, row)
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Every row of one query, as dicts."""
+        with self._holding(), self._errors():
+            cursor = self.db().conn.execute(sql, params)
+            return [_as_dict(cursor, row) for row in cursor.fetchall()]
+
+    def _holding(self) -> AbstractContextManager[Any]:
+        """Held while this thread uses its connection (a shared connection needs a lock)."""
+        return nullcontext()
+
     @contextmanager
     def snapshot(self) -> Iterator[sqlite_utils.Database]:
         """A consistent read: several queries see one state of the file."""
@@ -167,6 +191,10 @@ class Database:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+
+
+def _as_dict(cursor: sqlite3.Cursor, row: Sequence[Any]) -> dict[str, Any]:
+    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
 
 
 def current_version(handle: sqlite_utils.Database) -> int:
