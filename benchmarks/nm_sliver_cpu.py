@@ -5,7 +5,9 @@ One `NodeManager` over a real node directory (DirBackend, SQLite, as root the ho
 tickets signed by a real aggregate key in batches of 64, as the node-manager driver signs them,
 with the slice key sealed for the node. Each sliver is redeemed, started and revoked before the
 next one, so the node holds one sliver at a time, as each node of a slice does. CPU is this
-process's (time.process_time), divided by the slivers; the tickets are signed before timing.
+thread's (getrusage, user and system apart), divided by the slivers; the tickets are signed
+before timing. Run it on two trees alternately (the machine's speed drifts): the system part
+(the filesystem) varies most between runs.
 
     .venv/bin/python benchmarks/nm_sliver_cpu.py [--slivers 200] [--rounds 2] [--profile FILE]
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import sqlite3
 import sys
@@ -113,9 +116,17 @@ def sign_tickets(am: Principal, slice_: Any, count: int, tag: str
     return out
 
 
+def thread_cpu() -> tuple[float, float]:
+    """This thread's user and system CPU seconds (the kernel's own accounting, in µs)."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_utime, usage.ru_stime
+
+
 def run_round(nm: NodeManager, am: Principal, tickets: list[Any], statements: Statements
-              ) -> dict[str, float]:
-    cpu: Counter[str] = Counter()
+              ) -> tuple[Counter[str], Counter[str]]:
+    """(user, system) CPU seconds per operation over the round."""
+    user: Counter[str] = Counter()
+    system: Counter[str] = Counter()
     for ticket, sealed, sliver_urn, serial, expires in tickets:
         steps: dict[str, Callable[[], Any]] = {
             "redeem": lambda t=ticket, s=sealed: nm.redeem(t, slice_key=s),
@@ -125,10 +136,12 @@ def run_round(nm: NodeManager, am: Principal, tickets: list[Any], statements: St
         }
         for name in OPERATIONS:
             with statements.counting(name):
-                began = time.process_time()
+                began = thread_cpu()
                 steps[name]()
-                cpu[name] += time.process_time() - began
-    return dict(cpu)
+                ended = thread_cpu()
+            user[name] += ended[0] - began[0]
+            system[name] += ended[1] - began[1]
+    return user, system
 
 
 def main() -> None:
@@ -156,16 +169,17 @@ def main() -> None:
             statements.counts.clear()
             if profile is not None:
                 profile.enable()
-            cpu = run_round(nm, am, tickets, statements)
+            user, system = run_round(nm, am, tickets, statements)
             if profile is not None:
                 profile.disable()
-            per = {name: 1000 * cpu[name] / args.slivers for name in OPERATIONS}
-            print("round {}: CPU ms per sliver: {}, total {:.2f}; SQL statements per sliver: {}"
-                  .format(number + 1,
-                          ", ".join(f"{name} {per[name]:.2f}" for name in OPERATIONS),
-                          sum(per.values()),
-                          ", ".join(f"{name} {statements.counts[name] / args.slivers:.1f}"
-                                    for name in OPERATIONS)), flush=True)
+            print(f"round {number + 1}: CPU ms per sliver, user + system (the system part is "
+                  "mostly the sliver directory's mkdir/creat/unlink):", flush=True)
+            for name in OPERATIONS:
+                mine, kernel = (1000 * c[name] / args.slivers for c in (user, system))
+                print(f"  {name:7s} {mine + kernel:6.2f} = {mine:5.2f} + {kernel:5.2f}; "
+                      f"SQL statements {statements.counts[name] / args.slivers:.1f}", flush=True)
+            mine, kernel = (1000 * sum(c.values()) / args.slivers for c in (user, system))
+            print(f"  total   {mine + kernel:6.2f} = {mine:5.2f} + {kernel:5.2f}", flush=True)
         if profile is not None:
             profile.dump_stats(args.profile)
         print(f"load {os.getloadavg()[0]:.2f}", flush=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from functools import lru_cache
+from typing import Any, Literal
 
 from sfa.errors import BadArgs
 
@@ -17,6 +18,10 @@ URN_PREFIX = "urn:publicid:IDN"
 AUTHORITY_SERVICES = ("sa", "am", "sm", "cm", "ma")
 MAX_HRN_LENGTH = 256
 MAX_URN_LENGTH = 4096
+# Parsed names kept per process (pure functions of the text; a node host's thousand node
+# managers parse the same few slice, node and authority names on every call).
+NAME_CACHE_SIZE = 4096
+CACHED_NAME_LENGTH = 512  # longer names are parsed every time (the caches stay ~4 MB at most)
 
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # Characters a URN may carry literally (RFC 2141 <trans> and reserved), besides %-escapes.
@@ -38,6 +43,13 @@ Field = Literal["authority", "name"]
 # --- HRN components ---------------------------------------------------------------------------
 
 
+def _cached(function: Any, *texts: str) -> Any:
+    """`function(*texts)` through its cache unless a text is too long to be worth keeping."""
+    if any(len(text) > CACHED_NAME_LENGTH for text in texts):
+        return function.__wrapped__(*texts)
+    return function(*texts)
+
+
 def _check_text(text: str, what: str) -> None:
     for ch in text:
         if ch.isspace() or not ch.isprintable():
@@ -48,6 +60,11 @@ def hrn_split(hrn: str) -> list[str]:
     """The unescaped components of an HRN (`emulab\\.net.proj` -> `['emulab.net', 'proj']`)."""
     if not isinstance(hrn, str):
         raise BadArgs(f"an HRN must be a string, got {type(hrn).__name__}")
+    return list(_cached(_hrn_split, str(hrn)))
+
+
+@lru_cache(maxsize=NAME_CACHE_SIZE)
+def _hrn_split(hrn: str) -> tuple[str, ...]:
     if not hrn:
         raise BadArgs("empty HRN")
     if len(hrn) > MAX_HRN_LENGTH:
@@ -73,7 +90,7 @@ def hrn_split(hrn: str) -> list[str]:
     parts.append("".join(current))
     if any(not part for part in parts):
         raise BadArgs(f"HRN has an empty component: {hrn!r}")
-    return parts
+    return tuple(parts)
 
 
 def _escape_component(component: str) -> str:
@@ -206,6 +223,14 @@ def _public_type(service: str | None, base: str) -> str:
 
 def hrn_to_urn(hrn: str, type: str) -> str:
     """The URN of an HRN of a type (`authority` == `authority+sa`; `authority+am`, ...)."""
+    if not isinstance(hrn, str) or not isinstance(type, str):
+        _normalize_type(type)
+        hrn_split(hrn)
+    return _cached(_hrn_to_urn, str(hrn), str(type))
+
+
+@lru_cache(maxsize=NAME_CACHE_SIZE)
+def _hrn_to_urn(hrn: str, type: str) -> str:
     base, service = _normalize_type(type)
     parts = hrn_split(hrn)
     if base == "authority":
@@ -233,6 +258,13 @@ def _check_urn_text(urn: str) -> None:
 def urn_to_hrn(urn: str) -> tuple[str, str]:
     """(hrn, type) of a URN; type is `authority` for `+authority+sa`, `authority+am` etc.
     (`authority+ca` and any other `+authority+<name>` read, though never written)."""
+    if not isinstance(urn, str):
+        raise BadArgs(f"a URN must be a string, got {type(urn).__name__}")
+    return _cached(_urn_to_hrn, str(urn))
+
+
+@lru_cache(maxsize=NAME_CACHE_SIZE)
+def _urn_to_hrn(urn: str) -> tuple[str, str]:
     _check_urn_text(urn)
     fields = urn[len(URN_PREFIX) + 1 :].split("+", 2)
     if len(fields) != 3 or not all(fields):

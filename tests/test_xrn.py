@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sfa import xrn as xrn_module
 from sfa.errors import BadArgs, GeniCode
 from sfa.xrn import (
     MAX_HRN_LENGTH,
@@ -278,3 +279,44 @@ def test_names_differing_only_in_case_are_one_name() -> None:
 def test_authority_is_component_wise_and_ignores_case() -> None:
     assert is_authority_for("PLC.Lab", "plc.lab.alice")
     assert not is_authority_for("plc.la", "plc.LAB.alice")
+
+
+# --- the name caches ----------------------------------------------------------------------------
+
+
+def test_parsed_names_are_cached_bounded_and_not_shared_mutably() -> None:
+    urn = "urn:publicid:IDN+plc:princeton+slice+cached"
+    assert urn_to_hrn(urn) == urn_to_hrn(urn) == ("plc.princeton.cached", "slice")
+    parts = hrn_split("plc.princeton.cached")
+    parts.append("changed by the caller")
+    assert hrn_split("plc.princeton.cached") == ["plc", "princeton", "cached"]
+    for cached in (xrn_module._urn_to_hrn, xrn_module._hrn_split, xrn_module._hrn_to_urn):
+        info = cached.cache_info()
+        assert info.maxsize == xrn_module.NAME_CACHE_SIZE and info.currsize <= info.maxsize
+    for n in range(xrn_module.NAME_CACHE_SIZE + 10):
+        hrn_to_urn(f"plc.n{n}", "node")
+    assert xrn_module._hrn_to_urn.cache_info().currsize == xrn_module.NAME_CACHE_SIZE
+
+
+def test_long_names_are_parsed_but_not_kept() -> None:
+    escaped = xrn_module.CACHED_NAME_LENGTH // 3 + 1  # %61 is `a`: a long URN, a short HRN
+    long_urn = "urn:publicid:IDN+plc+slice+" + "%61" * escaped
+    before = xrn_module._urn_to_hrn.cache_info()
+    assert urn_to_hrn(long_urn) == ("plc." + "a" * escaped, "slice")
+    after = xrn_module._urn_to_hrn.cache_info()
+    assert (after.hits, after.misses) == (before.hits, before.misses)  # the cache not asked
+
+
+def test_bad_names_are_refused_every_time_and_non_strings_clearly() -> None:
+    for _ in range(2):
+        with pytest.raises(BadArgs):
+            urn_to_hrn("urn:publicid:IDN+plc+slice+bad name")
+        with pytest.raises(BadArgs):
+            hrn_split("plc..x")
+    for value in (["a list"], None, 3):
+        with pytest.raises(BadArgs):
+            urn_to_hrn(value)  # type: ignore[arg-type]
+        with pytest.raises(BadArgs):
+            hrn_split(value)  # type: ignore[arg-type]
+        with pytest.raises(BadArgs):
+            hrn_to_urn(value, "slice")  # type: ignore[arg-type]

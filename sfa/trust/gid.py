@@ -9,7 +9,7 @@ import uuid as uuidlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,6 +24,11 @@ from sfa.xrn import Xrn, hrn_split, urn_to_hrn
 CN_MAX = 64
 BACKDATE = timedelta(minutes=5)
 MAX_PEM_BYTES = 1_000_000
+# Parsed GIDs and certificate fields kept per process, by exact bytes (a node host's thousand
+# node managers read the same slice, aggregate and root certificates in every ticket). Parsing
+# decides nothing: validity, revocation and chains are checked by their callers on every use.
+PARSE_CACHE_SIZE = 1024
+CACHED_PEM_BYTES = 65_536  # larger texts are parsed every time
 _BEGIN = b"-----BEGIN CERTIFICATE-----"
 _END = b"-----END CERTIFICATE-----"
 
@@ -52,7 +57,10 @@ class GID:
     def from_pem(cls, data: str | bytes) -> GID:
         """Parse a PEM chain (leaf first), a legacy `-----parent-----` chain, a lone PEM
         certificate, or bare base64 DER (as some credentials carry it)."""
-        certs = _load_certificates(data)
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        if cls is GID and len(raw) <= CACHED_PEM_BYTES:
+            return _parsed_gid(raw)
+        certs = _load_certificates(raw)
         return cls(certificate=certs[0], chain=tuple(certs[1:]))
 
     def to_pem(self, include_chain: bool = True) -> str:
@@ -64,11 +72,7 @@ class GID:
 
     @cached_property
     def _san_uris(self) -> tuple[str, ...]:
-        try:
-            san = self.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        except x509.ExtensionNotFound:
-            return ()
-        return tuple(san.value.get_values_for_type(x509.UniformResourceIdentifier))
+        return _san_uris(self.certificate)
 
     @cached_property
     def urn(self) -> str:
@@ -191,6 +195,22 @@ class GID:
 
     def __repr__(self) -> str:
         return f"GID({self.urn or self.subject_cn!r}, chain={len(self.chain)})"
+
+
+@lru_cache(maxsize=PARSE_CACHE_SIZE)
+def _parsed_gid(raw: bytes) -> GID:
+    certs = _load_certificates(raw)
+    return GID(certificate=certs[0], chain=tuple(certs[1:]))
+
+
+@lru_cache(maxsize=PARSE_CACHE_SIZE)
+def _san_uris(certificate: x509.Certificate) -> tuple[str, ...]:
+    """A certificate's subjectAltName URIs (by certificate: equal DER, one entry)."""
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(san.value.get_values_for_type(x509.UniformResourceIdentifier))
 
 
 def _pem_bodies(raw: bytes) -> list[bytes]:

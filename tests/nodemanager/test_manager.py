@@ -26,10 +26,10 @@ from sfa.nodemanager.backend import UserKeys
 from sfa.nodemanager.localapi import LocalApi
 from sfa.nodemanager.manager import NodeManager
 from sfa.nodemanager.resources import Resources
-from sfa.nodemanager.store import STARTED
+from sfa.nodemanager.store import STARTED, Revocation
 from sfa.trust.gid import GID
 from sfa.trust.keys import load_private_key, public_key_to_openssh
-from sfa.trust.ticket import TicketResources, verify_lease
+from sfa.trust.ticket import TicketResources, parse_ticket, verify_lease
 from tests.nodemanager.conftest import make_fifo, wait_for_fifo
 from tests.nodemanager.nodes import (
     TicketMaker,
@@ -319,3 +319,30 @@ def test_warm_up_changes_nothing_and_redemption_still_verifies(nm, maker, node1)
     assert _snapshot(nm) == before
     result = nm.redeem(maker.ticket(node1.gid.urn), slice_key=maker.sealed_key(node1.gid))
     assert verify_lease(result.lease, nm.policy, node_urn=node1.gid.urn).sliver_urn == SLIVER
+
+
+def test_statements_per_operation_stay_few(nm, maker, node1, am):
+    """The node's store runs one statement per read or single change, one transaction where
+    several changes go together: a redemption, a start and a revocation stay within a few
+    statements (in SQLite's own accounting, sqlite3's trace callback)."""
+    seen: list[str] = []
+    nm.store.database.db().conn.set_trace_callback(seen.append)
+    ticket = maker.ticket(node1.gid.urn)
+    serial = parse_ticket(ticket).serial
+    counts = {}
+    for name, operation in (
+        ("redeem", lambda: nm.redeem(ticket)),
+        ("start", lambda: nm.start(SLIVER, am.gid, [])),
+        ("revoke", lambda: nm.revoke([Revocation(serial, am.gid.urn, SLIVER,
+                                                 datetime.now(UTC) + timedelta(hours=2))],
+                                     am.gid)),
+    ):
+        seen.clear()
+        operation()
+        counts[name] = len(seen)
+    nm.store.database.db().conn.set_trace_callback(None)
+    # redeem: revoked? redeemed? in the way? allocated; BEGIN, 3 inserts, COMMIT; ready.
+    # start: the sliver; started. revoke: record it; the sliver; its first serial; BEGIN, 2
+    # deletes, COMMIT.
+    assert counts == {"redeem": 10, "start": 2, "revoke": 7}
+    assert nm.store.sliver(SLIVER) is None and nm.store.revocation(serial) is not None

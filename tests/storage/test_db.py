@@ -98,6 +98,25 @@ def test_nested_transaction_joins_outer(path: Path) -> None:
     db.close()
 
 
+def test_single_statements_commit_alone_map_errors_and_join_an_open_transaction(
+    path: Path,
+) -> None:
+    db = Database(path, [V1])
+    assert db.execute("INSERT INTO things (name) VALUES (?)", ("a",)) == 1
+    assert db.one("SELECT name FROM things WHERE name = ?", ("a",)) == {"name": "a"}
+    assert db.one("SELECT name FROM things WHERE name = ?", ("nobody",)) is None
+    with pytest.raises(AlreadyExists):
+        db.execute("INSERT INTO things (name) VALUES (?)", ("a",))
+    with pytest.raises(RuntimeError), db.transaction():
+        db.execute("INSERT INTO things (name) VALUES (?)", ("b",))
+        raise RuntimeError("the outer transaction fails: the statement goes with it")
+    assert db.all("SELECT id, name FROM things ORDER BY id") == [{"id": 1, "name": "a"}]
+    other = sqlite3.connect(path)  # committed: another connection sees it
+    assert other.execute("SELECT name FROM things").fetchall() == [("a",)]
+    other.close()
+    db.close()
+
+
 def test_locked_database_gives_busy_and_changes_nothing(path: Path) -> None:
     db = Database(path, [V1], busy_timeout=0.05)
     before = db.dump()
@@ -108,6 +127,8 @@ def test_locked_database_gives_busy_and_changes_nothing(path: Path) -> None:
             handle.execute("INSERT INTO things (name) VALUES ('z')")
         assert info.value.code == GeniCode.BUSY
         assert "locked" in info.value.message
+        with pytest.raises(Busy):
+            db.execute("INSERT INTO things (name) VALUES ('z')")
     finally:
         holder.execute("ROLLBACK")
         holder.close()

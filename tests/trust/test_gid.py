@@ -6,16 +6,20 @@ import base64
 import re
 import uuid as uuidlib
 from datetime import timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from sfa.errors import BadArgs, CredentialInvalid, GeniCode
+from sfa.errors import BadArgs, CredentialExpired, CredentialInvalid, GeniCode
 from sfa.timeutil import utcnow
+from sfa.trust import gid as gid_module
+from sfa.trust.chain import verify_gid_chain
 from sfa.trust.gid import GID, MAX_PEM_BYTES, create_gid
 from sfa.trust.hierarchy import Authority
+from sfa.trust.roots import TrustedRoots
 from tests.trust.conftest import Principal, resign
 
 E = TypeVar("E", bound=x509.ExtensionType)
@@ -187,3 +191,42 @@ def test_certificate_without_our_extensions(alice: Principal) -> None:
     assert not gid.is_ca
     assert gid.ski == alice.gid.ski  # computed from the key, the standard way
     assert len(gid.fingerprint) == 64 and gid.chain_fingerprints == (gid.fingerprint,)
+
+
+# --- the parse cache ----------------------------------------------------------------------------
+
+
+def test_parsing_the_same_pem_again_gives_the_same_gid_and_the_cache_is_bounded(
+    alice: Principal,
+) -> None:
+    pem = alice.gid.to_pem()
+    first = GID.from_pem(pem)
+    assert GID.from_pem(pem.encode()) is first and first == alice.gid
+    assert first.urn == alice.gid.urn and len(first.chain) == len(alice.gid.chain)
+    info = gid_module._parsed_gid.cache_info()
+    assert info.maxsize == gid_module.PARSE_CACHE_SIZE and info.currsize <= info.maxsize
+    padded = pem + "\n" * (gid_module.CACHED_PEM_BYTES + 1)  # too long to be kept
+    assert GID.from_pem(padded) is not GID.from_pem(padded)
+
+
+def test_a_malformed_pem_is_refused_every_time(alice: Principal) -> None:
+    broken = alice.gid.to_pem().replace("MII", "!!!", 1)
+    for _ in range(2):  # an error is not remembered as a GID
+        with pytest.raises(CredentialInvalid):
+            GID.from_pem(broken)
+
+
+def test_a_cached_gid_is_still_refused_when_revoked_or_expired(
+    tmp_path: Path, plc: Authority, alice: Principal
+) -> None:
+    """Parsing is cached, trust is not: revocation and validity are checked at every use."""
+    roots = TrustedRoots(tmp_path)
+    roots.write(plc.gid, "plc")
+    cached = GID.from_pem(alice.gid.to_pem())
+    verify_gid_chain(cached, roots)
+    with pytest.raises(CredentialExpired):
+        verify_gid_chain(GID.from_pem(alice.gid.to_pem()), roots,
+                         at=cached.not_after + timedelta(days=1))
+    roots.revoke(alice.gid)
+    with pytest.raises(CredentialInvalid, match="revoked"):
+        verify_gid_chain(GID.from_pem(alice.gid.to_pem()), roots)
