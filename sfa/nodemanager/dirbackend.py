@@ -69,13 +69,9 @@ class DirBackend:
                 safefs.write_file(etc, "slice.gid", spec.slice_gid_pem.encode())
                 safefs.write_file(etc, "sliver.json", _sliver_json(spec))
                 safefs.write_file(etc, "initscript", spec.initscript.encode(), mode=0o755)
-            with safefs.open_dirs(root, ["run"], mode=0o700):
-                pass
-            with safefs.open_dirs(root, ["log"], mode=0o700, uid=uid):
-                pass
-            with safefs.open_dirs(root, ["home"]):
-                pass
-            self._write_keys(spec, root)
+            safefs.ensure_dir(root, "run", mode=0o700)
+            safefs.ensure_dir(root, "log", mode=0o700, uid=uid)
+            self._write_keys(spec, root)  # makes home/ (0755) on the way
 
     def start(self, spec: SliverSpec) -> None:
         """Run etc/initscript (if not empty and not already running) under the limits."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,8 +23,7 @@ def open_dirs(
     """A file descriptor for `root/parts...`, creating missing directories (owned by `uid`,
     when given, with `mode`). A symlink or non-directory on the way is refused. `root` may
     be a directory descriptor already opened this way (it stays open)."""
-    fd = os.open(".", _DIR_FLAGS, dir_fd=root) if isinstance(root, int) else os.open(
-        root, _DIR_FLAGS)
+    fd = os.dup(root) if isinstance(root, int) else os.open(root, _DIR_FLAGS)
     try:
         for part in parts:
             _check_component(part)
@@ -54,11 +54,15 @@ def write_file(
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        try:
             if uid is not None:
-                os.fchown(handle.fileno(), uid, uid)
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
+                os.fchown(fd, uid, uid)
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:
@@ -66,6 +70,22 @@ def write_file(
         except FileNotFoundError:
             pass
         raise
+
+
+def ensure_dir(dir_fd: int, name: str, *, mode: int = 0o755, uid: int | None = None) -> None:
+    """Make the directory `name` in `dir_fd` (owned by `uid`, when given, with `mode`) unless
+    a plain directory is there already; a symlink or anything else there is refused. Nothing
+    is opened: for directories only made here, filled later through `open_dirs`."""
+    _check_component(name)
+    try:
+        os.mkdir(name, mode, dir_fd=dir_fd)
+    except FileExistsError:
+        found = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(found.st_mode):
+            raise Forbidden(f"{name}: not a plain directory") from None
+        return
+    if uid is not None:
+        os.chown(name, uid, uid, dir_fd=dir_fd, follow_symlinks=False)
 
 
 def remove_file(dir_fd: int, name: str) -> None:
@@ -90,12 +110,20 @@ def open_append(dir_fd: int, name: str, *, uid: int | None = None) -> int:
 def disk_usage(path: Path) -> int:
     """Bytes allocated under `path`, symlinks not followed."""
     used = 0
-    for folder, dirs, files in os.walk(path, followlinks=False):
-        for name in (*dirs, *files):
-            try:
-                used += os.lstat(os.path.join(folder, name)).st_blocks * 512
-            except OSError:
-                continue
+    folders: list[str | Path] = [path]
+    while folders:
+        try:
+            entries = os.scandir(folders.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    used += entry.stat(follow_symlinks=False).st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.path)
+                except OSError:
+                    continue
     return used
 
 

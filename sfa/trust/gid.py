@@ -65,8 +65,16 @@ class GID:
 
     def to_pem(self, include_chain: bool = True) -> str:
         """PEM of the certificate, followed by each issuer's PEM when `include_chain`."""
-        certs = (self.certificate, *self.chain) if include_chain else (self.certificate,)
-        return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
+        return self._pem_chain if include_chain else self._pem_leaf
+
+    @cached_property
+    def _pem_leaf(self) -> str:
+        return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+    @cached_property
+    def _pem_chain(self) -> str:
+        issuers = (c.public_bytes(serialization.Encoding.PEM).decode() for c in self.chain)
+        return "".join((self._pem_leaf, *issuers))
 
     # --- identity ----------------------------------------------------------------------------
 

@@ -103,6 +103,27 @@ def test_create_refuses_to_follow_a_planted_symlink(backend, spec, open_dir):
     assert list(outside.iterdir()) == []
 
 
+def test_create_refuses_a_planted_symlink_in_place_of_log_or_run(backend, spec, open_dir):
+    backend.create(spec)
+    root = backend.sliver_dir(spec.login)
+    outside = open_dir / "outside"
+    outside.mkdir()
+    for name in ("log", "run"):
+        (root / name).rmdir()
+        (root / name).symlink_to(outside)
+        with pytest.raises(Forbidden, match="not a plain directory"):
+            backend.create(spec)
+        (root / name).unlink()
+        (root / name).write_text("a file is no directory either")
+        with pytest.raises(Forbidden, match="not a plain directory"):
+            backend.create(spec)
+        (root / name).unlink()
+        backend.create(spec)
+        assert (root / name).is_dir() and not (root / name).is_symlink()
+        assert stat.S_IMODE((root / name).stat().st_mode) == 0o700
+    assert list(outside.iterdir()) == []
+
+
 def _limits(text: str) -> dict[str, str]:
     rows = {}
     for line in text.splitlines()[1:]:
