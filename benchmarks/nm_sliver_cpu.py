@@ -122,8 +122,28 @@ def thread_cpu() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
-def run_round(nm: NodeManager, am: Principal, tickets: list[Any], statements: Statements
-              ) -> tuple[Counter[str], Counter[str]]:
+class BackendClock:
+    """The CPU spent inside the sliver backend's methods (the filesystem and processes), per
+    operation of the node manager: the node manager's own share is the rest."""
+
+    def __init__(self, backend: Any) -> None:
+        self.spent: Counter[str] = Counter()
+        self.label = ""
+        for name in ("create", "start", "stop", "destroy", "status"):
+            setattr(backend, name, self._timed(getattr(backend, name)))
+
+    def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            began = sum(thread_cpu())
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.spent[self.label] += sum(thread_cpu()) - began
+        return timed
+
+
+def run_round(nm: NodeManager, am: Principal, tickets: list[Any], statements: Statements,
+              backend: BackendClock) -> tuple[Counter[str], Counter[str]]:
     """(user, system) CPU seconds per operation over the round."""
     user: Counter[str] = Counter()
     system: Counter[str] = Counter()
@@ -135,6 +155,7 @@ def run_round(nm: NodeManager, am: Principal, tickets: list[Any], statements: St
                 [Revocation(n, am.gid.urn, u, e)], am.gid),
         }
         for name in OPERATIONS:
+            backend.label = name
             with statements.counting(name):
                 began = thread_cpu()
                 steps[name]()
@@ -155,6 +176,7 @@ def main() -> None:
     try:
         nm, am, slice_ = make_node(base)
         statements = Statements()
+        backend = BackendClock(nm.backend)
         statements.watch(nm.store.database.db().conn)
         if nm.uids is not None:
             statements.watch(nm.uids.allocator.database.db().conn)
@@ -167,19 +189,21 @@ def main() -> None:
         for number in range(args.rounds):
             tickets = sign_tickets(am, slice_, args.slivers, f"r{number}s")
             statements.counts.clear()
+            backend.spent.clear()
             if profile is not None:
                 profile.enable()
-            user, system = run_round(nm, am, tickets, statements)
+            user, system = run_round(nm, am, tickets, statements, backend)
             if profile is not None:
                 profile.disable()
-            print(f"round {number + 1}: CPU ms per sliver, user + system (the system part is "
-                  "mostly the sliver directory's mkdir/creat/unlink):", flush=True)
-            for name in OPERATIONS:
-                mine, kernel = (1000 * c[name] / args.slivers for c in (user, system))
-                print(f"  {name:7s} {mine + kernel:6.2f} = {mine:5.2f} + {kernel:5.2f}; "
-                      f"SQL statements {statements.counts[name] / args.slivers:.1f}", flush=True)
-            mine, kernel = (1000 * sum(c.values()) / args.slivers for c in (user, system))
-            print(f"  total   {mine + kernel:6.2f} = {mine:5.2f} + {kernel:5.2f}", flush=True)
+            print(f"round {number + 1}: CPU ms per sliver (user + system), of which in the "
+                  "sliver backend (filesystem, processes) and outside it:", flush=True)
+            for name in (*OPERATIONS, "total"):
+                names = OPERATIONS if name == "total" else (name,)
+                cpu, inside = (1000 * sum(c[n] for n in names) / args.slivers
+                               for c in (user + system, backend.spent))
+                count = sum(statements.counts[n] for n in names) / args.slivers
+                print(f"  {name:7s} {cpu:6.2f} = backend {inside:5.2f} + node manager "
+                      f"{cpu - inside:5.2f}; SQL statements {count:.1f}", flush=True)
         if profile is not None:
             profile.dump_stats(args.profile)
         print(f"load {os.getloadavg()[0]:.2f}", flush=True)

@@ -33,6 +33,18 @@ _ALWAYS_ESCAPED = frozenset("%;'#?")
 _AUTHORITY_ESCAPED = frozenset(":+/")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
+
+def _class_of(chars: frozenset[str]) -> str:
+    return "[" + "".join(re.escape(ch) for ch in sorted(chars)) + "]"
+
+
+# Fast paths of the character loops below (the loops still decide every other case).
+_URN_UNSAFE_RE = re.compile(_class_of(_URN_SAFE).replace("[", "[^", 1))
+_PLAIN_FIELD_RE = {
+    "name": re.compile(_class_of(_URN_SAFE - _ALWAYS_ESCAPED) + "*"),
+    "authority": re.compile(_class_of(_URN_SAFE - _ALWAYS_ESCAPED - _AUTHORITY_ESCAPED) + "*"),
+}
+
 _SLICE_NAME_RE = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]{0,18}$")
 _SLIVER_NAME_RE = re.compile(r"^[-a-zA-Z0-9_.]{1,256}$")
 _USER_NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,63}$")
@@ -45,15 +57,16 @@ Field = Literal["authority", "name"]
 
 def _cached(function: Any, *texts: str) -> Any:
     """`function(*texts)` through its cache unless a text is too long to be worth keeping."""
-    if any(len(text) > CACHED_NAME_LENGTH for text in texts):
-        return function.__wrapped__(*texts)
+    for text in texts:
+        if len(text) > CACHED_NAME_LENGTH:
+            return function.__wrapped__(*texts)
     return function(*texts)
 
 
 def _check_text(text: str, what: str) -> None:
-    for ch in text:
-        if ch.isspace() or not ch.isprintable():
-            raise BadArgs(f"{what} contains whitespace or a control character: {text[:80]!r}")
+    # The space is the only whitespace character str.isprintable() accepts.
+    if " " in text or not text.isprintable():
+        raise BadArgs(f"{what} contains whitespace or a control character: {text[:80]!r}")
 
 
 def hrn_split(hrn: str) -> list[str]:
@@ -70,6 +83,11 @@ def _hrn_split(hrn: str) -> tuple[str, ...]:
     if len(hrn) > MAX_HRN_LENGTH:
         raise BadArgs(f"HRN longer than {MAX_HRN_LENGTH} characters: {hrn[:64]!r}...")
     _check_text(hrn, "HRN")
+    if "\\" not in hrn:
+        plain = tuple(hrn.split("."))
+        if not all(plain):
+            raise BadArgs(f"HRN has an empty component: {hrn!r}")
+        return plain
     parts: list[str] = []
     current: list[str] = []
     index = 0
@@ -154,6 +172,8 @@ def is_authority_for(authority_hrn: str, hrn: str) -> bool:
 
 
 def _encode_field(text: str, field: Field) -> str:
+    if _PLAIN_FIELD_RE[field].fullmatch(text) and (field != "name" or "::" not in text):
+        return text
     out: list[str] = []
     index = 0
     while index < len(text):
@@ -172,6 +192,8 @@ def _encode_field(text: str, field: Field) -> str:
 
 
 def _decode_field(text: str, urn: str) -> str:
+    if text.isascii() and "%" not in text and ";" not in text:
+        return text
     out = bytearray()
     index = 0
     while index < len(text):
@@ -193,6 +215,17 @@ def _decode_field(text: str, urn: str) -> str:
 
 def _normalize_type(type: str) -> tuple[str, str | None]:
     """(base type, authority service or None); `authority` means `authority+sa`."""
+    if isinstance(type, str) and 0 < len(type) <= 64:
+        return _cached_type(str(type))
+    return _normalized_type(type)
+
+
+@lru_cache(maxsize=256)
+def _cached_type(type: str) -> tuple[str, str | None]:
+    return _normalized_type(type)
+
+
+def _normalized_type(type: str) -> tuple[str, str | None]:
     if not isinstance(type, str) or not type:
         raise BadArgs("a name type is required (user, slice, node, authority, ...)")
     lowered = type.lower()
@@ -250,7 +283,7 @@ def _check_urn_text(urn: str) -> None:
         raise BadArgs(f"URN longer than {MAX_URN_LENGTH} characters: {urn[:64]!r}...")
     if not urn[: len(URN_PREFIX) + 1].lower() == URN_PREFIX.lower() + "+":
         raise BadArgs(f"not a URN (expected {URN_PREFIX}+...): {urn[:120]!r}")
-    bad = sorted({ch for ch in urn if ch not in _URN_SAFE})
+    bad = sorted({ch for ch in urn if ch not in _URN_SAFE}) if _URN_UNSAFE_RE.search(urn) else []
     if bad:
         raise BadArgs(f"URN contains characters that must be %-escaped {bad!r}: {urn[:120]!r}")
 

@@ -320,3 +320,16 @@ def test_bad_names_are_refused_every_time_and_non_strings_clearly() -> None:
             hrn_split(value)  # type: ignore[arg-type]
         with pytest.raises(BadArgs):
             hrn_to_urn(value, "slice")  # type: ignore[arg-type]
+
+
+def test_whitespace_and_control_characters_are_refused_wherever_they_are() -> None:
+    """The check is `str.isprintable()` plus the space: every whitespace character."""
+    unicode_spaces = "\u1680\u2000\u2005\u200a\u2028\u2029\u202f\u205f\u3000\x85\xa0"
+    for ch in [*map(chr, range(0x100)), *unicode_spaces]:
+        refused = ch.isspace() or not ch.isprintable()
+        for hrn in (f"plc.a{ch}b", f"plc\\.x.{ch}"):
+            if refused:
+                with pytest.raises(BadArgs, match="whitespace or a control"):
+                    hrn_split(hrn)
+            elif ch not in ".\\":
+                assert hrn_split(hrn)[-1].endswith(ch if hrn.endswith(ch) else "b")
