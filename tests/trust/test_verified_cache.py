@@ -20,9 +20,9 @@ def counted_verifies(monkeypatch):
     calls: list[str] = []
     real = xmldsig.verify_with_gid
 
-    def counting(element, info, signer):
+    def counting(element, info, signer, **options):
         calls.append(info.reference_id)
-        real(element, info, signer)
+        real(element, info, signer, **options)
 
     monkeypatch.setattr(xmldsig, "verify_with_gid", counting)
     return calls
