@@ -5,6 +5,7 @@ slivers/                     0711: no sliver can list the others
 slivers/<login>/             0750, owned by the node manager, group = the sliver's uid
   etc/node.gid etc/slice.gid etc/sliver.json etc/initscript
   run/init.pid               0700 root: "<pid> <start time> <uid|->" of the init script's group
+                             (run/ is made when an init script first starts)
   log/init.log               0700, the sliver's: the init script's output
   home/<login>/.ssh/authorized_keys, id_rsa (0600), id_rsa.pub   0700, the sliver's
 ```
@@ -69,7 +70,6 @@ class DirBackend:
                 safefs.write_file(etc, "slice.gid", spec.slice_gid_pem.encode())
                 safefs.write_file(etc, "sliver.json", _sliver_json(spec))
                 safefs.write_file(etc, "initscript", spec.initscript.encode(), mode=0o755)
-            safefs.ensure_dir(root, "run", mode=0o700)
             safefs.ensure_dir(root, "log", mode=0o700, uid=uid)
             self._write_keys(spec, root)  # makes home/ (0755) on the way
 
@@ -120,6 +120,8 @@ class DirBackend:
         pgid, uid = self._process_record(login)
         process.kill_all(pgid, uid, grace=self.stop_grace)
         self._reap(login, forget=True)
+        if not os.path.lexists(root / "run"):
+            return  # no init script ever started: no process record to remove
         with safefs.open_dirs(self.slivers_dir, [login, "run"], mode=0o700) as run:
             safefs.remove_file(run, "init.pid")
 

@@ -103,12 +103,12 @@ def test_create_refuses_to_follow_a_planted_symlink(backend, spec, open_dir):
     assert list(outside.iterdir()) == []
 
 
-def test_create_refuses_a_planted_symlink_in_place_of_log_or_run(backend, spec, open_dir):
+def test_create_refuses_a_planted_symlink_in_place_of_log(backend, spec, open_dir):
     backend.create(spec)
     root = backend.sliver_dir(spec.login)
     outside = open_dir / "outside"
     outside.mkdir()
-    for name in ("log", "run"):
+    for name in ("log",):
         (root / name).rmdir()
         (root / name).symlink_to(outside)
         with pytest.raises(Forbidden, match="not a plain directory"):
@@ -228,6 +228,24 @@ def test_a_new_backend_finds_and_stops_processes_it_did_not_start(backend, spec,
 def test_empty_init_script_starts_nothing(backend, spec):
     backend.create(spec)
     backend.start(spec)
+    assert not backend.status(spec.login).running
+    backend.stop(spec.login)
+    assert not (backend.sliver_dir(spec.login) / "run").exists()  # no process record, ever
+    backend.destroy(spec.login)
+    assert not backend.sliver_dir(spec.login).exists()
+
+
+def test_the_process_record_lives_in_run_made_at_the_first_start(backend, spec, open_dir):
+    fifo = make_fifo(open_dir)
+    spec = replace(spec, initscript=f"echo started > {fifo}\nexec sleep 60\n")
+    backend.create(spec)
+    run = backend.sliver_dir(spec.login) / "run"
+    assert not run.exists()
+    backend.start(spec)
+    wait_for_fifo(fifo)
+    assert stat.S_IMODE(run.stat().st_mode) == 0o700 and (run / "init.pid").is_file()
+    backend.stop(spec.login)
+    assert run.is_dir() and not (run / "init.pid").exists()
     assert not backend.status(spec.login).running
 
 
