@@ -369,7 +369,7 @@ class NodeManager:
             "free": self.admission.free(allocated).to_dict(),
             "load": round(measured.load, 2),
             "free_disk_percent": round(measured.free_disk_percent, 1),
-            "slivers": len(self.store.slivers()),
+            "slivers": self.store.sliver_count(),
             "enforcement": self.enforcement.to_dict(),
         }
 

@@ -265,6 +265,10 @@ class NodeStore:
         return [_sliver(row) for row in self.database.all(
             "SELECT * FROM slivers ORDER BY created_at")]
 
+    def sliver_count(self) -> int:
+        row = self._one("SELECT COUNT(*) AS n FROM slivers")
+        return int(row["n"]) if row else 0
+
     def expired(self, now: datetime) -> list[SliverRecord]:
         return [_sliver(row) for row in self.database.all(
             "SELECT * FROM slivers WHERE expires <= ? ORDER BY expires", (format_rfc3339(now),))]
