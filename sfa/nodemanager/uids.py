@@ -80,10 +80,19 @@ class UidAllocator:
                                    [owner, sliver_urn]).fetchone()
             if held:
                 return int(held[0])
-            recorded = {uid for (uid,) in db.conn.execute(
-                "SELECT uid FROM uids WHERE uid >= ? AND uid < ?", [base, base + span])}
+            end = base + span
+            count, highest = db.conn.execute(
+                "SELECT COUNT(*), MAX(uid) FROM uids WHERE uid >= ? AND uid < ?", [base, end]
+            ).fetchone()
+            first = base if highest is None else highest + 1
+            if count == first - base:  # base..highest all recorded (the usual case): look above
+                recorded: set[int] = set()
+            else:  # a released uid left a gap below: the lowest free one may be there
+                first = base
+                recorded = {uid for (uid,) in db.conn.execute(
+                    "SELECT uid FROM uids WHERE uid >= ? AND uid < ?", [base, end])}
             running = self._running_uids()
-            for uid in range(base, base + span):
+            for uid in range(first, end):
                 if uid in recorded or uid in running or _in_user_database(uid):
                     continue
                 db.conn.execute("INSERT INTO uids (uid, owner, sliver_urn, allocated_at)"

@@ -34,6 +34,22 @@ def test_a_sliver_keeps_its_uid_until_released(tmp_path: Path) -> None:
     assert uids.allocate("/n", "urn:publicid:IDN+plc+sliver+c", BASE) == held
 
 
+def test_the_lowest_free_uid_is_given_whether_the_range_is_full_to_its_top_or_has_gaps(
+    tmp_path: Path,
+) -> None:
+    uids = UidAllocator(tmp_path / "uids.db")
+    first = uids.allocate("/n", "urn:publicid:IDN+plc+sliver+s0", BASE)
+    given = [first] + [uids.allocate("/n", f"urn:publicid:IDN+plc+sliver+s{i}", BASE)
+                       for i in range(1, 6)]
+    assert given == sorted(given) and len(set(given)) == 6  # each the next free one above
+    for i in (1, 3):
+        uids.release("/n", f"urn:publicid:IDN+plc+sliver+s{i}")
+    assert uids.allocate("/n", "urn:publicid:IDN+plc+sliver+t1", BASE) == given[1]
+    assert uids.allocate("/n", "urn:publicid:IDN+plc+sliver+t3", BASE) == given[3]
+    assert uids.allocate("/n", "urn:publicid:IDN+plc+sliver+t6", BASE) > given[5]
+    assert BASE + 1_000 <= uids.allocate("/n", "urn:publicid:IDN+plc+sliver+x", BASE + 1_000)
+
+
 def test_reconcile_releases_what_the_owner_lost_and_records_what_it_holds(tmp_path: Path
                                                                          ) -> None:
     uids = UidAllocator(tmp_path / "uids.db")
