@@ -3,7 +3,7 @@
 ```
 slivers/                     0711: no sliver can list the others
 slivers/<login>/             0750, owned by the node manager, group = the sliver's uid
-  etc/node.gid etc/slice.gid etc/sliver.json etc/initscript
+  etc/node.gid etc/slice.gid etc/sliver.json etc/initscript (when there is a script)
   run/init.pid               0700 root: "<pid> <start time> <uid|->" of the init script's group
                              (run/ is made when an init script first starts)
   log/init.log               0700, the sliver's: the init script's output
@@ -69,7 +69,10 @@ class DirBackend:
                 safefs.write_file(etc, "node.gid", spec.node_gid_pem.encode())
                 safefs.write_file(etc, "slice.gid", spec.slice_gid_pem.encode())
                 safefs.write_file(etc, "sliver.json", _sliver_json(spec))
-                safefs.write_file(etc, "initscript", spec.initscript.encode(), mode=0o755)
+                if spec.initscript.strip():
+                    safefs.write_file(etc, "initscript", spec.initscript.encode(), mode=0o755)
+                else:  # nothing to run: no file (a renewal may have withdrawn the script)
+                    safefs.remove_file(etc, "initscript")
             safefs.ensure_dir(root, "log", mode=0o700, uid=uid)
             self._write_keys(spec, root)  # makes home/ (0755) on the way
 

@@ -226,7 +226,12 @@ def test_a_new_backend_finds_and_stops_processes_it_did_not_start(backend, spec,
 
 
 def test_empty_init_script_starts_nothing(backend, spec):
-    backend.create(spec)
+    backend.create(replace(spec, initscript="echo a script withdrawn later\n"))
+    script = backend.sliver_dir(spec.login) / "etc" / "initscript"
+    assert script.read_text() == "echo a script withdrawn later\n"
+    assert stat.S_IMODE(script.stat().st_mode) == 0o755
+    backend.create(spec)  # refreshed without one (a renewal's ticket may carry none)
+    assert not script.exists()
     backend.start(spec)
     assert not backend.status(spec.login).running
     backend.stop(spec.login)
