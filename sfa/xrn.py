@@ -256,9 +256,8 @@ def _public_type(service: str | None, base: str) -> str:
 
 def hrn_to_urn(hrn: str, type: str) -> str:
     """The URN of an HRN of a type (`authority` == `authority+sa`; `authority+am`, ...)."""
-    if not isinstance(hrn, str) or not isinstance(type, str):
-        _normalize_type(type)
-        hrn_split(hrn)
+    if not (isinstance(hrn, str) and isinstance(type, str)):
+        return str(_hrn_to_urn.__wrapped__(hrn, type))  # refused there, never cached
     return _cached(_hrn_to_urn, str(hrn), str(type))
 
 
