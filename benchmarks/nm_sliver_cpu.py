@@ -5,9 +5,10 @@ One `NodeManager` over a real node directory (DirBackend, SQLite, as root the ho
 tickets signed by a real aggregate key in batches of 64, as the node-manager driver signs them,
 with the slice key sealed for the node. Each sliver is redeemed, started and revoked before the
 next one, so the node holds one sliver at a time, as each node of a slice does. CPU is this
-thread's (getrusage, user and system apart), divided by the slivers; the tickets are signed
-before timing. Run it on two trees alternately (the machine's speed drifts): the system part
-(the filesystem) varies most between runs.
+thread's, user + system (`time.thread_time`: the scheduler's own count, exact at each read;
+getrusage's is only as fresh as the last tick, which made short operations read 0), divided by
+the slivers; the tickets are signed before timing. Run it on two trees alternately (the
+machine's speed drifts): the sliver backend's part (the filesystem) varies most between runs.
 
     .venv/bin/python benchmarks/nm_sliver_cpu.py [--slivers 200] [--rounds 2] [--profile FILE]
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import sqlite3
 import sys
@@ -116,10 +116,7 @@ def sign_tickets(am: Principal, slice_: Any, count: int, tag: str
     return out
 
 
-def thread_cpu() -> tuple[float, float]:
-    """This thread's user and system CPU seconds (the kernel's own accounting, in µs)."""
-    usage = resource.getrusage(resource.RUSAGE_THREAD)
-    return usage.ru_utime, usage.ru_stime
+thread_cpu = time.thread_time  # this thread's user + system CPU seconds
 
 
 class BackendClock:
@@ -134,19 +131,18 @@ class BackendClock:
 
     def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            began = sum(thread_cpu())
+            began = thread_cpu()
             try:
                 return method(*args, **kwargs)
             finally:
-                self.spent[self.label] += sum(thread_cpu()) - began
+                self.spent[self.label] += thread_cpu() - began
         return timed
 
 
 def run_round(nm: NodeManager, am: Principal, tickets: list[Any], statements: Statements,
-              backend: BackendClock) -> tuple[Counter[str], Counter[str]]:
-    """(user, system) CPU seconds per operation over the round."""
-    user: Counter[str] = Counter()
-    system: Counter[str] = Counter()
+              backend: BackendClock) -> Counter[str]:
+    """CPU seconds per operation over the round."""
+    cpu: Counter[str] = Counter()
     for ticket, sealed, sliver_urn, serial, expires in tickets:
         steps: dict[str, Callable[[], Any]] = {
             "redeem": lambda t=ticket, s=sealed: nm.redeem(t, slice_key=s),
@@ -159,10 +155,8 @@ def run_round(nm: NodeManager, am: Principal, tickets: list[Any], statements: St
             with statements.counting(name):
                 began = thread_cpu()
                 steps[name]()
-                ended = thread_cpu()
-            user[name] += ended[0] - began[0]
-            system[name] += ended[1] - began[1]
-    return user, system
+                cpu[name] += thread_cpu() - began
+    return cpu
 
 
 def main() -> None:
@@ -192,7 +186,7 @@ def main() -> None:
             backend.spent.clear()
             if profile is not None:
                 profile.enable()
-            user, system = run_round(nm, am, tickets, statements, backend)
+            spent = run_round(nm, am, tickets, statements, backend)
             if profile is not None:
                 profile.disable()
             print(f"round {number + 1}: CPU ms per sliver (user + system), of which in the "
@@ -200,7 +194,7 @@ def main() -> None:
             for name in (*OPERATIONS, "total"):
                 names = OPERATIONS if name == "total" else (name,)
                 cpu, inside = (1000 * sum(c[n] for n in names) / args.slivers
-                               for c in (user + system, backend.spent))
+                               for c in (spent, backend.spent))
                 count = sum(statements.counts[n] for n in names) / args.slivers
                 print(f"  {name:7s} {cpu:6.2f} = backend {inside:5.2f} + node manager "
                       f"{cpu - inside:5.2f}; SQL statements {count:.1f}", flush=True)
