@@ -267,14 +267,12 @@ def verify_ticket(
                                     "was altered after signing or belongs to another batch")
         size = len(digests)
     pinned = _pinned(signer_gid(info), trusted_issuers)
-    remember = batch is not None  # one batch's signature is in each of its documents
     if pinned is not None:
-        verify_with_gid(signed, info, pinned, remember=remember)
+        verify_with_gid(signed, info, pinned)
         signer = pinned
     else:
         signer = verify_signed_element(
-            root, signed, info, policy.roots, at=when, strict_crypto=policy.strict_crypto,
-            remember=remember,
+            root, signed, info, policy.roots, at=when, strict_crypto=policy.strict_crypto
         )
     ticket = _ticket_from_element(element, signer, _text(xml), size)
     if not same_name(ticket.issuer_urn, signer.urn):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -103,8 +102,6 @@ class SignatureInfo:
 _GID_CACHE: BoundedCache[tuple[str, ...], GID] = BoundedCache()
 _KEY_CACHE: BoundedCache[str, xmlsec.Key] = BoundedCache()  # by fingerprint
 _SIGNING_KEY_CACHE: BoundedCache[bytes, xmlsec.Key] = BoundedCache(256)
-# Signatures whose math held, by `_math_key` (see `verify_with_gid`).
-_VERIFIED_MATH: BoundedCache[bytes, bool] = BoundedCache(1024)
 
 
 # --- signing ----------------------------------------------------------------------------------
@@ -352,10 +349,8 @@ def verify_signed_element(
     *,
     at: datetime | None = None,
     strict_crypto: bool = False,
-    remember: bool = False,
 ) -> GID:
-    """Verify `info`'s signature over exactly `element`; return the signer's verified GID.
-    The chain is checked at every call; `remember`: see `verify_with_gid`."""
+    """Verify `info`'s signature over exactly `element`; return the signer's verified GID."""
     element_id = element.get(XML_ID)
     if not element_id or element_id != info.reference_id:
         raise CredentialInvalid(
@@ -367,7 +362,7 @@ def verify_signed_element(
         )
     signer = signer_gid(info)
     verify_gid_chain(signer, roots, at=at, strict_crypto=strict_crypto)
-    verify_with_gid(element, info, signer, remember=remember)
+    verify_with_gid(element, info, signer)
     return signer
 
 
@@ -386,47 +381,9 @@ _ENABLED_REFERENCE_TRANSFORMS = (
 )
 
 
-def verify_with_gid(
-    element: etree._Element, info: SignatureInfo, signer: GID, *, remember: bool = False
-) -> None:
+def verify_with_gid(element: etree._Element, info: SignatureInfo, signer: GID) -> None:
     """Check the signature math with the public key of `signer`'s certificate (and nothing
-    else): xmlsec accepts only the transforms `read_signature` allows.
-
-    `remember`: for a signature many documents carry (a ticket batch's), a success is kept
-    under the SHA-256 of everything the math reads (`_math_key`) and the key's certificate,
-    and the same bytes are not verified again (docs/internals.md, "Tickets: signed alone or
-    in a batch"). Trust in the signer is not kept: the caller checks the chain every time.
-    """
-    key = _math_key(element, info, signer) if remember else b""
-    if key and _VERIFIED_MATH.peek(key):
-        return
-    _verify_math(element, info, signer)
-    if key:
-        _VERIFIED_MATH.get_or_make(key, lambda: True)
-
-
-def _math_key(element: etree._Element, info: SignatureInfo, signer: GID) -> bytes:
-    """What the signature math reads: the signed element and the `<Signature>` (their
-    subtrees: text, attributes, ids, the Reference URI, SignatureValue), the attributes and
-    namespaces every ancestor lends them under inclusive C14N, and the verifying key's
-    certificate. Parts are length-prefixed, so two different inputs never share a key."""
-    digest = hashlib.sha256()
-    ancestors = (*element.iterancestors(), *info.element.iterancestors())
-    parts = [
-        etree.tostring(element, with_tail=False),
-        etree.tostring(info.element, with_tail=False),
-        *(repr((node.tag, sorted(node.attrib.items()), sorted(node.nsmap.items(),
-                                                                key=repr))).encode()
-          for node in ancestors),
-        signer.certificate.public_bytes(serialization.Encoding.DER),
-    ]
-    for part in parts:
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    return digest.digest()
-
-
-def _verify_math(element: etree._Element, info: SignatureInfo, signer: GID) -> None:
+    else): xmlsec accepts only the transforms `read_signature` allows."""
     _register_id(element, info.reference_id)
     context = xmlsec.SignatureContext()
     for transform in _ENABLED_SIGNATURE_TRANSFORMS:
