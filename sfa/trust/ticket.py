@@ -41,7 +41,6 @@ from sfa.trust.gid import GID
 from sfa.trust.keys import public_keys_equal
 from sfa.trust.xmldsig import (
     XML_ID,
-    BoundedCache,
     SignatureInfo,
     check_unique_ids,
     document_text,
@@ -59,7 +58,6 @@ if TYPE_CHECKING:
 
 MAX_TICKET_BYTES = 1_000_000
 MAX_BATCH = 4096  # tickets under one signature (64 digests are ~3 KB in each document)
-CACHED_BATCH = 256  # batches up to this size are read once per process (`_batch_digests`)
 BATCH_TAG = "ticket-batch"
 DIGEST_TAG = "ticket-digest"
 # 32 bytes in canonical base64: 42 characters, one whose last 2 bits are 0, then one '='
@@ -292,25 +290,12 @@ def _read_ticket(xml: str | bytes
     return root, element, root.find(BATCH_TAG)
 
 
-_BATCHES: BoundedCache[bytes, frozenset[str]] = BoundedCache(256)
-
-
 def _batch_digests(batch: etree._Element) -> frozenset[str]:
     """The digests a `<ticket-batch>` lists: 1 to MAX_BATCH distinct SHA-256 values, each in
     canonical base64 (as `ticket_digest` writes them)."""
     if (batch.text or "").strip() or set(batch.attrib) != {XML_ID} or batch.nsmap:
         raise CredentialInvalid("a <ticket-batch> holds only <ticket-digest> elements and an "
                                 "xml:id")
-    if len(batch) > CACHED_BATCH:
-        return _read_batch_digests(batch)
-    # The subtree's serialization fixes every tag, attribute, text and tail read below (the
-    # document has no comment, PI or entity): one batch, read once per process however many
-    # of its tickets the node managers there verify.
-    key = hashlib.sha256(etree.tostring(batch, with_tail=False)).digest()
-    return _BATCHES.get_or_make(key, lambda: _read_batch_digests(batch))
-
-
-def _read_batch_digests(batch: etree._Element) -> frozenset[str]:
     digests: set[str] = set()
     for count, child in enumerate(batch, 1):
         if count > MAX_BATCH:

@@ -17,7 +17,6 @@ from sfa.errors import (
     CredentialSignerUntrusted,
 )
 from sfa.timeutil import utcnow
-from sfa.trust import ticket as ticket_module
 from sfa.trust.roots import TrustedRoots
 from sfa.trust.ticket import (
     MAX_BATCH,
@@ -342,27 +341,3 @@ def test_single_form_still_verifies_and_a_comment_cannot_shorten_a_field(
     with pytest.raises(CredentialInvalid, match="processing instructions"):
         verify_ticket(ticket_xml.replace("<serial>", "<serial><?x y?>"), policy(trusted_roots),
                       node_urn=NODE)
-
-
-def test_a_batch_read_once_still_refuses_every_altered_copy(am, batch, exp1_slice,
-                                                           trusted_roots) -> None:
-    """The digests of a batch are read once per process (by the batch's exact content): a copy
-    whose list was changed is read again and refused; a large batch is never kept."""
-    for _ in range(2):
-        assert verify_ticket(batch[1], policy(trusted_roots), node_urn=NODES[1]).batch_size == 3
-    kept = len(ticket_module._BATCHES._data)
-    assert 1 <= kept <= ticket_module._BATCHES._size == 256
-    root = etree.fromstring(batch[1].encode())
-    others = [d.text for d in root.find("ticket-batch")]
-    forged = base64.b64encode(bytes(32)).decode()
-    for changed in (_digests([others[1], forged]), _digests([*others, forged]),
-                    _digests([others[1], others[1]])):
-        for _ in range(2):
-            with pytest.raises(CredentialInvalid):
-                verify_ticket(edit(batch[1], changed), policy(trusted_roots), node_urn=NODES[1])
-    gid, key = am
-    large = create_tickets(specs(exp1_slice, ticket_module.CACHED_BATCH + 1, "large"),
-                           signer_key=key, signer=gid)
-    kept = len(ticket_module._BATCHES._data)
-    assert verify_ticket(large[1], policy(trusted_roots), node_urn=NODES[1]).batch_size == 257
-    assert len(ticket_module._BATCHES._data) == kept
