@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sfa import __version__
@@ -319,9 +320,8 @@ class AggregateManagerV3:
 
     def _new_sliver(self, slice_urn: str, placement: Placement, expires: datetime,
                     now: datetime, initscript: str) -> Sliver:
-        authority = self.ctx.settings.authority_hrn
         return Sliver(
-            urn=hrn_to_urn(f"{authority}.{uuid.uuid4().hex}", "sliver"),
+            urn=new_sliver_urn(self.ctx.settings.authority_hrn),
             slice_urn=slice_urn, node_urn=placement.node.urn,
             client_id=placement.request.client_id, sliver_type=placement.sliver_type,
             exclusive=placement.exclusive, expires=expires, created=now,
@@ -335,6 +335,17 @@ class AggregateManagerV3:
 
     def _current(self, slivers: Sequence[Sliver]) -> list[Sliver]:
         return self.ctx.store.slivers_by_urn([s.urn for s in slivers])
+
+
+def new_sliver_urn(authority_hrn: str) -> str:
+    """A fresh sliver URN under the authority: its name is a random UUID in hex."""
+    return _sliver_urn_prefix(authority_hrn) + uuid.uuid4().hex
+
+
+@lru_cache(maxsize=8)
+def _sliver_urn_prefix(authority_hrn: str) -> str:
+    """The authority's sliver URNs up to the name (a hex name needs no escaping)."""
+    return hrn_to_urn(f"{authority_hrn}.0", "sliver")[:-1]
 
 
 def _refuse_unless_best_effort(errors: Mapping[str, str], best_effort: bool, what: str) -> None:

@@ -115,19 +115,21 @@ class NodeManagerBook:
         return str(row["key_pem"])
 
     # tickets
-    def put_tickets(self, tickets: Sequence[StoredTicket]) -> None:
-        """Store or replace tickets (one transaction)."""
+    def put_tickets(self, tickets: Sequence[StoredTicket], *, sent: Sequence[str] = ()
+                    ) -> None:
+        """Store or replace tickets, then mark the tickets of the `sent` slivers as sent,
+        stored before or now (one transaction)."""
+        marked = set(sent)
         rows = [(t.sliver_urn, t.node_urn, t.serial, t.ticket, t.slice_key,
-                 json.dumps(t.terms, sort_keys=True), int(t.sent)) for t in tickets]
+                 json.dumps(t.terms, sort_keys=True), int(t.sent or t.sliver_urn in marked))
+                for t in tickets]
+        older = marked.difference(t.sliver_urn for t in tickets)
         with self.database.transaction() as handle:
             handle.conn.executemany(
                 "INSERT OR REPLACE INTO tickets (sliver_urn, node_urn, serial, ticket, slice_key,"
                 " terms, sent) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-
-    def mark_sent(self, sliver_urns: Sequence[str]) -> None:
-        with self.database.transaction() as handle:
             handle.conn.executemany("UPDATE tickets SET sent = 1 WHERE sliver_urn = ?",
-                                    [(urn,) for urn in sliver_urns])
+                                    [(urn,) for urn in older])
 
     def tickets(self, sliver_urns: Sequence[str]) -> dict[str, StoredTicket]:
         """The stored tickets of these slivers (absent ones are missing)."""
@@ -147,16 +149,17 @@ class NodeManagerBook:
                        ) -> dict[str, PendingRevocation]:
         """Record the stored tickets of these slivers as revoked, pending until their nodes
         acknowledge (and, with `forget`, drop the tickets); sliver URN -> its revocation."""
-        revoked = {urn: PendingRevocation(t.serial, t.node_urn, urn, str(t.terms.get("expires")))
-                   for urn, t in self.tickets(sliver_urns).items()}
         with self.database.transaction() as handle:
+            revoked = {urn: PendingRevocation(t.serial, t.node_urn, urn,
+                                              str(t.terms.get("expires")))
+                       for urn, t in self.tickets(sliver_urns).items()}
             handle.conn.executemany(
                 "INSERT OR IGNORE INTO revocations (serial, node_urn, sliver_urn, expires)"
                 " VALUES (?, ?, ?, ?)",
                 [(r.serial, r.node_urn, r.sliver_urn, r.expires) for r in revoked.values()])
-            if forget:
+            if forget:  # only slivers that have a ticket (a new sliver has none)
                 handle.conn.executemany("DELETE FROM tickets WHERE sliver_urn = ?",
-                                        [(urn,) for urn in sliver_urns])
+                                        [(urn,) for urn in revoked])
         return revoked
 
     def pending_revocations(self, now: str) -> list[PendingRevocation]:

@@ -48,6 +48,7 @@ NODE_STATES = {
 }
 Calls = dict[str, tuple[str, tuple[Any, ...]]]  # sliver URN -> method, params
 SIGNING_CHUNK = 64  # tickets signed as one batch (one signature) before they go out
+MAX_KEPT_SLICE_KEYS = 1024  # parsed slice keys kept in memory (the oldest go first)
 ACTION_METHODS = {Action.START: "StartSliver", Action.STOP: "StopSliver",
                   Action.RESTART: "RestartSliver"}
 
@@ -63,6 +64,9 @@ class NodeManagerDriver:
     key: rsa.RSAPrivateKey = field(repr=False)
     resources: TicketResources = DEFAULT_RESOURCES
     clock: Callable[[], datetime] = utcnow
+    # slice URN -> its key PEM, the key and its OpenSSH public form (parsed once per slice)
+    _keys: dict[str, tuple[str, rsa.RSAPrivateKey, str]] = field(
+        default_factory=dict, init=False, repr=False)
 
     # --- the Driver protocol ------------------------------------------------------------------
 
@@ -290,18 +294,30 @@ class NodeManagerDriver:
             if old is None or not (old.sent or old.terms == terms):
                 wanted.append((sliver, terms))
         fresh, errors = self._sign(wanted)
-        if fresh:
-            self.book.put_tickets(fresh)
-        if for_provision:
-            self.book.mark_sent([s.urn for s in slivers if s.urn not in errors])
+        sent = [s.urn for s in slivers if s.urn not in errors] if for_provision else []
+        if fresh or sent:
+            self.book.put_tickets(fresh, sent=sent)
         return errors
 
-    def _slice_key(self, slice_urn: str) -> rsa.RSAPrivateKey:
+    def _slice_key(self, slice_urn: str) -> tuple[rsa.RSAPrivateKey, str]:
+        """The slice's key pair (made at its first Allocate) and its OpenSSH public key.
+
+        Parsed once per slice and key text: a key made here is kept as made (loading it back
+        would run OpenSSL's RSA check on a key this process generated)."""
         pem = self.book.slice_key(slice_urn)
+        made: tuple[str, rsa.RSAPrivateKey] | None = None
         if pem is None:
-            pem = self.book.add_slice_key(
-                slice_urn, private_key_to_pem(generate_private_key()).decode())
-        return load_private_key(pem)
+            new = generate_private_key()
+            made = private_key_to_pem(new).decode(), new
+            pem = self.book.add_slice_key(slice_urn, made[0])  # another thread's may win
+        kept = self._keys.get(slice_urn)
+        if kept is not None and kept[0] == pem:
+            return kept[1], kept[2]
+        key = made[1] if made is not None and made[0] == pem else load_private_key(pem)
+        if len(self._keys) >= MAX_KEPT_SLICE_KEYS:
+            self._keys.pop(next(iter(self._keys)))
+        self._keys[slice_urn] = pem, key, public_key_to_openssh(key.public_key())
+        return key, self._keys[slice_urn][2]
 
     def _sign(self, wanted: list[tuple[Sliver, dict[str, Any]]]
               ) -> tuple[list[StoredTicket], dict[str, str]]:
@@ -321,8 +337,7 @@ class NodeManagerDriver:
                 errors[sliver.urn] = _unticketable(sliver, node_gid, None)
                 continue
             if sliver.slice_urn not in slice_keys:
-                key = self._slice_key(sliver.slice_urn)
-                slice_keys[sliver.slice_urn] = key, public_key_to_openssh(key.public_key())
+                slice_keys[sliver.slice_urn] = self._slice_key(sliver.slice_urn)
             spec = self._ticket_spec(sliver, slice_gid, slice_keys[sliver.slice_urn][1])
             ready.append((sliver, terms, node_gid, spec))
         signed: list[StoredTicket] = []

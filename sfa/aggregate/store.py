@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -257,8 +258,7 @@ class AggregateStore:
         try:
             with self.database.transaction() as handle:
                 _insert_rows(handle, "slivers", [_sliver_row(sliver) for sliver in slivers])
-                for sliver in slivers:
-                    _claim_slots(handle, sliver)
+                _claim_slots(handle, slivers)
         except AlreadyExists:  # the unique (node, slot) backstop
             raise InsufficientNodes("a requested node was taken by another slice meanwhile; "
                                     "ask again for the free nodes") from None
@@ -341,23 +341,41 @@ def _insert_rows(handle: sqlite_utils.Database, table: str, rows: list[dict[str,
     handle.conn.executemany(statement, [[row[c] for c in columns] for row in rows])
 
 
-def _claim_slots(handle: sqlite_utils.Database, sliver: Sliver) -> None:
-    rows = list(handle.query("SELECT capacity FROM nodes WHERE urn = ?", [sliver.node_urn]))
-    if not rows:
-        raise SearchFailed(f"no node {sliver.node_urn} in this aggregate's inventory")
-    capacity = rows[0]["capacity"]
-    taken = {r["slot"] for r in handle.query(
-        "SELECT slot FROM claims WHERE node_urn = ?", [sliver.node_urn])}
-    if sliver.exclusive and taken:
-        raise InsufficientNodes(f"node {sliver.node_urn} is in use; it cannot be exclusive")
-    wanted = range(capacity) if sliver.exclusive else [
-        next((s for s in range(capacity) if s not in taken), -1)]
-    if -1 in wanted:
-        raise InsufficientNodes(f"node {sliver.node_urn} is full ({capacity} slivers)")
+def _claim_slots(handle: sqlite_utils.Database, slivers: Sequence[Sliver]) -> None:
+    """Claim each sliver's slots, in order: the first free slot (shared) or every slot
+    (exclusive, only on a node nobody holds); two queries and one insert for them all."""
+    capacity: dict[str, int] = {}
+    taken: dict[str, set[int]] = {}
+    for chunk in _chunks(list(dict.fromkeys(s.node_urn for s in slivers))):
+        marks = ", ".join("?" for _ in chunk)
+        capacity.update(handle.conn.execute(
+            f"SELECT urn, capacity FROM nodes WHERE urn IN ({marks})", chunk))  # noqa: S608
+        for node_urn, slot in handle.conn.execute(
+                f"SELECT node_urn, slot FROM claims WHERE node_urn IN ({marks})",  # noqa: S608
+                chunk):
+            taken.setdefault(node_urn, set()).add(slot)
+    rows: list[tuple[str, int, str]] = []
+    for sliver in slivers:
+        node = sliver.node_urn
+        if node not in capacity:
+            raise SearchFailed(f"no node {node} in this aggregate's inventory")
+        used = taken.setdefault(node, set())
+        if sliver.exclusive and used:
+            raise InsufficientNodes(f"node {node} is in use; it cannot be exclusive")
+        wanted = range(capacity[node]) if sliver.exclusive else [
+            next((s for s in range(capacity[node]) if s not in used), -1)]
+        if -1 in wanted:
+            raise InsufficientNodes(f"node {node} is full ({capacity[node]} slivers)")
+        used.update(wanted)
+        rows.extend((node, slot, sliver.urn) for slot in wanted)
     handle.conn.executemany(
-        "INSERT INTO claims (node_urn, slot, sliver_urn) VALUES (?, ?, ?)",
-        [(sliver.node_urn, slot, sliver.urn) for slot in wanted],
-    )
+        "INSERT INTO claims (node_urn, slot, sliver_urn) VALUES (?, ?, ?)", rows)
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    """`items` in lists of at most `size` (SQLite's limit on bound parameters)."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _node_row(node: Node) -> dict[str, Any]:
@@ -392,10 +410,10 @@ def _sliver_row(sliver: Sliver) -> dict[str, Any]:
     return {
         "urn": sliver.urn, "slice_urn": sliver.slice_urn, "node_urn": sliver.node_urn,
         "client_id": sliver.client_id, "sliver_type": sliver.sliver_type,
-        "exclusive": int(sliver.exclusive), "expires": format_rfc3339(sliver.expires),
-        "created": format_rfc3339(sliver.created), "allocation": sliver.allocation.value,
+        "exclusive": int(sliver.exclusive), "expires": _time_text(sliver.expires),
+        "created": _time_text(sliver.created), "allocation": sliver.allocation.value,
         "operational": sliver.operational.value, "error": sliver.error,
-        "users": json.dumps([[u.urn, list(u.keys), u.login] for u in sliver.users]),
+        "users": _users_text(sliver.users),
         "bound": int(sliver.bound), "login_port": sliver.login_port,
         "login_user": sliver.login_user, "initscript": sliver.initscript,
     }
@@ -405,10 +423,32 @@ def _sliver(row: dict[str, Any]) -> Sliver:
     return Sliver(
         urn=row["urn"], slice_urn=row["slice_urn"], node_urn=row["node_urn"],
         client_id=row["client_id"], sliver_type=row["sliver_type"],
-        exclusive=bool(row["exclusive"]), expires=parse_rfc3339(row["expires"]),
-        created=parse_rfc3339(row["created"]), allocation=AllocationState(row["allocation"]),
+        exclusive=bool(row["exclusive"]), expires=_time(row["expires"]),
+        created=_time(row["created"]), allocation=AllocationState(row["allocation"]),
         operational=OperationalState(row["operational"]), error=row["error"],
-        users=tuple(UserKeys(u, tuple(k), login) for u, k, login in json.loads(row["users"])),
+        users=_users(row["users"]),
         bound=bool(row["bound"]), login_port=row["login_port"], login_user=row["login_user"],
         initscript=row["initscript"],
     )
+
+
+# The slivers of one slice share their times and users: each distinct value is converted once
+# (the values are immutable, so sharing them is safe).
+@lru_cache(maxsize=4096)
+def _time(text: str) -> datetime:
+    return parse_rfc3339(text)
+
+
+@lru_cache(maxsize=4096)
+def _time_text(value: datetime) -> str:
+    return format_rfc3339(value)
+
+
+@lru_cache(maxsize=1024)
+def _users(text: str) -> tuple[UserKeys, ...]:
+    return tuple(UserKeys(u, tuple(k), login) for u, k, login in json.loads(text))
+
+
+@lru_cache(maxsize=1024)
+def _users_text(users: tuple[UserKeys, ...]) -> str:
+    return json.dumps([[u.urn, list(u.keys), u.login] for u in users])
