@@ -13,23 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import xmlrpc.client
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from OpenSSL import SSL, crypto
-from twisted.internet import defer
+from twisted.internet import defer, tcp
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import ClientFactory
 from twisted.internet.threads import deferToThread
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sfa.aggregate.nm_client import NodeCall, NodeReply
 from sfa.rpc.xmlrpc_decode import loads
-from sfa.server.http_client import KeptAliveHttp, NoReply, post_request
+from sfa.server.http_client import HttpReply, KeptAliveHttp, NoReply, post_request
 from sfa.server.reactor import event_loop
 from sfa.trust.gid import GID
 from sfa.trust.keys import public_key_der
@@ -88,6 +91,29 @@ class _Connect(ClientFactory):
             self.ready.errback(reason)
 
 
+class _SendAtOnce(tcp.Client):
+    """A TCP client transport that sends a write at once when nothing is queued before it.
+
+    Twisted's transport queues every write and sends it on the next reactor iteration, after
+    registering for writability and before unregistering: two epoll changes and an iteration
+    per request. A request is one write, so it usually leaves at once here; what the socket
+    does not take (or any write behind queued bytes) goes the usual way, in order."""
+
+    def write(self, data: bytes) -> None:
+        if data and self.connected and not (self.disconnecting or self._writeDisconnected
+                                            or self.dataBuffer or self._tempDataBuffer):
+            sent = self.writeSomeData(data)
+            if isinstance(sent, int):  # else the connection is lost: the queue finds out
+                data = data[sent:]
+        if data:
+            super().write(data)
+
+
+class _Connector(tcp.Connector):
+    def _makeTransport(self) -> tcp.Client:
+        return _SendAtOnce(self.host, self.port, self.bindAddress, self, self.reactor)
+
+
 class _TlsFactory(TLSMemoryBIOFactory):
     """TLS without Twisted's write aggregation: a request is one write already, and the
     aggregation would cost a timer and a reactor iteration per call."""
@@ -136,46 +162,73 @@ class TwistedNodeClient:
         self._idle: dict[tuple[str, int], KeptAliveHttp] = {}
         self._targets: dict[str, _Target] = {}
         self._sessions: dict[tuple[str, int], tuple[bytes, SSL.Session]] = {}
-        self._semaphore: defer.DeferredSemaphore | None = None
+        self._queue: deque[tuple[NodeCall, Callable[[NodeReply], None]]] = deque()
+        self._in_flight = 0
+        self._pumping = False
 
     def in_thread(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         return deferToThread(function, *args).asFuture(event_loop(self.reactor))
 
     def call_many(self, calls: Sequence[NodeCall]) -> asyncio.Future[list[NodeReply]]:
-        """Every call, at most `parallelism` at a time; one NodeReply each, in order."""
-        limit = self._limit()
-        each = [limit.run(self._deferred_call, call) for call in calls]
-        return defer.gatherResults(each).asFuture(event_loop(self.reactor))
+        """Every call, at most `parallelism` at a time (over all call_many in flight); one
+        NodeReply each, in order. In the reactor thread."""
+        done: asyncio.Future[list[NodeReply]] = event_loop(self.reactor).create_future()
+        replies: list[NodeReply] = [_NOT_YET] * len(calls)
+        left = [len(calls)]
 
-    def _limit(self) -> defer.DeferredSemaphore:
-        """One semaphore for all calls in flight (several call_many may overlap), remade when
-        `parallelism` changes."""
-        wanted = max(1, self.parallelism)
-        if self._semaphore is None or self._semaphore.limit != wanted:
-            self._semaphore = defer.DeferredSemaphore(wanted)
-        return self._semaphore
+        def answer(index: int, reply: NodeReply) -> None:
+            replies[index] = reply
+            left[0] -= 1
+            if not left[0] and not done.done():
+                done.set_result(replies)
 
-    def _deferred_call(self, call: NodeCall) -> defer.Deferred[NodeReply]:
-        return defer.Deferred.fromCoroutine(self.call(call))
+        if not calls:
+            done.set_result([])
+        self._queue.extend((call, partial(answer, index)) for index, call in enumerate(calls))
+        self._pump()
+        return done
+
+    def _pump(self) -> None:
+        """Start queued calls while fewer than `parallelism` are in flight (read each time:
+        a change applies to the calls not started yet)."""
+        if self._pumping:  # a call that ended at once, inside this loop
+            return
+        self._pumping = True
+        try:
+            while self._queue and self._in_flight < max(1, self.parallelism):
+                call, answer = self._queue.popleft()
+                self._in_flight += 1
+                self._start(call, partial(self._ended, answer))
+        finally:
+            self._pumping = False
+
+    def _ended(self, answer: Callable[[NodeReply], None], reply: NodeReply) -> None:
+        self._in_flight -= 1
+        try:
+            answer(reply)
+        finally:
+            self._pump()
 
     async def call(self, call: NodeCall) -> NodeReply:
-        """One call; failures become NodeReplies (never raises)."""
+        """One call, outside the parallelism limit; failures become NodeReplies (never
+        raises)."""
+        replied: defer.Deferred[NodeReply] = defer.Deferred()
+        self._start(call, replied.callback)
+        return await replied
+
+    def _start(self, call: NodeCall, finish: Callable[[NodeReply], None]) -> None:
+        """Send one call; `finish` hears its NodeReply exactly once."""
         try:
             target = self._target(call.url)
             body = xmlrpc.client.dumps(call.params, methodname=call.method,
                                        allow_none=True).encode()
             request = post_request(*target.where, target.path, body)
             expected = self.node_gids(call.node_urn)
-            try:
-                data = await self._exchange(target.where, request, expected, reuse=True)
-            except _Reused:  # a kept-alive connection the node had closed: once more
-                data = await self._exchange(target.where, request, expected, reuse=False)
-            return _reply(data)
-        except defer.TimeoutError:
-            return NodeReply(reachable=False, message=f"no answer from {call.url} within "
-                             f"{self.timeout:g} s")
         except Exception as exc:  # every failure is this node's reply
-            return NodeReply(reachable=False, message=f"{call.url}: {_describe(exc)}")
+            finish(NodeReply(reachable=False, message=f"{call.url}: {_describe(exc)}"))
+            return
+        _Exchange(self, call.url, target.where, request=request, expected=expected,
+                  finish=finish).send(reuse=True)
 
     def _target(self, url: str) -> _Target:
         target = self._targets.get(url)
@@ -187,24 +240,6 @@ class TwistedNodeClient:
             if len(self._targets) < MAX_KNOWN_URLS:
                 self._targets[url] = target
         return target
-
-    async def _exchange(self, where: tuple[str, int], request: bytes, expected: GID | None,
-                        *, reuse: bool) -> bytes:
-        protocol = self._idle.pop(where, None) if reuse else None
-        reused = protocol is not None and protocol.idle
-        if protocol is None or not protocol.idle:
-            protocol = await self._connect(where, expected)
-        try:
-            reply = await protocol.request(request, self.timeout)
-        except NoReply as closed:
-            if reused:
-                raise _Reused(closed.reason) from None
-            raise
-        if protocol.replies == 1:
-            self._keep_session(where, expected, protocol)
-        if reply.status != 200:
-            raise ConnectionError(f"HTTP {reply.status}")
-        return reply.body
 
     def _keep_session(self, where: tuple[str, int], expected: GID | None,
                       protocol: KeptAliveHttp) -> None:
@@ -241,7 +276,7 @@ class TwistedNodeClient:
         creator = _PinnedNode(self._context, expected, self._session_for(where, expected))
         factory = _TlsFactory(creator,  # type: ignore[arg-type]
                               True, _Connect(self.reactor, ready, idle))  # type: ignore[arg-type]
-        self.reactor.connectTCP(where[0], where[1], factory, timeout=self.timeout)
+        _Connector(where[0], where[1], factory, self.timeout, None, self.reactor).connect()
         ready.addTimeout(self.timeout, self.reactor)
         return ready
 
@@ -274,8 +309,61 @@ def _reply(data: bytes) -> NodeReply:
                      message=str(envelope.get("output", "")))
 
 
-class _Reused(NoReply):
-    """A kept-alive connection closed before the reply: the request goes once more."""
+class _Exchange:
+    """One call on the wire: on the node's kept-alive connection or a new one; a request
+    that a kept connection closed before any reply byte goes once more on a new connection;
+    the reply checked and decoded. Callbacks only (no coroutine or Deferred chain per call)."""
+
+    def __init__(self, client: TwistedNodeClient, url: str, where: tuple[str, int], *,
+                 request: bytes, expected: GID | None,
+                 finish: Callable[[NodeReply], None]) -> None:
+        self.client, self.url, self.where = client, url, where
+        self.request, self.expected, self.finish = request, expected, finish
+        self.reused = False
+        self.protocol: KeptAliveHttp | None = None
+
+    def send(self, *, reuse: bool) -> None:
+        protocol = self.client._idle.pop(self.where, None) if reuse else None
+        self.reused = protocol is not None and protocol.idle
+        if protocol is not None and protocol.idle:
+            self._ask(protocol)
+        else:
+            self.client._connect(self.where, self.expected).addCallbacks(self._ask,
+                                                                         self._failed)
+
+    def _ask(self, protocol: KeptAliveHttp) -> None:
+        self.protocol = protocol
+        try:
+            asked = protocol.request(self.request, self.client.timeout)
+        except Exception:  # a bug here is still this node's reply
+            self._failed(Failure())
+            return
+        asked.addCallbacks(self._replied, self._failed)
+
+    def _replied(self, reply: HttpReply) -> None:
+        try:
+            if self.protocol is not None and self.protocol.replies == 1:
+                self.client._keep_session(self.where, self.expected, self.protocol)
+            if reply.status != 200:
+                raise ConnectionError(f"HTTP {reply.status}")
+            answer = _reply(reply.body)
+        except Exception as exc:  # every failure is this node's reply
+            answer = NodeReply(reachable=False, message=f"{self.url}: {_describe(exc)}")
+        self.finish(answer)
+
+    def _failed(self, failure: Failure) -> None:
+        error = failure.value or ConnectionError("failed")
+        if isinstance(error, NoReply) and self.reused:  # closed while kept: once more
+            self.send(reuse=False)
+            return
+        if isinstance(error, defer.TimeoutError):
+            self.finish(NodeReply(reachable=False, message=f"no answer from {self.url} "
+                                  f"within {self.client.timeout:g} s"))
+            return
+        self.finish(NodeReply(reachable=False, message=f"{self.url}: {_describe(error)}"))
+
+
+_NOT_YET = NodeReply(reachable=False, message="not answered")  # a slot call_many fills
 
 
 def _describe(exc: BaseException) -> str:
