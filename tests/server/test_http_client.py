@@ -177,6 +177,7 @@ class ScriptedNode(Protocol):
 
     def __init__(self, node: Node) -> None:
         self.node, self.buffer, self.count = node, b"", 0
+        self.last_body = b""
 
     def connectionMade(self) -> None:
         self.node.connections += 1
@@ -188,7 +189,7 @@ class ScriptedNode(Protocol):
             length = int(top.lower().split(b"content-length:")[1].split(b"\r\n")[0])
             if len(rest) < length:
                 return
-            self.buffer = rest[length:]
+            self.buffer, self.last_body = rest[length:], rest[:length]
             self.node.requests.append(self.count)
             self.node.script(self, self.count)
             self.count += 1
@@ -364,3 +365,85 @@ def test_a_reply_that_is_not_xml_rpc_is_the_node_reply(reactor: Any, serve: Any)
     served = serve(answer(head("HTTP/1.1 200 OK", f"Content-Length: {len(body)}") + body))
     reply = call(reactor, served)
     assert not reply.reachable and "not an XML-RPC call or response" in reply.message
+
+
+# ---- many calls at once: the queue, and requests sent at once ----
+
+def call_many(reactor: Any, served: Served, calls: list[NodeCall]) -> list[NodeReply]:
+    def start() -> defer.Deferred[list[NodeReply]]:
+        return defer.Deferred.fromFuture(served.client.call_many(calls))
+
+    return cast(list[NodeReply], blockingCallFromThread(reactor, cast(Any, start)))
+
+
+def get_version(url: str) -> NodeCall:
+    return NodeCall("urn:publicid:IDN+w16a+node+n1", url, "GetVersion", ())
+
+
+def test_calls_of_overlapping_call_many_share_one_bound_and_keep_their_order(
+        reactor: Any, serve: Any) -> None:
+    in_flight, most = [0], [0]
+
+    def later(connection: ScriptedNode, number: int) -> None:
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+
+        def reply() -> None:
+            in_flight[0] -= 1
+            connection.transport.write(OK_REPLY)
+        reactor.callLater(0.02, reply)
+
+    served = serve(later)
+    served.client.parallelism = 3
+    bad = NodeCall("urn:publicid:IDN+w16a+node+n1", "http://plain/", "GetVersion", ())
+
+    def start() -> defer.Deferred[list[list[NodeReply]]]:
+        first = served.client.call_many([get_version(served.url)] * 5 + [bad])
+        second = served.client.call_many([bad] + [get_version(served.url)] * 5)
+        return defer.gatherResults([defer.Deferred.fromFuture(first),
+                                    defer.Deferred.fromFuture(second)])
+
+    first, second = blockingCallFromThread(reactor, cast(Any, start))
+    assert [r.ok for r in first] == [True] * 5 + [False]
+    assert [r.ok for r in second] == [False] + [True] * 5
+    assert "not an https URL" in first[5].message
+    assert most[0] == 3 and len(served.node.requests) == 10
+
+
+def test_no_calls_is_no_replies_and_calls_failing_at_once_do_not_nest(reactor: Any,
+                                                                      serve: Any) -> None:
+    served = serve(answer(OK_REPLY))
+    assert call_many(reactor, served, []) == []
+    served.client.parallelism = 1
+    bad = [NodeCall("urn:publicid:IDN+w16a+node+n1", f"ftp://n{i}/", "GetVersion", ())
+           for i in range(5000)]  # each ends before the next starts: no recursion
+    replies = call_many(reactor, served, [*bad, get_version(served.url)])
+    assert [r.reachable for r in replies] == [False] * 5000 + [True]
+    assert replies[1234].message.startswith("ftp://n1234/")
+
+
+def test_a_request_leaves_at_once_and_a_long_one_arrives_whole(reactor: Any,
+                                                               serve: Any) -> None:
+    bodies: list[bytes] = []
+
+    def keep(connection: ScriptedNode, number: int) -> None:
+        bodies.append(connection.last_body)
+        connection.transport.write(OK_REPLY)
+
+    served = serve(keep)
+    assert call(reactor, served).ok
+    (protocol,) = served.client._idle.values()
+    tcp = protocol.transport.transport
+    assert isinstance(tcp, nm_transport._SendAtOnce)
+
+    def ask() -> tuple[bool, defer.Deferred[HttpReply]]:
+        asked = protocol.request(post_request("127.0.0.1", 1, "/", b"<small/>"), 10.0)
+        return not (tcp.dataBuffer or tcp._tempDataBuffer), asked
+
+    queued_nothing, asked = blockingCallFromThread(reactor, ask)
+    assert queued_nothing  # sent before the reactor's next iteration
+    blockingCallFromThread(reactor, lambda: asked)
+    big = "x" * 8_000_000  # more than the socket takes at once: the rest is queued, in order
+    long_call = NodeCall("urn:publicid:IDN+w16a+node+n1", served.url, "Echo", (big,))
+    assert call_many(reactor, served, [long_call])[0].ok
+    assert xmlrpc.client.loads(bodies[-1])[0] == (big,)
