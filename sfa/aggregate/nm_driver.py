@@ -113,7 +113,7 @@ class NodeManagerDriver:
         missing: dict[str, NodeReply] = {}
         for start in range(0, len(chosen), SIGNING_CHUNK):
             chunk = chosen[start:start + SIGNING_CHUNK]
-            chunk_errors, tickets = await self.client.in_thread(self._issue_and_read, chunk)
+            chunk_errors, tickets = await self.client.in_thread(self._issue_for_provision, chunk)
             errors.update(chunk_errors)
             calls: Calls = {s.urn: ("RedeemTicket", (tickets[s.urn].ticket,
                                                      {"slice_key": tickets[s.urn].slice_key}))
@@ -273,19 +273,14 @@ class NodeManagerDriver:
                 errors[sliver.urn] = error
         return errors
 
-    def _issue_and_read(self, slivers: list[Sliver]
-                        ) -> tuple[dict[str, str], dict[str, StoredTicket]]:
-        errors = self._issue(slivers, True)
-        return errors, self.book.tickets([s.urn for s in slivers if s.urn not in errors])
-
-    def _issue(self, slivers: list[Sliver], for_provision: bool) -> dict[str, str]:
-        """Sign and store tickets where needed; sliver URN -> error for those that cannot be.
+    def _issue_for_provision(self, slivers: list[Sliver]
+                             ) -> tuple[dict[str, str], dict[str, StoredTicket]]:
+        """Sign and store tickets where needed and mark them sent (before any goes out).
 
         A ticket that was sent is kept (a retry redeems it again); an unsent one is signed
-        again only when its terms changed. With `for_provision` the tickets are marked sent
-        (before any goes out).
+        again only when its terms changed. Returns sliver URN -> why it got no ticket, and
+        sliver URN -> the ticket to send (as stored).
         """
-        errors: dict[str, str] = {}
         stored = self.book.tickets([s.urn for s in slivers])
         wanted: list[tuple[Sliver, dict[str, Any]]] = []
         for sliver in slivers:
@@ -294,10 +289,11 @@ class NodeManagerDriver:
             if old is None or not (old.sent or old.terms == terms):
                 wanted.append((sliver, terms))
         fresh, errors = self._sign(wanted)
-        sent = [s.urn for s in slivers if s.urn not in errors] if for_provision else []
+        sent = [s.urn for s in slivers if s.urn not in errors]
         if fresh or sent:
             self.book.put_tickets(fresh, sent=sent)
-        return errors
+        tickets = {**stored, **{t.sliver_urn: t for t in fresh}}
+        return errors, {urn: tickets[urn] for urn in sent}
 
     def _slice_key(self, slice_urn: str) -> tuple[rsa.RSAPrivateKey, str]:
         """The slice's key pair (made at its first Allocate) and its OpenSSH public key.
