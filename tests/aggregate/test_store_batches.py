@@ -4,6 +4,7 @@ stored and marked sent together, slice keys parsed once, sliver URNs from a pref
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,7 +18,7 @@ from sfa.aggregate.api_v3 import new_sliver_urn
 from sfa.aggregate.inventory import generate_nodes
 from sfa.aggregate.nm_book import NodeManagerBook, StoredTicket
 from sfa.aggregate.nm_driver import NodeManagerDriver
-from sfa.aggregate.slivers import Sliver, UserKeys
+from sfa.aggregate.slivers import AllocationState, OperationalState, Sliver, UserKeys
 from sfa.aggregate.store import AggregateStore
 from sfa.errors import DatabaseError, InsufficientNodes, SfaError
 from sfa.timeutil import utcnow
@@ -180,3 +181,17 @@ def test_a_new_sliver_urn_is_the_one_hrn_to_urn_gives(authority: str) -> None:
     assert urn == hrn_to_urn(f"{authority}.{name}", "sliver")
     assert urn_to_hrn(urn) == (f"{authority}.{name}", "sliver")
     assert new_sliver_urn(authority) != urn
+
+
+def test_a_sliver_with_changes_is_what_dataclasses_replace_gives() -> None:
+    original = sliver(1, users=(UserKeys("urn:publicid:IDN+plc+user+alice", ("k",)),))
+    changes: dict[str, Any] = {"operational": OperationalState.READY, "error": "",
+                               "allocation": AllocationState.PROVISIONED, "login_user": "x"}
+    changed = original.with_changes(**changes)
+    assert changed == dataclasses.replace(original, **changes)
+    assert hash(changed) == hash(dataclasses.replace(original, **changes))
+    assert original.operational is OperationalState.PENDING_ALLOCATION  # untouched
+    with pytest.raises(TypeError, match="no field 'colour'"):
+        original.with_changes(colour="red")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        changed.error = "x"  # type: ignore[misc]
