@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from sfa.errors import BadArgs, Forbidden, ServerError, SfaError, Unsupported
 from sfa.rpc.xmlrpc_decode import loads
+from sfa.rpc.xmlrpc_encode import method_response
 from sfa.server.envelope import GENERIC_SERVER_ERROR, Envelope, ReplyStyle
 from sfa.server.tls import gid_from_certificates
 from sfa.trust.gid import GID
@@ -113,31 +114,14 @@ class Dispatcher:
             )
 
     def _marshal(self, reply: Any) -> tuple[bytes, int]:
-        """(body, fault code or 0)."""
+        """(body, fault code or 0); integers past 32 bits go as doubles (`widen`)."""
         try:
             if isinstance(reply, xmlrpc.client.Fault):
                 return xmlrpc.client.dumps(reply).encode(), reply.faultCode
-            try:
-                text = xmlrpc.client.dumps((reply,), methodresponse=True, allow_none=True)
-            except OverflowError:  # counters past 32 bits (bytes, nanoseconds of usage)
-                text = xmlrpc.client.dumps((_widen(reply),), methodresponse=True,
-                                           allow_none=True)
-            return text.encode(), 0
+            return method_response(reply), 0
         except (TypeError, OverflowError, ValueError):
             log.failure("{service}: cannot marshal a reply", service=self.service)
             return self._marshal(self.replies.error(ServerError(GENERIC_SERVER_ERROR)))
-
-
-def _widen(value: Any) -> Any:
-    """XML-RPC integers are 32-bit: larger ones, in lists and structs too, become doubles
-    (exact up to 2**53)."""
-    if isinstance(value, int) and not isinstance(value, bool) and not -(2**31) <= value < 2**31:
-        return float(value)
-    if isinstance(value, list | tuple):
-        return [_widen(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _widen(item) for key, item in value.items()}
-    return value
 
 
 def parse_call(data: bytes) -> tuple[tuple[Any, ...], str]:
