@@ -6,6 +6,7 @@ reactor thread.
 
 from __future__ import annotations
 
+import functools
 import xmlrpc.client
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ ANONYMOUS_METHODS = frozenset({"GetVersion"})
 MAX_PARAM_DEPTH = 32
 # The site bounds a request's size ([limits] max_request_bytes) before it gets here.
 MAX_CALL_BYTES = 1 << 31
+# distinct client certificate chains whose GID and log name are kept (a few per peer)
+PEER_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,7 @@ class Dispatcher:
         try:
             params, method = parse_call(data)
             self._admit(method, certificates)
-            peer = gid_from_certificates(certificates)
-            caller = _urn_of(peer)
+            peer, caller = peer_of(certificates)
             context = CallContext(method, peer, address)
             try:
                 result = self.handlers[method](context, params)
@@ -147,6 +149,16 @@ def _unwrap_binary(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _unwrap_binary(item) for key, item in value.items()}
     return value
+
+
+@functools.lru_cache(maxsize=PEER_CACHE_SIZE)
+def peer_of(certificates: tuple[x509.Certificate, ...]) -> tuple[GID | None, str]:
+    """The (unverified) GID of a client's certificate chain and its name for the call log,
+    kept by the chain's exact DER bytes: a client sends the same chain on every call, and the
+    GID's parsed names and fingerprints are then computed once. Whether the chain is trusted
+    now (validity, revocation) is still decided per call by the handler."""
+    peer = gid_from_certificates(certificates)
+    return peer, _urn_of(peer)
 
 
 def _urn_of(peer: GID | None) -> str:

@@ -46,7 +46,10 @@ class ServerTLSContext:
 def _make_context(gid: GID, key: RSAPrivateKey, session_name: str) -> SSL.Context:
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
     context.set_min_proto_version(SSL.TLS1_2_VERSION)
-    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE)
+    # No renegotiation: a connection's client certificate is the one of its handshake
+    # (`XmlRpcResource` reads it once per connection).
+    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE
+                        | SSL.OP_NO_RENEGOTIATION)
     context.set_cipher_list(_TLS12_CIPHERS)
     context.use_certificate(gid.certificate)
     for issuer in gid.chain:

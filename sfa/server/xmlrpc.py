@@ -163,6 +163,8 @@ class ClosableChannel(http.HTTPChannel):
 
     site: XmlRpcSite
     closing = False
+    # the TLS client's certificates, once its first request read them
+    peer_certificates: tuple[x509.Certificate, ...] | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -331,7 +333,7 @@ class XmlRpcResource(resource.Resource):
             if known is not None:
                 self._log(known, started)
                 return _with_headers(request, known.body)
-            certificates = peer_certificates(request.transport)
+            certificates = _connection_certificates(request)
             address = _client_address(request)
             deferred = self.pool.dispatch(self.dispatcher, data, certificates, address)
         except SfaError as error:
@@ -373,6 +375,16 @@ def _body(request: server.Request) -> bytes:
     assert request.content is not None
     request.content.seek(0)
     return request.content.read()
+
+
+def _connection_certificates(request: server.Request) -> tuple[x509.Certificate, ...]:
+    """The client's certificates, read once per connection: TLS renegotiation is off
+    (`sfa.server.tls`), so they cannot change after the handshake."""
+    channel: ClosableChannel = request.channel  # type: ignore[assignment]
+    known = channel.peer_certificates
+    if known is None:
+        known = channel.peer_certificates = peer_certificates(request.transport)
+    return known
 
 
 def _request_limit(request: server.Request) -> int:

@@ -1,0 +1,173 @@
+"""What the server keeps between calls to spend less per call, over real TLS on 127.0.0.1:
+a connection's client certificates (read once: renegotiation is off), the GID of each
+certificate chain, and the fast reply encoder's 32-bit widening."""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+import xmlrpc.client
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
+from twisted.internet.threads import blockingCallFromThread
+
+from sfa.deploy.config import LimitsConfig
+from sfa.errors import GeniCode
+from sfa.server import xmlrpc as xmlrpc_module
+from sfa.server.dispatch import peer_of
+from sfa.server.envelope import FaultReplies
+from sfa.server.listener import RunningService, start_service
+from sfa.server.xmlrpc import CallContext
+from tests.server.conftest import proxy
+
+LIMITS = LimitsConfig(max_request_bytes=20_000, max_concurrent_calls=2, idle_timeout_seconds=5)
+T = TypeVar("T")
+ALICE = "urn:publicid:IDN+srvtest:site+user+alice"
+MALLORY = "urn:publicid:IDN+elsewhere+user+mallory"
+
+
+def _whoami(call: CallContext, params: tuple[Any, ...]) -> dict[str, Any]:
+    peer = call.peer
+    return {"urn": peer.urn if peer else "", "chain": len(peer.chain) if peer else -1}
+
+
+HANDLERS = {
+    "GetVersion": lambda call, params: {"interface": "peer-test"},
+    "WhoAmI": _whoami,
+    "Counters": lambda call, params: {"bytes": 2**40, "list": [2**31 - 1, -(2**31) - 1]},
+}
+
+
+@pytest.fixture(scope="module")
+def service(reactor: Any, test_pki: dict) -> Iterator[RunningService]:
+    identity = test_pki["service"]
+    running = blockingCallFromThread(
+        reactor,
+        lambda: start_service(
+            reactor, name="peer-test", handlers=HANDLERS, replies=FaultReplies(),
+            gid=identity.gid, key=identity.key, host="127.0.0.1", port=0, limits=LIMITS,
+        ),
+    )
+    yield running
+    blockingCallFromThread(reactor, running.stop)
+
+
+def test_interleaved_clients_each_see_their_own_certificate(service: RunningService,
+                                                             test_pki: dict):
+    root = test_pki["root"].cert_file
+    alice = proxy(service.url, root, test_pki["user"])
+    mallory = proxy(service.url, root, test_pki["stranger"])
+    anonymous = proxy(service.url, root)
+    for _ in range(3):
+        assert alice.WhoAmI() == {"urn": ALICE, "chain": 2}
+        assert mallory.WhoAmI() == {"urn": MALLORY, "chain": 0}
+        with pytest.raises(xmlrpc.client.Fault) as caught:
+            anonymous.WhoAmI()
+        assert caught.value.faultCode == GeniCode.FORBIDDEN
+        assert anonymous.GetVersion() == {"interface": "peer-test"}
+
+
+def test_certificates_are_read_once_per_connection(service: RunningService, test_pki: dict,
+                                                   monkeypatch: pytest.MonkeyPatch):
+    reads: list[Any] = []
+    real = xmlrpc_module.peer_certificates
+
+    def counting(transport: Any) -> tuple[x509.Certificate, ...]:
+        reads.append(transport)
+        return real(transport)
+
+    monkeypatch.setattr(xmlrpc_module, "peer_certificates", counting)
+    root = test_pki["root"].cert_file
+    first = proxy(service.url, root, test_pki["user"])
+    for _ in range(4):
+        assert first.WhoAmI()["urn"] == ALICE
+    assert len(reads) == 1
+    second = proxy(service.url, root, test_pki["stranger"])
+    assert second.WhoAmI()["urn"] == MALLORY
+    assert first.WhoAmI()["urn"] == ALICE
+    assert len(reads) == 2 and reads[0] is not reads[1]
+
+
+def _patiently(connection: SSL.Connection, step: Callable[[], T]) -> T:
+    """step() on a non-blocking connection, waiting for the socket up to 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return step()
+        except (SSL.WantReadError, SSL.WantWriteError):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the server did not answer within 10 s") from None
+            select.select([connection], [connection], [], min(left, 0.5))
+
+
+def _tls12_client(url: str, test_pki: dict) -> SSL.Connection:
+    host, port = url.removeprefix("https://").rstrip("/").split(":")
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.set_max_proto_version(SSL.TLS1_2_VERSION)
+    context.use_certificate_chain_file(str(test_pki["user"].cert_file))
+    context.use_privatekey_file(str(test_pki["user"].key_file))
+    raw = socket.create_connection((host, int(port)), timeout=10)
+    raw.setblocking(False)
+    connection = SSL.Connection(context, raw)
+    connection.set_connect_state()
+    _patiently(connection, connection.do_handshake)
+    return connection
+
+
+def _call(connection: SSL.Connection, method: str) -> bytes:
+    body = xmlrpc.client.dumps((), method).encode()
+    request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+               + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    _patiently(connection, lambda: connection.sendall(request))
+    reply = b""
+    while b"</methodResponse>" not in reply:
+        reply += _patiently(connection, lambda: connection.recv(65536))
+    return reply.split(b"\r\n\r\n", 1)[1]
+
+
+def test_tls12_renegotiation_is_refused_and_the_identity_stays(service: RunningService,
+                                                                test_pki: dict):
+    """The certificates a connection presented are kept for its life; a client cannot swap
+    them by renegotiating (TLS 1.3 has no renegotiation at all)."""
+    connection = _tls12_client(service.url, test_pki)
+    try:
+        assert xmlrpc.client.loads(_call(connection, "WhoAmI"))[0][0]["urn"] == ALICE
+        assert connection.renegotiate()
+        with pytest.raises(SSL.Error):
+            _patiently(connection, connection.do_handshake)
+            _call(connection, "WhoAmI")
+    finally:
+        connection.close()
+    assert proxy(service.url, test_pki["root"].cert_file, test_pki["user"]).WhoAmI()["urn"] \
+        == ALICE  # the server goes on
+
+
+def test_integers_past_32_bits_reach_the_client_as_doubles(service: RunningService,
+                                                           test_pki: dict):
+    client = proxy(service.url, test_pki["root"].cert_file, test_pki["user"])
+    reply = client.Counters()
+    assert reply == {"bytes": float(2**40), "list": [2**31 - 1, float(-(2**31) - 1)]}
+    assert isinstance(reply["bytes"], float) and isinstance(reply["list"][0], int)
+
+
+def test_a_chain_rebuilt_from_der_names_the_same_gid(test_pki: dict):
+    """Worker processes rebuild the certificates from DER on every call: the GID (and what
+    its parsing cached) is shared by the exact bytes, and other chains get their own."""
+    def chain(name: str) -> tuple[x509.Certificate, ...]:
+        gid = test_pki[name].gid
+        return tuple(x509.load_der_x509_certificate(cert.public_bytes(Encoding.DER))
+                     for cert in (gid.certificate, *gid.chain))
+
+    alice, caller = peer_of(chain("user"))
+    assert alice is not None and caller == ALICE and len(alice.chain) == 2
+    assert peer_of(chain("user"))[0] is alice
+    assert peer_of(chain("user")[:1])[0] is not alice  # the leaf alone is another chain
+    assert peer_of(chain("stranger"))[1] == "self-signed"
+    assert peer_of(()) == (None, "-")
