@@ -136,6 +136,18 @@ class LimitedRequest(server.Request):
         kwargs["parsePOSTFormSubmission"] = False
         super().__init__(*args, **kwargs)
 
+    def process(self) -> None:
+        """Render the site's one resource, whatever the path (it is a leaf), with a Date
+        header and no Server banner."""
+        channel: Any = self.channel
+        self.site = channel.site
+        self.setHeader(b"date", http.datetimeToString())
+        self.prepath, self.postpath = [], []
+        try:
+            self.render(self.site.resource)
+        except BaseException:
+            self.processingFailed(Failure())
+
     def gotLength(self, length: int | None) -> None:
         limit = _request_limit(self)
         if length is not None and length > limit:
@@ -262,6 +274,9 @@ class XmlRpcSite(server.Site):
         self.header_timeout = header_timeout
         self.displayTracebacks = False
         self.channels: set[ClosableChannel] = set()
+
+    def log(self, request: Any) -> None:
+        """No access log line: the resource logs every call (method, caller, code, time)."""
 
     def buildProtocol(self, addr: Any) -> Any:
         channel = super().buildProtocol(addr)

@@ -1,6 +1,7 @@
-"""What the server keeps between calls to spend less per call, over real TLS on 127.0.0.1:
-a connection's client certificates (read once: renegotiation is off), the GID of each
-certificate chain, and the fast reply encoder's 32-bit widening."""
+"""What the server does to spend less per call, over real TLS on 127.0.0.1: it keeps a
+connection's client certificates (read once: renegotiation is off) and the GID of each
+certificate chain, writes replies with the fast encoder (32-bit widening), renders its one
+resource without traversal or banner, and writes one log line per call (no access log)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 from twisted.internet.threads import blockingCallFromThread
+from twisted.logger import formatEvent, globalLogPublisher
 
 from sfa.deploy.config import LimitsConfig
 from sfa.errors import GeniCode
@@ -24,7 +26,7 @@ from sfa.server.dispatch import peer_of
 from sfa.server.envelope import FaultReplies
 from sfa.server.listener import RunningService, start_service
 from sfa.server.xmlrpc import CallContext
-from tests.server.conftest import proxy
+from tests.server.conftest import client_context, proxy
 
 LIMITS = LimitsConfig(max_request_bytes=20_000, max_concurrent_calls=2, idle_timeout_seconds=5)
 T = TypeVar("T")
@@ -171,3 +173,58 @@ def test_a_chain_rebuilt_from_der_names_the_same_gid(test_pki: dict):
     assert peer_of(chain("user")[:1])[0] is not alice  # the leaf alone is another chain
     assert peer_of(chain("stranger"))[1] == "self-signed"
     assert peer_of(()) == (None, "-")
+
+
+def _raw(url: str, test_pki: dict, request: bytes) -> tuple[bytes, bytes]:
+    """(status line and headers, body) of one request on its own TLS connection."""
+    host, port = url.removeprefix("https://").rstrip("/").split(":")
+    context = client_context(test_pki["root"].cert_file, test_pki["user"])
+    with socket.create_connection((host, int(port)), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as tls:
+        tls.sendall(request)
+        reply = b""
+        while chunk := tls.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return head, body
+
+
+def _post(path: str, body: bytes) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+def test_replies_carry_a_date_and_no_server_banner(service: RunningService, test_pki: dict):
+    head, body = _raw(service.url, test_pki, _post("/", xmlrpc.client.dumps((), "WhoAmI").encode()))
+    lines = head.lower().split(b"\r\n")
+    assert lines[0] == b"http/1.1 200 ok"
+    assert not [line for line in lines if line.startswith(b"server:")]
+    assert [line for line in lines if line.startswith(b"date:")]
+    assert xmlrpc.client.loads(body)[0][0]["urn"] == ALICE
+
+
+def test_every_path_is_the_endpoint_and_get_is_not_allowed(service: RunningService,
+                                                           test_pki: dict):
+    call = xmlrpc.client.dumps((), "WhoAmI").encode()
+    assert xmlrpc.client.loads(_raw(service.url, test_pki, _post("/RPC2/x", call))[1])[0][0] \
+        == {"urn": ALICE, "chain": 2}
+    head, body = _raw(service.url, test_pki,
+                      b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405 ")
+    assert b"\r\nallow: post" in head.lower()
+    assert b"POST XML-RPC calls here" in body
+
+
+def test_one_log_line_per_call_and_no_access_log(service: RunningService, test_pki: dict):
+    events: list[dict[str, Any]] = []
+    observer = events.append
+    globalLogPublisher.addObserver(observer)
+    try:
+        client = proxy(service.url, test_pki["root"].cert_file, test_pki["user"])
+        assert client.WhoAmI()["urn"] == ALICE
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    texts = [formatEvent(event) for event in events]
+    calls = [text for text in texts if text.startswith("peer-test WhoAmI")]
+    assert len(calls) == 1 and f"caller={ALICE} code=0" in calls[0]
+    assert not [text for text in texts if '"POST / HTTP/1.1"' in text]
