@@ -67,7 +67,9 @@ def _stock_response(value: Any) -> bytes:
 
 
 def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if "&" in text or "<" in text or ">" in text:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text
 
 
 def _write(value: Any, write: Write, path: set[int]) -> None:
@@ -134,7 +136,14 @@ def _array(value: list[Any] | tuple[Any, ...], write: Write, path: set[int]) -> 
     key = _enter(value, path, "sequences")
     write("<value><array><data>\n")
     for item in value:
-        _write(item, write, path)
+        # strings and 32-bit integers, most of any reply, inline: a call fewer for each
+        kind = type(item)
+        if kind is str:
+            write(f"<value><string>{_escape(item)}</string></value>\n")
+        elif kind is int and _MININT <= item <= _MAXINT:
+            write(f"<value><int>{item}</int></value>\n")
+        else:
+            _write(item, write, path)
     write("</data></array></value>\n")
     path.discard(key)
 
@@ -145,9 +154,17 @@ def _struct(value: dict[Any, Any], write: Write, path: set[int]) -> None:
     for name, item in value.items():
         if not isinstance(name, str):
             raise TypeError("dictionary key must be string")
-        write(f"<member>\n<name>{_escape(name)}</name>\n")
-        _write(item, write, path)
-        write("</member>\n")
+        kind = type(item)  # as in _array
+        if kind is str:
+            write(f"<member>\n<name>{_escape(name)}</name>\n"
+                  f"<value><string>{_escape(item)}</string></value>\n</member>\n")
+        elif kind is int and _MININT <= item <= _MAXINT:
+            write(f"<member>\n<name>{_escape(name)}</name>\n"
+                  f"<value><int>{item}</int></value>\n</member>\n")
+        else:
+            write(f"<member>\n<name>{_escape(name)}</name>\n")
+            _write(item, write, path)
+            write("</member>\n")
     write("</struct></value>\n")
     path.discard(key)
 
