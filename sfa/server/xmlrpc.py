@@ -364,6 +364,7 @@ class XmlRpcResource(resource.Resource):
         # replies of methods whose answer never changes, by the exact request body
         self.constant_methods = constant_methods
         self._constant: dict[bytes, CallOutcome] = {}
+        self._longest_constant = -1  # no body is looked up (and hashed) past this length
         self.dispatcher = Dispatcher(
             service=service, handlers=handlers, replies=replies,
             anonymous_methods=anonymous_methods,
@@ -380,7 +381,7 @@ class XmlRpcResource(resource.Resource):
         started = time.perf_counter()
         try:
             data = _body(request)
-            known = self._constant.get(data)
+            known = self._constant.get(data) if len(data) <= self._longest_constant else None
             if known is not None:
                 self._log(known, started)
                 return _with_headers(request, known.body)
@@ -403,7 +404,9 @@ class XmlRpcResource(resource.Resource):
         self._log(outcome, started)
         if (outcome.method in self.constant_methods and outcome.code == 0
                 and len(self._constant) < _CONSTANT_BODIES):
-            self._constant[_body(request)] = outcome
+            body = _body(request)
+            self._constant[body] = outcome
+            self._longest_constant = max(self._longest_constant, len(body))
         if not request._disconnected:
             request.write(_with_headers(request, outcome.body))
             request.finish()

@@ -25,7 +25,8 @@ from sfa.server import xmlrpc as xmlrpc_module
 from sfa.server.dispatch import peer_of
 from sfa.server.envelope import FaultReplies
 from sfa.server.listener import RunningService, start_service
-from sfa.server.xmlrpc import CallContext
+from sfa.server.tls import ServerTLSContext
+from sfa.server.xmlrpc import CallContext, CallPool, XmlRpcResource, XmlRpcSite
 from tests.server.conftest import client_context, proxy
 
 LIMITS = LimitsConfig(max_request_bytes=20_000, max_concurrent_calls=2, idle_timeout_seconds=5)
@@ -228,3 +229,42 @@ def test_one_log_line_per_call_and_no_access_log(service: RunningService, test_p
     calls = [text for text in texts if text.startswith("peer-test WhoAmI")]
     assert len(calls) == 1 and f"caller={ALICE} code=0" in calls[0]
     assert not [text for text in texts if '"POST / HTTP/1.1"' in text]
+
+
+def test_constant_replies_are_kept_by_the_exact_body(reactor: Any, test_pki: dict):
+    """A method whose reply never changes (the AM's GetVersion) runs once per distinct request
+    body; other methods, and other bodies, still reach their handlers."""
+    runs: list[str] = []
+
+    def version(call: CallContext, params: tuple[Any, ...]) -> dict[str, Any]:
+        runs.append("GetVersion")
+        return {"api": 3, "params": list(params)}
+
+    def whoami(call: CallContext, params: tuple[Any, ...]) -> dict[str, Any]:
+        runs.append("WhoAmI")
+        return _whoami(call, params)
+
+    identity = test_pki["service"]
+
+    def listen() -> Any:
+        pool = CallPool(reactor, 2, name="constant-test")
+        root = XmlRpcResource(service="constant-test", replies=FaultReplies(), pool=pool,
+                              handlers={"GetVersion": version, "WhoAmI": whoami},
+                              constant_methods=frozenset({"GetVersion"}))
+        site = XmlRpcSite(root, max_request_bytes=20_000, idle_timeout=5)
+        return pool, site, reactor.listenSSL(
+            0, site, ServerTLSContext(identity.gid, identity.key), interface="127.0.0.1")
+
+    pool, site, port = blockingCallFromThread(reactor, listen)
+    try:
+        client = proxy(f"https://127.0.0.1:{port.getHost().port}/", test_pki["root"].cert_file,
+                       test_pki["user"])
+        assert client.GetVersion() == client.GetVersion() == {"api": 3, "params": []}
+        assert client.GetVersion({"x": 1}) == {"api": 3, "params": [{"x": 1}]}
+        assert client.GetVersion({"x": 1})["params"] == [{"x": 1}]
+        assert client.WhoAmI()["urn"] == client.WhoAmI()["urn"] == ALICE
+        assert runs == ["GetVersion", "GetVersion", "WhoAmI", "WhoAmI"]
+    finally:
+        blockingCallFromThread(reactor, port.stopListening)
+        blockingCallFromThread(reactor, pool.stop)
+        blockingCallFromThread(reactor, site.close_connections)
