@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 import time
 import xmlrpc.client
 from collections.abc import Callable, Iterator
@@ -268,3 +269,77 @@ def test_constant_replies_are_kept_by_the_exact_body(reactor: Any, test_pki: dic
         blockingCallFromThread(reactor, port.stopListening)
         blockingCallFromThread(reactor, pool.stop)
         blockingCallFromThread(reactor, site.close_connections)
+
+
+@pytest.fixture(scope="module")
+def deadline_service(reactor: Any, test_pki: dict) -> Iterator[RunningService]:
+    """The test service with a long idle timeout and a 1 s header deadline."""
+    identity = test_pki["service"]
+    limits = LimitsConfig(idle_timeout_seconds=60, header_timeout_seconds=1)
+    running = blockingCallFromThread(
+        reactor,
+        lambda: start_service(
+            reactor, name="peer-test", handlers=HANDLERS, replies=FaultReplies(),
+            gid=identity.gid, key=identity.key, host="127.0.0.1", port=0, limits=limits,
+        ),
+    )
+    yield running
+    blockingCallFromThread(reactor, running.stop)
+
+
+def _open(url: str, test_pki: dict) -> ssl.SSLSocket:
+    host, port = url.removeprefix("https://").rstrip("/").split(":")
+    context = client_context(test_pki["root"].cert_file, test_pki["user"])
+    return context.wrap_socket(socket.create_connection((host, int(port)), timeout=10),
+                               server_hostname=host)
+
+
+def _reply(tls: ssl.SSLSocket) -> bytes:
+    reply = b""
+    while b"</methodResponse>" not in reply:
+        chunk = tls.recv(65536)
+        assert chunk, "the server closed the connection"
+        reply += chunk
+    return reply
+
+
+def _closed_within(tls: ssl.SSLSocket, seconds: float) -> float | None:
+    """Seconds until the server closed the connection, None if it stayed open that long."""
+    started = time.monotonic()
+    tls.settimeout(seconds)
+    try:
+        data = tls.recv(1024)
+    except TimeoutError:
+        return None
+    except (ConnectionResetError, ssl.SSLError):
+        return time.monotonic() - started
+    assert data == b"", data
+    return time.monotonic() - started
+
+
+WHOAMI = xmlrpc.client.dumps((), "WhoAmI").encode()
+HEAD = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+        + f"Content-Length: {len(WHOAMI)}\r\n".encode())
+
+
+def test_a_head_in_two_reads_within_the_deadline_is_served(deadline_service: RunningService,
+                                                            test_pki: dict):
+    with _open(deadline_service.url, test_pki) as tls:
+        tls.sendall(HEAD[:20])
+        assert _closed_within(tls, 0.4) is None
+        tls.settimeout(10)
+        tls.sendall(HEAD[20:] + b"\r\n" + WHOAMI)
+        assert ALICE.encode() in _reply(tls)
+
+
+def test_a_head_left_unfinished_after_a_served_call_hits_the_deadline(
+        deadline_service: RunningService, test_pki: dict):
+    """A whole request and the start of the next in one write: the second head, never
+    finished, is cut off by the deadline (1 s), long before the idle timeout (60 s)."""
+    with _open(deadline_service.url, test_pki) as tls:
+        tls.sendall(HEAD + b"\r\n" + WHOAMI + HEAD[:30])
+        assert ALICE.encode() in _reply(tls)
+        closed_after = _closed_within(tls, 20)
+    assert closed_after is not None and closed_after < 20
+    assert proxy(deadline_service.url, test_pki["root"].cert_file, test_pki["user"]).WhoAmI()[
+        "urn"] == ALICE
