@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 from twisted.internet.defer import Deferred
+from twisted.internet.selectreactor import SelectReactor
 from twisted.internet.threads import blockingCallFromThread
 
 from sfa.deploy.config import LimitsConfig
 from sfa.errors import GeniCode, ServerError
 from sfa.server.envelope import FaultReplies
 from sfa.server.listener import RunningService, start_service
+from sfa.server.reactor import event_loop
 from sfa.server.xmlrpc import CallContext, CallPool
 from tests.server.conftest import proxy, wait_deferred
 
@@ -154,3 +156,39 @@ def test_stop_finishes_queued_calls_then_refuses(reactor: Any):
     with pytest.raises(ServerError, match="shutting down"):
         blockingCallFromThread(reactor, pool.run, slow, 9)
     blockingCallFromThread(reactor, pool.stop)  # idempotent
+
+
+def test_results_reach_a_reactor_that_is_not_asyncio():
+    """Under any other reactor (the benchmarks' node processes run the default one) results
+    come back through callFromThread: a real select reactor in its own thread here."""
+    other = SelectReactor()
+    thread = threading.Thread(target=other.run, kwargs={"installSignalHandlers": False},
+                              daemon=True)
+    thread.start()
+    try:
+        pool = blockingCallFromThread(other, CallPool, other, 2, "pool-select")
+        assert pool._to_reactor == other.callFromThread
+        seen: list[str] = []
+
+        def run() -> Deferred[Any]:
+            return pool.run(lambda: 6 * 7).addCallback(
+                lambda value: seen.append(threading.current_thread().name) or value)
+
+        assert blockingCallFromThread(other, run) == 42
+        assert seen == [thread.name]
+        with pytest.raises(ZeroDivisionError):
+            blockingCallFromThread(other, pool.run, lambda: 1 / 0)
+        blockingCallFromThread(other, pool.stop)
+    finally:
+        other.callFromThread(other.stop)
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_under_the_asyncio_reactor_results_go_straight_to_its_loop(reactor: Any):
+    pool = blockingCallFromThread(reactor, CallPool, reactor, 1, "pool-asyncio")
+    try:
+        assert pool._to_reactor == event_loop(reactor).call_soon_threadsafe
+        assert _run(reactor, pool, lambda: "done") == "done"
+    finally:
+        blockingCallFromThread(reactor, pool.stop)
