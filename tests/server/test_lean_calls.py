@@ -29,6 +29,7 @@ from sfa.server.listener import RunningService, start_service
 from sfa.server.tls import ServerTLSContext
 from sfa.server.xmlrpc import CallContext, CallPool, XmlRpcResource, XmlRpcSite
 from tests.server.conftest import client_context, proxy
+from tests.server.test_xmlrpc import _tls
 
 LIMITS = LimitsConfig(max_request_bytes=20_000, max_concurrent_calls=2, idle_timeout_seconds=5)
 T = TypeVar("T")
@@ -48,18 +49,22 @@ HANDLERS = {
 }
 
 
-@pytest.fixture(scope="module")
-def service(reactor: Any, test_pki: dict) -> Iterator[RunningService]:
+def _serving(reactor: Any, test_pki: dict, limits: LimitsConfig) -> Iterator[RunningService]:
     identity = test_pki["service"]
     running = blockingCallFromThread(
         reactor,
         lambda: start_service(
             reactor, name="peer-test", handlers=HANDLERS, replies=FaultReplies(),
-            gid=identity.gid, key=identity.key, host="127.0.0.1", port=0, limits=LIMITS,
+            gid=identity.gid, key=identity.key, host="127.0.0.1", port=0, limits=limits,
         ),
     )
     yield running
     blockingCallFromThread(reactor, running.stop)
+
+
+@pytest.fixture(scope="module")
+def service(reactor: Any, test_pki: dict) -> Iterator[RunningService]:
+    yield from _serving(reactor, test_pki, LIMITS)
 
 
 def test_interleaved_clients_each_see_their_own_certificate(service: RunningService,
@@ -274,24 +279,8 @@ def test_constant_replies_are_kept_by_the_exact_body(reactor: Any, test_pki: dic
 @pytest.fixture(scope="module")
 def deadline_service(reactor: Any, test_pki: dict) -> Iterator[RunningService]:
     """The test service with a long idle timeout and a 1 s header deadline."""
-    identity = test_pki["service"]
-    limits = LimitsConfig(idle_timeout_seconds=60, header_timeout_seconds=1)
-    running = blockingCallFromThread(
-        reactor,
-        lambda: start_service(
-            reactor, name="peer-test", handlers=HANDLERS, replies=FaultReplies(),
-            gid=identity.gid, key=identity.key, host="127.0.0.1", port=0, limits=limits,
-        ),
-    )
-    yield running
-    blockingCallFromThread(reactor, running.stop)
-
-
-def _open(url: str, test_pki: dict) -> ssl.SSLSocket:
-    host, port = url.removeprefix("https://").rstrip("/").split(":")
-    context = client_context(test_pki["root"].cert_file, test_pki["user"])
-    return context.wrap_socket(socket.create_connection((host, int(port)), timeout=10),
-                               server_hostname=host)
+    yield from _serving(reactor, test_pki,
+                        LimitsConfig(idle_timeout_seconds=60, header_timeout_seconds=1))
 
 
 def _reply(tls: ssl.SSLSocket) -> bytes:
@@ -324,7 +313,7 @@ HEAD = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
 
 def test_a_head_in_two_reads_within_the_deadline_is_served(deadline_service: RunningService,
                                                             test_pki: dict):
-    with _open(deadline_service.url, test_pki) as tls:
+    with _tls(deadline_service.url, test_pki) as tls:
         tls.sendall(HEAD[:20])
         assert _closed_within(tls, 0.4) is None
         tls.settimeout(10)
@@ -336,7 +325,7 @@ def test_a_head_left_unfinished_after_a_served_call_hits_the_deadline(
         deadline_service: RunningService, test_pki: dict):
     """A whole request and the start of the next in one write: the second head, never
     finished, is cut off by the deadline (1 s), long before the idle timeout (60 s)."""
-    with _open(deadline_service.url, test_pki) as tls:
+    with _tls(deadline_service.url, test_pki) as tls:
         tls.sendall(HEAD + b"\r\n" + WHOAMI + HEAD[:30])
         assert ALICE.encode() in _reply(tls)
         closed_after = _closed_within(tls, 20)
