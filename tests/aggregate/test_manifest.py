@@ -22,8 +22,12 @@ def test_user_elements_are_parsed_once_per_user_and_read_back_exactly(
     manifest_module._user_element.cache_clear()
     parsed: list[Any] = []
     real = manifest_module.parse_xml
-    monkeypatch.setattr(manifest_module, "parse_xml",
-                        lambda text, **kw: parsed.append(text) or real(text, **kw))
+
+    def counted(text, **kw):
+        parsed.append(text)
+        return real(text, **kw)
+
+    monkeypatch.setattr(manifest_module, "parse_xml", counted)
     nodes = {n.urn: n for n in generate_nodes("plc", 30)}
     when = datetime(2030, 1, 1, tzinfo=UTC)
     users = (UserKeys("urn:publicid:IDN+plc+user+al'i\"ce", ("ssh-rsa AAAA <x>&y", "k2")),

@@ -153,8 +153,12 @@ def test_a_slice_key_is_parsed_once_and_a_new_one_never(
         monkeypatch: pytest.MonkeyPatch) -> None:
     loads: list[Any] = []
     real_load = nm_driver.load_private_key
-    monkeypatch.setattr(nm_driver, "load_private_key",
-                        lambda pem: loads.append(pem) or real_load(pem))
+
+    def counted(pem):
+        loads.append(pem)
+        return real_load(pem)
+
+    monkeypatch.setattr(nm_driver, "load_private_key", counted)
     driver = NodeManagerDriver(store, book, client=None,  # type: ignore[arg-type]
                                signer=pki.plc.gid, key=pki.plc.key)
     made, public = driver._slice_key(SLICE1)

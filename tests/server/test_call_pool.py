@@ -122,8 +122,12 @@ def test_results_and_errors_come_back_in_the_reactor_thread(reactor: Any):
 
         def on_reactor() -> Deferred[Any]:
             deferred = pool.run(threading.current_thread)
-            return deferred.addCallback(
-                lambda worker: fired_in.append(threading.current_thread().name) or worker)
+
+            def fired(worker: Any) -> Any:
+                fired_in.append(threading.current_thread().name)
+                return worker
+
+            return deferred.addCallback(fired)
 
         worker = wait_deferred(reactor, on_reactor)
         assert worker.name.startswith("pool-unit-")
@@ -171,8 +175,12 @@ def test_results_reach_a_reactor_that_is_not_asyncio():
         seen: list[str] = []
 
         def run() -> Deferred[Any]:
-            return pool.run(lambda: 6 * 7).addCallback(
-                lambda value: seen.append(threading.current_thread().name) or value)
+
+            def fired(value: Any) -> Any:
+                seen.append(threading.current_thread().name)
+                return value
+
+            return pool.run(lambda: 6 * 7).addCallback(fired)
 
         assert blockingCallFromThread(other, run) == 42
         assert seen == [thread.name]

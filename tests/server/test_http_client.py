@@ -442,7 +442,8 @@ def test_a_request_leaves_at_once_and_a_long_one_arrives_whole(reactor: Any,
 
     queued_nothing, asked = blockingCallFromThread(reactor, ask)
     assert queued_nothing  # sent before the reactor's next iteration
-    blockingCallFromThread(reactor, lambda: asked)
+    waited: Any = asked
+    blockingCallFromThread(reactor, lambda: waited)
     big = "x" * 8_000_000  # more than the socket takes at once: the rest is queued, in order
     long_call = NodeCall("urn:publicid:IDN+w16a+node+n1", served.url, "Echo", (big,))
     assert call_many(reactor, served, [long_call])[0].ok

@@ -67,6 +67,11 @@ def service(reactor: Any, test_pki: dict) -> Iterator[RunningService]:
     yield from _serving(reactor, test_pki, LIMITS)
 
 
+def _value(body: bytes) -> Any:
+    """The one value of an XML-RPC reply."""
+    return xmlrpc.client.loads(body)[0][0]
+
+
 def test_interleaved_clients_each_see_their_own_certificate(service: RunningService,
                                                              test_pki: dict):
     root = test_pki["root"].cert_file
@@ -147,7 +152,7 @@ def test_tls12_renegotiation_is_refused_and_the_identity_stays(service: RunningS
     them by renegotiating (TLS 1.3 has no renegotiation at all)."""
     connection = _tls12_client(service.url, test_pki)
     try:
-        assert xmlrpc.client.loads(_call(connection, "WhoAmI"))[0][0]["urn"] == ALICE
+        assert _value(_call(connection, "WhoAmI"))["urn"] == ALICE
         assert connection.renegotiate()
         with pytest.raises(SSL.Error):
             _patiently(connection, connection.do_handshake)
@@ -207,13 +212,13 @@ def test_replies_carry_a_date_and_no_server_banner(service: RunningService, test
     assert lines[0] == b"http/1.1 200 ok"
     assert not [line for line in lines if line.startswith(b"server:")]
     assert [line for line in lines if line.startswith(b"date:")]
-    assert xmlrpc.client.loads(body)[0][0]["urn"] == ALICE
+    assert _value(body)["urn"] == ALICE
 
 
 def test_every_path_is_the_endpoint_and_get_is_not_allowed(service: RunningService,
                                                            test_pki: dict):
     call = xmlrpc.client.dumps((), "WhoAmI").encode()
-    assert xmlrpc.client.loads(_raw(service.url, test_pki, _post("/RPC2/x", call))[1])[0][0] \
+    assert _value(_raw(service.url, test_pki, _post("/RPC2/x", call))[1]) \
         == {"urn": ALICE, "chain": 2}
     head, body = _raw(service.url, test_pki,
                       b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -224,7 +229,7 @@ def test_every_path_is_the_endpoint_and_get_is_not_allowed(service: RunningServi
 
 def test_one_log_line_per_call_and_no_access_log(service: RunningService, test_pki: dict):
     events: list[dict[str, Any]] = []
-    observer = events.append
+    observer: Any = events.append
     globalLogPublisher.addObserver(observer)
     try:
         client = proxy(service.url, test_pki["root"].cert_file, test_pki["user"])
