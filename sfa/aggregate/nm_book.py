@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sfa.storage.db import Database
+from sfa.storage.db import Database, in_lists
 from sfa.trust.gid import GID
 
 
@@ -135,9 +135,7 @@ class NodeManagerBook:
         """The stored tickets of these slivers (absent ones are missing)."""
         found: dict[str, StoredTicket] = {}
         with self.database.snapshot() as handle:
-            for start in range(0, len(sliver_urns), 500):
-                chunk = list(sliver_urns[start:start + 500])
-                marks = ", ".join("?" for _ in chunk)
+            for chunk, marks in in_lists(sliver_urns):
                 query = f"SELECT * FROM tickets WHERE sliver_urn IN ({marks})"  # noqa: S608
                 for row in handle.query(query, chunk):
                     found[row["sliver_urn"]] = StoredTicket(

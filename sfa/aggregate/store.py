@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -19,7 +19,7 @@ from typing import Any
 import sqlite_utils
 
 from sfa.errors import AlreadyExists, InsufficientNodes, SearchFailed
-from sfa.storage.db import Database, Migration
+from sfa.storage.db import Database, Migration, in_lists
 from sfa.timeutil import format_rfc3339, parse_rfc3339
 
 from .inventory import Node, NodeResources
@@ -295,9 +295,7 @@ class AggregateStore:
         """The slivers among `urns` that exist, in the order given."""
         found: dict[str, Sliver] = {}
         with self.database.snapshot() as handle:
-            for start in range(0, len(urns), 500):
-                chunk = list(urns[start:start + 500])
-                marks = ", ".join("?" for _ in chunk)
+            for chunk, marks in in_lists(urns):
                 query = f"SELECT * FROM slivers WHERE urn IN ({marks})"  # noqa: S608
                 found.update((row["urn"], _sliver(row)) for row in handle.query(query, chunk))
         return [found[urn] for urn in urns if urn in found]
@@ -346,8 +344,7 @@ def _claim_slots(handle: sqlite_utils.Database, slivers: Sequence[Sliver]) -> No
     (exclusive, only on a node nobody holds); two queries and one insert for them all."""
     capacity: dict[str, int] = {}
     taken: dict[str, set[int]] = {}
-    for chunk in _chunks(list(dict.fromkeys(s.node_urn for s in slivers))):
-        marks = ", ".join("?" for _ in chunk)
+    for chunk, marks in in_lists(list(dict.fromkeys(s.node_urn for s in slivers))):
         capacity.update(handle.conn.execute(
             f"SELECT urn, capacity FROM nodes WHERE urn IN ({marks})", chunk))  # noqa: S608
         for node_urn, slot in handle.conn.execute(
@@ -370,12 +367,6 @@ def _claim_slots(handle: sqlite_utils.Database, slivers: Sequence[Sliver]) -> No
         rows.extend((node, slot, sliver.urn) for slot in wanted)
     handle.conn.executemany(
         "INSERT INTO claims (node_urn, slot, sliver_urn) VALUES (?, ?, ?)", rows)
-
-
-def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
-    """`items` in lists of at most `size` (SQLite's limit on bound parameters)."""
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def _node_row(node: Node) -> dict[str, Any]:

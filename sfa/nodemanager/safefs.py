@@ -27,12 +27,7 @@ def open_dirs(
     try:
         for part in parts:
             _check_component(part)
-            try:
-                os.mkdir(part, mode, dir_fd=fd)
-                if uid is not None:
-                    os.chown(part, uid, uid, dir_fd=fd, follow_symlinks=False)
-            except FileExistsError:
-                pass
+            _make_dir(fd, part, mode, uid)
             try:
                 child = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
@@ -77,15 +72,21 @@ def ensure_dir(dir_fd: int, name: str, *, mode: int = 0o755, uid: int | None = N
     a plain directory is there already; a symlink or anything else there is refused. Nothing
     is opened: for directories only made here, filled later through `open_dirs`."""
     _check_component(name)
+    if not _make_dir(dir_fd, name, mode, uid):
+        found = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(found.st_mode):
+            raise Forbidden(f"{name}: not a plain directory")
+
+
+def _make_dir(dir_fd: int, name: str, mode: int, uid: int | None) -> bool:
+    """Make the directory `name` (owned by `uid`, when given); False if something is there."""
     try:
         os.mkdir(name, mode, dir_fd=dir_fd)
     except FileExistsError:
-        found = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        if not stat.S_ISDIR(found.st_mode):
-            raise Forbidden(f"{name}: not a plain directory") from None
-        return
+        return False
     if uid is not None:
         os.chown(name, uid, uid, dir_fd=dir_fd, follow_symlinks=False)
+    return True
 
 
 def remove_file(dir_fd: int, name: str) -> None:

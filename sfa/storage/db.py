@@ -193,6 +193,17 @@ class Database:
         self._local = threading.local()
 
 
+MAX_IN_LIST = 500  # values bound in one `IN (...)`, well under SQLite's limit on parameters
+
+
+def in_lists(values: Sequence[str]) -> Iterator[tuple[list[str], str]]:
+    """`values` in lists short enough to bind in one `IN (...)`, each with its placeholders
+    (`?, ?, ...`)."""
+    for start in range(0, len(values), MAX_IN_LIST):
+        chunk = list(values[start:start + MAX_IN_LIST])
+        yield chunk, ", ".join("?" * len(chunk))
+
+
 def _as_dict(cursor: sqlite3.Cursor, row: Sequence[Any]) -> dict[str, Any]:
     return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
 
