@@ -225,7 +225,7 @@ class TwistedNodeClient:
             request = post_request(*target.where, target.path, body)
             expected = self.node_gids(call.node_urn)
         except Exception as exc:  # every failure is this node's reply
-            finish(NodeReply(reachable=False, message=f"{call.url}: {_describe(exc)}"))
+            finish(_failed_reply(call.url, exc))
             return
         _Exchange(self, call.url, target.where, request=request, expected=expected,
                   finish=finish).send(reuse=True)
@@ -348,7 +348,7 @@ class _Exchange:
                 raise ConnectionError(f"HTTP {reply.status}")
             answer = _reply(reply.body)
         except Exception as exc:  # every failure is this node's reply
-            answer = NodeReply(reachable=False, message=f"{self.url}: {_describe(exc)}")
+            answer = _failed_reply(self.url, exc)
         self.finish(answer)
 
     def _failed(self, failure: Failure) -> None:
@@ -360,10 +360,15 @@ class _Exchange:
             self.finish(NodeReply(reachable=False, message=f"no answer from {self.url} "
                                   f"within {self.client.timeout:g} s"))
             return
-        self.finish(NodeReply(reachable=False, message=f"{self.url}: {_describe(error)}"))
+        self.finish(_failed_reply(self.url, error))
 
 
 _NOT_YET = NodeReply(reachable=False, message="not answered")  # a slot call_many fills
+
+
+def _failed_reply(url: str, exc: BaseException) -> NodeReply:
+    """The reply of a call that failed on the way: the node counts as unreachable."""
+    return NodeReply(reachable=False, message=f"{url}: {_describe(exc)}")
 
 
 def _describe(exc: BaseException) -> str:
